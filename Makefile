@@ -1,0 +1,45 @@
+# Two commands on a fresh machine: `make demo` and `make test`. Both create the venv.
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+
+.PHONY: test demo lint typecheck unit bench bench-quick clean
+
+$(STAMP): pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+	$(BIN)/python -m pip install --quiet -e '.[test]'
+	touch $(STAMP)
+
+$(VENV)/.bench-installed: $(STAMP)
+	$(BIN)/python -m pip install --quiet -e '.[bench]'
+	touch $(VENV)/.bench-installed
+
+lint: $(STAMP)
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+
+typecheck: $(STAMP)
+	$(BIN)/mypy
+
+## The whole suite: the session fixture starts a real `mlflow server` (SQLite, loopback, free port).
+test: $(STAMP) lint typecheck
+	$(BIN)/python -m pytest
+
+## Unit tests only (no server): fast feedback while editing.
+unit: $(STAMP)
+	$(BIN)/python -m pytest -m "not integration"
+
+## Starts a local mlflow server, seeds 3 experiments, runs a concurrent cleanup, prints the result.
+demo: $(STAMP)
+	$(BIN)/python -m examples.demo
+
+bench: $(VENV)/.bench-installed
+	$(BIN)/python -m benchmarks
+
+bench-quick: $(VENV)/.bench-installed
+	$(BIN)/python -m benchmarks --quick
+
+clean:
+	rm -rf $(VENV) .mypy_cache .ruff_cache .pytest_cache build dist

@@ -1,0 +1,147 @@
+"""Client configuration, read the MLflow way: explicit arguments first, then the environment.
+
+| setting            | environment variable                  | default |
+|--------------------|---------------------------------------|---------|
+| tracking_uri       | ``MLFLOW_TRACKING_URI``               | required |
+| token (Bearer)     | ``MLFLOW_TRACKING_TOKEN``             | none |
+| username (Basic)   | ``MLFLOW_TRACKING_USERNAME``          | none |
+| password (Basic)   | ``MLFLOW_TRACKING_PASSWORD``          | none |
+| insecure_tls       | ``MLFLOW_TRACKING_INSECURE_TLS``      | false (TLS is verified) |
+| server_cert_path   | ``MLFLOW_TRACKING_SERVER_CERT_PATH``  | system CA bundle |
+| timeout            | ``MLFLOW_HTTP_REQUEST_TIMEOUT``       | 120 s, per request |
+
+As in MLflow's own client, Basic auth is used when both username and password are set,
+otherwise the Bearer token if there is one. Secrets are ``SecretStr``: they never appear in a
+repr, a log line or an error message.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from typing import Annotated, Any, Self
+from urllib.parse import urlsplit, urlunsplit
+
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator, model_validator
+
+from ._exceptions import UsageError
+
+__all__ = ["ClientConfig"]
+
+_TRUE = {"1", "true", "yes", "on"}
+_FALSE = {"0", "false", "no", "off", ""}
+
+
+def _parse_bool(name: str, raw: str) -> bool:
+    value = raw.strip().lower()
+    if value in _TRUE:
+        return True
+    if value in _FALSE:
+        return False
+    raise UsageError(f"{name}: expected true/false, got {raw!r}")
+
+
+def redact_url(url: str) -> str:
+    """Return ``url`` with any ``user:password@`` part replaced by ``***@``."""
+    parts = urlsplit(url)
+    if parts.username is None and parts.password is None:
+        return url
+    host = parts.hostname or ""
+    if parts.port is not None:
+        host = f"{host}:{parts.port}"
+    return urlunsplit((parts.scheme, f"***@{host}", parts.path, parts.query, parts.fragment))
+
+
+class ClientConfig(BaseModel):
+    """How to reach and authenticate to an MLflow tracking server.
+
+    Build it with :meth:`from_env` to follow MLflow's environment conventions, or directly.
+    """
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    tracking_uri: str
+    token: SecretStr | None = None
+    username: str | None = None
+    password: SecretStr | None = None
+    insecure_tls: bool = False
+    server_cert_path: str | None = None
+    timeout: Annotated[float, Field(gt=0, le=3600)] = 120.0
+
+    @field_validator("tracking_uri")
+    @classmethod
+    def _http_uri(cls, value: str) -> str:
+        value = value.strip()
+        parts = urlsplit(value)
+        if parts.scheme not in {"http", "https"} or not parts.netloc:
+            raise ValueError(
+                "tracking_uri must be an http(s):// URL of an MLflow tracking server "
+                f"(got {redact_url(value)!r}); file:, sqlite: and databricks URIs are not "
+                "served over REST by this library"
+            )
+        if parts.username is not None or parts.password is not None:
+            raise ValueError(
+                "tracking_uri must not embed credentials; use username/password or token "
+                "(MLFLOW_TRACKING_USERNAME / MLFLOW_TRACKING_PASSWORD / MLFLOW_TRACKING_TOKEN)"
+            )
+        return value.rstrip("/")
+
+    @model_validator(mode="after")
+    def _credentials_pair(self) -> Self:
+        if (self.username is None) != (self.password is None):
+            raise ValueError("username and password must be given together (Basic auth)")
+        return self
+
+    @property
+    def base_url(self) -> str:
+        """The tracking URI without a trailing slash."""
+        return self.tracking_uri
+
+    @property
+    def auth_scheme(self) -> str | None:
+        """``"basic"``, ``"bearer"`` or ``None``, following MLflow's precedence."""
+        if self.username is not None and self.password is not None:
+            return "basic"
+        if self.token is not None:
+            return "bearer"
+        return None
+
+    @classmethod
+    def from_env(cls, environ: Mapping[str, str] | None = None, **overrides: Any) -> ClientConfig:
+        """Build a config from MLflow's environment variables; explicit ``overrides`` win.
+
+        Args:
+            environ: The environment to read (default: ``os.environ``).
+            **overrides: Field values that take precedence; ``None`` values are ignored.
+
+        Raises:
+            UsageError: a variable cannot be parsed, or no tracking URI is given.
+        """
+        env = os.environ if environ is None else environ
+        values: dict[str, Any] = {}
+        if uri := env.get("MLFLOW_TRACKING_URI"):
+            values["tracking_uri"] = uri
+        if token := env.get("MLFLOW_TRACKING_TOKEN"):
+            values["token"] = token
+        if username := env.get("MLFLOW_TRACKING_USERNAME"):
+            values["username"] = username
+        if password := env.get("MLFLOW_TRACKING_PASSWORD"):
+            values["password"] = password
+        if (insecure := env.get("MLFLOW_TRACKING_INSECURE_TLS")) is not None:
+            values["insecure_tls"] = _parse_bool("MLFLOW_TRACKING_INSECURE_TLS", insecure)
+        if cert := env.get("MLFLOW_TRACKING_SERVER_CERT_PATH"):
+            values["server_cert_path"] = cert
+        if timeout := env.get("MLFLOW_HTTP_REQUEST_TIMEOUT"):
+            try:
+                values["timeout"] = float(timeout)
+            except ValueError:
+                raise UsageError(
+                    f"MLFLOW_HTTP_REQUEST_TIMEOUT: expected seconds, got {timeout!r}"
+                ) from None
+        values.update({key: value for key, value in overrides.items() if value is not None})
+        if "tracking_uri" not in values:
+            raise UsageError(
+                "tracking_uri: no MLflow server given; pass tracking_uri or set "
+                "MLFLOW_TRACKING_URI (e.g. http://127.0.0.1:5000)"
+            )
+        return cls(**values)

@@ -1,0 +1,203 @@
+"""The one error hierarchy of async-trace-delete.
+
+Every failure the library raises is a :class:`TraceDeleteError`. Failures talking to the
+MLflow server are :class:`MlflowApiError` and carry their context: HTTP status, MLflow
+``error_code``, the experiment and the batch size of the call that failed. No ``httpx``
+exception ever escapes the client.
+
+::
+
+    TraceDeleteError
+    ├── UsageError (also ValueError)       bad arguments, caught before any HTTP call
+    ├── EngineClosedError                  submit() on an engine that is not open
+    ├── GuardrailError                     a safety guardrail refused the job before deleting
+    ├── RetryBudgetExhaustedError          the run-wide retry budget is spent
+    └── MlflowApiError                     anything the server (or the road to it) said
+        ├── InvalidParameterError          400 INVALID_PARAMETER_VALUE (message kept)
+        ├── NotFoundError                  404 / RESOURCE_DOES_NOT_EXIST
+        ├── AuthenticationError            401 (basic-auth answers in plain text)
+        ├── PermissionDeniedError          403 (plain text "Permission denied")
+        ├── BatchTooLargeError             503 "too many SQL variables": shrink, don't retry
+        ├── ThrottledError                 429, with Retry-After parsed
+        ├── ServerUnavailableError         503 (e.g. "database is locked"), Retry-After parsed
+        ├── ServerError                    other 5xx
+        ├── InvalidResponseError           a 2xx whose body is not the JSON we expect
+        └── TransportError                 no HTTP answer at all
+            ├── ConnectError               never reached the server: nothing was done
+            └── RequestTimeoutError        sent, no answer in time: outcome unknown
+
+``outcome_unknown`` is true when the server may have carried the request out although we
+never heard so (a read timeout, a connection dropped after sending, a 502/504 from a proxy).
+A delete that ends that way is reported as *ambiguous*, never counted as done or not done.
+"""
+
+from __future__ import annotations
+
+__all__ = [
+    "AuthenticationError",
+    "BatchTooLargeError",
+    "ConnectError",
+    "EngineClosedError",
+    "GuardrailError",
+    "InvalidParameterError",
+    "InvalidResponseError",
+    "MlflowApiError",
+    "NotFoundError",
+    "PermissionDeniedError",
+    "RequestTimeoutError",
+    "RetryBudgetExhaustedError",
+    "ServerError",
+    "ServerUnavailableError",
+    "ThrottledError",
+    "TraceDeleteError",
+    "TransportError",
+    "UsageError",
+]
+
+
+class TraceDeleteError(Exception):
+    """Base class of every error async-trace-delete raises."""
+
+
+class UsageError(TraceDeleteError, ValueError):
+    """Arguments that break a rule; raised before any HTTP call is made."""
+
+
+class EngineClosedError(TraceDeleteError, RuntimeError):
+    """The engine is not open (never entered, or already closed)."""
+
+
+class GuardrailError(TraceDeleteError):
+    """A safety guardrail refused a job before anything was deleted."""
+
+
+class RetryBudgetExhaustedError(TraceDeleteError):
+    """The run-wide retry budget is spent: the server is too sick to keep trying."""
+
+    def __init__(self, message: str, *, last_error: BaseException | None = None) -> None:
+        super().__init__(message)
+        self.last_error = last_error
+
+
+class MlflowApiError(TraceDeleteError):
+    """A call to the MLflow server failed.
+
+    Attributes:
+        message: What the server (or the transport) said, secrets removed.
+        status_code: The HTTP status, or ``None`` when there was no HTTP answer.
+        error_code: MLflow's ``error_code`` (e.g. ``INVALID_PARAMETER_VALUE``), if any.
+        experiment_id: The experiment the call was about, if any.
+        batch_size: How many traces the call asked to delete, if it was a delete.
+        endpoint: The API path that was called.
+        outcome_unknown: True when the server may have done the work anyway.
+        retry_after: Seconds the server asked us to wait, if it said so.
+    """
+
+    outcome_unknown_default = False
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        status_code: int | None = None,
+        error_code: str | None = None,
+        experiment_id: str | None = None,
+        batch_size: int | None = None,
+        endpoint: str | None = None,
+        outcome_unknown: bool | None = None,
+        retry_after: float | None = None,
+    ) -> None:
+        self.message = message
+        self.status_code = status_code
+        self.error_code = error_code
+        self.experiment_id = experiment_id
+        self.batch_size = batch_size
+        self.endpoint = endpoint
+        self.outcome_unknown = (
+            self.outcome_unknown_default if outcome_unknown is None else outcome_unknown
+        )
+        self.retry_after = retry_after
+        super().__init__(self._render())
+
+    def _render(self) -> str:
+        context = []
+        if self.status_code is not None:
+            context.append(f"HTTP {self.status_code}")
+        if self.error_code:
+            context.append(self.error_code)
+        if self.endpoint:
+            context.append(self.endpoint)
+        if self.experiment_id is not None:
+            context.append(f"experiment {self.experiment_id}")
+        if self.batch_size is not None:
+            context.append(f"batch {self.batch_size}")
+        if self.retry_after is not None:
+            context.append(f"retry after {self.retry_after:g}s")
+        if self.outcome_unknown:
+            context.append("outcome unknown")
+        suffix = f" [{', '.join(context)}]" if context else ""
+        return f"{self.message}{suffix}"
+
+    def __reduce__(self) -> tuple[object, ...]:  # pragma: no cover - pickling support
+        return (_rebuild, (type(self), self.message, self.__dict__))
+
+
+def _rebuild(cls: type[MlflowApiError], message: str, state: dict[str, object]) -> MlflowApiError:
+    error = cls.__new__(cls)
+    Exception.__init__(error, message)
+    error.__dict__.update(state)
+    return error
+
+
+class InvalidParameterError(MlflowApiError):
+    """400: the server rejected the parameters (MLflow's message is kept)."""
+
+
+class NotFoundError(MlflowApiError):
+    """404 or ``RESOURCE_DOES_NOT_EXIST``: the experiment (or endpoint) does not exist."""
+
+
+class AuthenticationError(MlflowApiError):
+    """401: credentials missing or wrong."""
+
+
+class PermissionDeniedError(MlflowApiError):
+    """403: authenticated, but not allowed (deleting traces needs MANAGE)."""
+
+
+class BatchTooLargeError(MlflowApiError):
+    """503 "too many SQL variables": the batch is too large for the backend. Shrink it."""
+
+
+class ThrottledError(MlflowApiError):
+    """429: the server (or a gateway) asks us to slow down."""
+
+
+class ServerUnavailableError(MlflowApiError):
+    """503: transient unavailability, e.g. SQLite's "database is locked"."""
+
+
+class ServerError(MlflowApiError):
+    """Any other 5xx answer."""
+
+
+class InvalidResponseError(MlflowApiError):
+    """A success status whose body is not what MLflow sends (truncated, not JSON, wrong shape)."""
+
+    outcome_unknown_default = True
+
+
+class TransportError(MlflowApiError):
+    """No HTTP answer at all: the connection failed, dropped, or timed out."""
+
+    outcome_unknown_default = True
+
+
+class ConnectError(TransportError):
+    """The request never reached the server, so nothing was done."""
+
+    outcome_unknown_default = False
+
+
+class RequestTimeoutError(TransportError):
+    """The request was sent but no answer came in time: the server may have done the work."""

@@ -1,0 +1,244 @@
+"""Job specs: what to delete, validated before any HTTP call.
+
+One frozen model, :class:`DeleteSpec`, encodes every deletion mode of MLflow's docs and the
+rules of ``MlflowClient.delete_traces``:
+
+* **cutoff** — ``max_timestamp_millis`` (or ``older_than``, resolved once at submission):
+  delete traces with ``timestamp_ms <= cutoff``, oldest first, optionally capped by
+  ``max_traces``;
+* **IDs** — ``trace_ids``: delete exactly these (never with a cutoff, never with
+  ``max_traces``, as in MLflow);
+* **selective** — ``filter_string`` (MLflow search grammar, e.g. ``status = 'ERROR'``),
+  optionally narrowed by a cutoff and capped by ``max_traces``.
+
+Every error names the field and the rule. Nothing here talks to the network.
+"""
+
+from __future__ import annotations
+
+import math
+from datetime import timedelta
+from typing import Annotated, Any, Literal, Self
+
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    StrictInt,
+    field_validator,
+    model_validator,
+)
+
+from ._exceptions import GuardrailError
+
+__all__ = ["DeleteSpec", "JobMode", "ResolvedSpec"]
+
+JobMode = Literal["cutoff", "ids", "matching"]
+
+PositiveStrictInt = Annotated[StrictInt, Field(gt=0)]
+
+# A cutoff further in the future than this is a mistake (clock skew allowance, in ms).
+_FUTURE_TOLERANCE_MS = 60_000
+
+
+class DeleteSpec(BaseModel):
+    """One cleanup job on one experiment.
+
+    Args:
+        experiment_id: The experiment's ID. Exactly one of ``experiment_id`` and
+            ``experiment_name``.
+        experiment_name: The experiment's name, resolved to its ID at submission.
+        max_timestamp_millis: Delete traces whose ``timestamp_ms`` is at or before this
+            (milliseconds since the epoch, > 0: some servers read 0 as "delete everything").
+        older_than: The same cutoff given as an age, resolved once at submission.
+        trace_ids: Delete exactly these trace IDs (deduplicated, order kept).
+        filter_string: Delete traces matching this MLflow search filter.
+        max_traces: Delete at most this many traces in the whole job (not with IDs).
+        expect_at_most: Guardrail: refuse the job, before deleting anything, if more than this
+            many traces would be deleted (counted by a dry-run search first).
+        min_retention: Guardrail: refuse a cutoff newer than ``now - min_retention``.
+        allow_match_all: Allow a selective job with an empty filter and no cutoff (it would
+            delete the whole experiment).
+        force: Override ``min_retention``.
+        label: A name for this job in reports and logs (defaults to the experiment).
+    """
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    experiment_id: str | None = None
+    experiment_name: str | None = None
+    max_timestamp_millis: PositiveStrictInt | None = None
+    older_than: timedelta | None = None
+    trace_ids: tuple[str, ...] | None = None
+    filter_string: str | None = None
+    max_traces: PositiveStrictInt | None = None
+    expect_at_most: Annotated[StrictInt, Field(ge=0)] | None = None
+    min_retention: timedelta | None = None
+    allow_match_all: bool = False
+    force: bool = False
+    label: str | None = None
+
+    @field_validator("experiment_id", mode="before")
+    @classmethod
+    def _experiment_id_text(cls, value: Any) -> Any:
+        if isinstance(value, int) and not isinstance(value, bool):
+            return str(value)
+        return value
+
+    @field_validator("experiment_id", "experiment_name")
+    @classmethod
+    def _not_blank(cls, value: str | None) -> str | None:
+        if value is not None and not value.strip():
+            raise ValueError("must not be empty")
+        if value is not None and value != value.strip():
+            raise ValueError("must not start or end with whitespace")
+        return value
+
+    @field_validator("older_than", "min_retention")
+    @classmethod
+    def _positive_duration(cls, value: timedelta | None) -> timedelta | None:
+        if value is not None and value <= timedelta(0):
+            raise ValueError("must be a positive duration")
+        return value
+
+    @field_validator("trace_ids", mode="before")
+    @classmethod
+    def _ids_sequence(cls, value: Any) -> Any:
+        if isinstance(value, str):
+            # pydantic reports ValueError (not TypeError) as a validation error on the field.
+            raise ValueError("must be a list of trace IDs, not a single string")  # noqa: TRY004
+        return value
+
+    @field_validator("trace_ids")
+    @classmethod
+    def _dedupe_ids(cls, value: tuple[str, ...] | None) -> tuple[str, ...] | None:
+        if value is None:
+            return None
+        if not value:
+            raise ValueError("must contain at least one trace ID")
+        for position, trace_id in enumerate(value):
+            if not trace_id or trace_id != trace_id.strip():
+                raise ValueError(
+                    f"trace ID at position {position} is empty or has surrounding whitespace"
+                )
+        return tuple(dict.fromkeys(value))
+
+    @field_validator("filter_string")
+    @classmethod
+    def _filter_text(cls, value: str | None) -> str | None:
+        if value is None:
+            return None
+        return value.strip()
+
+    @model_validator(mode="after")
+    def _mlflow_rules(self) -> Self:
+        if (self.experiment_id is None) == (self.experiment_name is None):
+            raise ValueError("give exactly one of experiment_id and experiment_name")
+        has_cutoff = self.max_timestamp_millis is not None or self.older_than is not None
+        if self.max_timestamp_millis is not None and self.older_than is not None:
+            raise ValueError(
+                "give max_timestamp_millis or older_than, not both (they are the same cutoff)"
+            )
+        if self.trace_ids is not None:
+            if has_cutoff:
+                raise ValueError(
+                    "trace_ids cannot be combined with a cutoff (max_timestamp_millis / "
+                    "older_than): MLflow deletes by cutoff or by IDs, never both"
+                )
+            if self.max_traces is not None:
+                raise ValueError("max_traces cannot be used with trace_ids (MLflow's rule)")
+            if self.filter_string is not None:
+                raise ValueError("filter_string cannot be combined with trace_ids")
+        elif not has_cutoff and self.filter_string is None:
+            raise ValueError(
+                "give a cutoff (max_timestamp_millis or older_than), trace_ids, or a "
+                "filter_string: there is nothing to select traces by"
+            )
+        if (
+            self.filter_string is not None
+            and not self.filter_string
+            and not has_cutoff
+            and not self.allow_match_all
+        ):
+            raise ValueError(
+                "filter_string is empty and there is no cutoff: this would delete every trace "
+                "of the experiment; set allow_match_all=True if that is what you want"
+            )
+        return self
+
+    @property
+    def mode(self) -> JobMode:
+        """Which deletion path the job takes."""
+        if self.trace_ids is not None:
+            return "ids"
+        if self.filter_string:
+            return "matching"
+        return "cutoff"
+
+    @property
+    def experiment(self) -> str:
+        """The experiment as the user named it (ID or name)."""
+        return self.experiment_id if self.experiment_id is not None else str(self.experiment_name)
+
+    def resolve(self, *, now_millis: int, experiment_id: str | None = None) -> ResolvedSpec:
+        """Pin the cutoff and the experiment ID; check the time-dependent rules.
+
+        Args:
+            now_millis: The current time, read once at submission.
+            experiment_id: The ID the experiment name resolved to (for name-based specs).
+
+        Raises:
+            GuardrailError: the cutoff is in the future, or newer than ``min_retention``
+                allows and ``force`` is not set.
+        """
+        resolved_id = self.experiment_id if self.experiment_id is not None else experiment_id
+        if resolved_id is None:
+            raise ValueError("experiment_name must be resolved to an ID before resolve()")
+        cutoff = self.max_timestamp_millis
+        if self.older_than is not None:
+            cutoff = now_millis - math.floor(self.older_than.total_seconds() * 1000)
+            if cutoff <= 0:
+                raise GuardrailError(
+                    f"older_than: {self.older_than} reaches before 1970; the cutoff would be "
+                    f"{cutoff} ms, and cutoffs must be > 0"
+                )
+        if cutoff is not None:
+            if cutoff > now_millis + _FUTURE_TOLERANCE_MS:
+                raise GuardrailError(
+                    f"max_timestamp_millis: {cutoff} is in the future (now is {now_millis}); "
+                    "a future cutoff would delete traces being written right now"
+                )
+            if (
+                self.min_retention is not None
+                and not self.force
+                and cutoff > now_millis - self.min_retention.total_seconds() * 1000
+            ):
+                raise GuardrailError(
+                    f"min_retention: the cutoff {cutoff} keeps less than {self.min_retention} "
+                    "of traces; pass force=True to override"
+                )
+        return ResolvedSpec(spec=self, experiment_id=resolved_id, cutoff_millis=cutoff)
+
+
+class ResolvedSpec(BaseModel):
+    """A spec pinned at submission: concrete experiment ID and cutoff."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    spec: DeleteSpec
+    experiment_id: str
+    cutoff_millis: int | None
+
+    @property
+    def label(self) -> str:
+        """The job's name in reports."""
+        return self.spec.label or self.spec.experiment
+
+    def search_filter(self) -> str:
+        """The MLflow search filter selecting exactly what this job deletes (not for IDs)."""
+        clauses = []
+        if self.spec.filter_string:
+            clauses.append(self.spec.filter_string)
+        if self.cutoff_millis is not None:
+            clauses.append(f"timestamp_ms <= {self.cutoff_millis}")
+        return " AND ".join(clauses)
