@@ -5,8 +5,23 @@ Deletion is irreversible: dry-run first. See the README for the safety model.
 
 from importlib.metadata import PackageNotFoundError, version
 
+from ._batching import BatchSizer, Outcome
 from ._client import Experiment, TracePage, TracesClient, TraceSummary
-from ._config import ClientConfig
+from ._concurrency import ConcurrencyController
+from ._config import ClientConfig, EngineConfig
+from ._engine import Engine, JobHandle, JobStatus
+from ._events import (
+    BatchDeleted,
+    BatchSizeChanged,
+    ConcurrencyChanged,
+    Event,
+    Hook,
+    JobFinished,
+    JobStarted,
+    LoggingHook,
+    RetryScheduled,
+    Throttled,
+)
 from ._exceptions import (
     AuthenticationError,
     BatchTooLargeError,
@@ -27,6 +42,8 @@ from ._exceptions import (
     TransportError,
     UsageError,
 )
+from ._reports import BatchRecord, JobReport, JobState, RunReport
+from ._retry import RetryBudget, RetryPolicy, compute_backoff
 from ._specs import DeleteSpec, ResolvedSpec
 
 try:
@@ -36,23 +53,46 @@ except PackageNotFoundError:  # pragma: no cover - running from a source tree
 
 __all__ = [
     "AuthenticationError",
+    "BatchDeleted",
+    "BatchRecord",
+    "BatchSizeChanged",
+    "BatchSizer",
     "BatchTooLargeError",
     "ClientConfig",
+    "ConcurrencyChanged",
+    "ConcurrencyController",
     "ConnectError",
     "DeleteSpec",
+    "Engine",
     "EngineClosedError",
+    "EngineConfig",
+    "Event",
     "Experiment",
     "GuardrailError",
+    "Hook",
     "InvalidParameterError",
     "InvalidResponseError",
+    "JobFinished",
+    "JobHandle",
+    "JobReport",
+    "JobStarted",
+    "JobState",
+    "JobStatus",
+    "LoggingHook",
     "MlflowApiError",
     "NotFoundError",
+    "Outcome",
     "PermissionDeniedError",
     "RequestTimeoutError",
     "ResolvedSpec",
+    "RetryBudget",
     "RetryBudgetExhaustedError",
+    "RetryPolicy",
+    "RetryScheduled",
+    "RunReport",
     "ServerError",
     "ServerUnavailableError",
+    "Throttled",
     "ThrottledError",
     "TraceDeleteError",
     "TracePage",
@@ -61,4 +101,5 @@ __all__ = [
     "TransportError",
     "UsageError",
     "__version__",
+    "compute_backoff",
 ]

@@ -25,8 +25,9 @@ from urllib.parse import urlsplit, urlunsplit
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator, model_validator
 
 from ._exceptions import UsageError
+from ._retry import RetryPolicy
 
-__all__ = ["ClientConfig"]
+__all__ = ["ClientConfig", "EngineConfig"]
 
 _TRUE = {"1", "true", "yes", "on"}
 _FALSE = {"0", "false", "no", "off", ""}
@@ -145,3 +146,67 @@ class ClientConfig(BaseModel):
                 "MLFLOW_TRACKING_URI (e.g. http://127.0.0.1:5000)"
             )
         return cls(**values)
+
+
+class EngineConfig(BaseModel):
+    """How the engine paces, sizes and retries its delete calls.
+
+    Attributes:
+        client: Where the MLflow server is; ``None`` reads MLflow's environment variables.
+        rate_limit: Delete calls per second across all jobs (evenly spaced, no bursts).
+        max_concurrency: Most delete calls in flight across all jobs.
+        adaptive_concurrency: Adapt the calls in flight between 1 and ``max_concurrency``
+            from measured throughput and latency (start at 1; on SQLite it stays near 1).
+            When false, ``max_concurrency`` calls may always be in flight.
+        target_latency: Seconds one delete call should take. The batch size is steered to
+            it: this is the knob between speed and the server's other users, who wait while
+            a delete runs.
+        initial_batch_size: First ``max_traces`` of a cutoff job (later jobs on the same
+            engine start from what earlier ones learnt).
+        min_batch_size: Smallest batch a cutoff call asks for.
+        max_batch_size: Largest batch a cutoff call asks for.
+        initial_id_chunk: First number of IDs per call for ID and selective jobs.
+        max_id_chunk: Most IDs per call (MLflow's client sends 100; Databricks rejects more).
+        sleep_coefficient: Pause ``coefficient * latency`` after each call of a job, giving
+            other clients room (pt-archiver's ``--sleep-coef``); 0 disables.
+        retry: Retry policy of each call.
+        retry_budget: Retries allowed run-wide before any call succeeded.
+        retry_budget_ratio: Retries earned per successful call.
+        request_timeout: Seconds one delete call may take before it counts as timed out
+            (outcome unknown); ``None`` uses the client's timeout.
+        search_page_size: Page size of searches (dry runs, selective jobs, verification).
+    """
+
+    model_config = ConfigDict(frozen=True, extra="forbid", allow_inf_nan=False)
+
+    client: ClientConfig | None = None
+    rate_limit: Annotated[float, Field(gt=0, le=10_000)] = 20.0
+    max_concurrency: Annotated[int, Field(ge=1, le=64)] = 4
+    adaptive_concurrency: bool = True
+    target_latency: Annotated[float, Field(gt=0, le=600)] = 1.0
+    initial_batch_size: Annotated[int, Field(ge=1)] = 1_000
+    min_batch_size: Annotated[int, Field(ge=1)] = 100
+    max_batch_size: Annotated[int, Field(ge=1, le=1_000_000)] = 100_000
+    initial_id_chunk: Annotated[int, Field(ge=1)] = 100
+    max_id_chunk: Annotated[int, Field(ge=1, le=100_000)] = 1_000
+    sleep_coefficient: Annotated[float, Field(ge=0, le=100)] = 0.0
+    retry: RetryPolicy = Field(default_factory=RetryPolicy)
+    retry_budget: Annotated[int, Field(ge=0)] = 20
+    retry_budget_ratio: Annotated[float, Field(ge=0)] = 0.2
+    request_timeout: Annotated[float, Field(gt=0, le=3600)] | None = None
+    search_page_size: Annotated[int, Field(ge=1, le=500)] = 500
+
+    @model_validator(mode="after")
+    def _bounds(self) -> Self:
+        if not self.min_batch_size <= self.initial_batch_size <= self.max_batch_size:
+            raise ValueError(
+                "batch sizes must satisfy min_batch_size <= initial_batch_size <= "
+                f"max_batch_size (got {self.min_batch_size}, {self.initial_batch_size}, "
+                f"{self.max_batch_size})"
+            )
+        if self.initial_id_chunk > self.max_id_chunk:
+            raise ValueError(
+                f"initial_id_chunk ({self.initial_id_chunk}) must be <= max_id_chunk "
+                f"({self.max_id_chunk})"
+            )
+        return self

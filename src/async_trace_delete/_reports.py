@@ -1,0 +1,138 @@
+"""Frozen reports: what a job and a run did, exactly.
+
+Counts are split three ways and never guessed:
+
+* ``deleted`` — confirmed by the server's answer;
+* ``ambiguous`` — an upper bound on traces a call may have deleted although we never heard
+  back (a timeout, a dropped connection, a gateway error, a cancel while in flight);
+* ``not_found`` — requested IDs the server did not have (ID jobs only).
+"""
+
+from __future__ import annotations
+
+import enum
+
+from pydantic import BaseModel, ConfigDict
+
+from ._specs import JobMode
+
+__all__ = ["BatchRecord", "JobReport", "JobState", "RunReport"]
+
+
+class JobState(enum.StrEnum):
+    """Where a job is in its life."""
+
+    PENDING = "pending"
+    RUNNING = "running"
+    COMPLETED = "completed"
+    CANCELLED = "cancelled"
+    FAILED = "failed"
+
+    @property
+    def finished(self) -> bool:
+        """True for the three final states."""
+        return self in {JobState.COMPLETED, JobState.CANCELLED, JobState.FAILED}
+
+
+class BatchRecord(BaseModel):
+    """One delete call (one attempt).
+
+    Attributes:
+        started_at: Seconds since the engine opened when the call was sent.
+        requested: Traces asked for (``max_traces``, or the number of IDs).
+        deleted: What the server answered; ``None`` when the call failed or its outcome is
+            unknown.
+        latency: Seconds the call took.
+        attempt: 1 for a first try, 2+ for retries.
+        outcome: ``"ok"`` or the failure kind (``"throttled"``, ``"timeout"``, ...).
+        outcome_unknown: The server may have deleted up to ``requested`` traces anyway.
+    """
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    started_at: float
+    requested: int
+    deleted: int | None
+    latency: float
+    attempt: int
+    outcome: str
+    outcome_unknown: bool = False
+
+
+class JobReport(BaseModel):
+    """The final (or current) account of one job."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    label: str
+    experiment_id: str | None
+    mode: JobMode
+    cutoff_millis: int | None
+    max_traces: int | None
+    state: JobState
+    deleted: int
+    ambiguous: int
+    ambiguous_calls: int
+    not_found: int
+    requested_ids: int | None
+    calls: int
+    retries: int
+    errors: tuple[str, ...]
+    error: str | None
+    error_type: str | None
+    batches: tuple[BatchRecord, ...]
+    elapsed: float
+
+    @property
+    def batch_sizes(self) -> tuple[int, ...]:
+        """The batch-size trajectory: what each call asked for, in order."""
+        return tuple(batch.requested for batch in self.batches)
+
+    @property
+    def ok(self) -> bool:
+        """True when the job completed with every count confirmed."""
+        return self.state is JobState.COMPLETED and self.ambiguous == 0
+
+
+class RunReport(BaseModel):
+    """The account of a whole ``Engine.run``: its jobs and their totals."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    jobs: tuple[JobReport, ...]
+    elapsed: float
+
+    @property
+    def deleted(self) -> int:
+        """Traces confirmed deleted, over all jobs."""
+        return sum(job.deleted for job in self.jobs)
+
+    @property
+    def ambiguous(self) -> int:
+        """Upper bound of traces possibly deleted without confirmation, over all jobs."""
+        return sum(job.ambiguous for job in self.jobs)
+
+    @property
+    def calls(self) -> int:
+        """Delete calls made (attempts included)."""
+        return sum(job.calls for job in self.jobs)
+
+    @property
+    def retries(self) -> int:
+        """Retries made, over all jobs."""
+        return sum(job.retries for job in self.jobs)
+
+    @property
+    def failed(self) -> tuple[JobReport, ...]:
+        """The jobs that failed."""
+        return tuple(job for job in self.jobs if job.state is JobState.FAILED)
+
+    @property
+    def ok(self) -> bool:
+        """True when every job completed with every count confirmed."""
+        return all(job.ok for job in self.jobs)
+
+    @property
+    def throughput(self) -> float:
+        """Confirmed deletions per second over the run."""
+        return self.deleted / self.elapsed if self.elapsed > 0 else 0.0

@@ -1,0 +1,186 @@
+"""The engine-wide gate every delete call passes through.
+
+Four things are shared by all jobs on one server, and enforced here:
+
+* **fair slots** — at most ``limit`` calls in flight; when a slot frees it goes to the
+  next *job* in round-robin order (not the next request), so a job with many ID chunks
+  cannot starve a small job;
+* **adaptive concurrency** — ``limit`` comes from a :class:`ConcurrencyController` fed each
+  call's result (on SQLite it settles at 1, on a backend that scales it opens up);
+* **a shared rate** — one ``aiolimiter.AsyncLimiter`` paces calls evenly (no bursts);
+* **throttling for everyone** — a 429/503 pauses every job until the server's
+  ``Retry-After`` (or the backoff) has passed, and halves the shared rate, which then
+  recovers step by step on success.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections import OrderedDict, deque
+from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import asynccontextmanager, suppress
+
+from aiolimiter import AsyncLimiter
+
+from ._batching import Outcome
+from ._concurrency import ConcurrencyController
+from ._events import ConcurrencyChanged, Event, Throttled
+
+__all__ = ["Scheduler"]
+
+_MIN_RATE_FRACTION = 1 / 16  # throttling never slows the shared rate below this share
+_RECOVERY_SUCCESSES = 5  # successes without push-back before the rate steps up again
+_RECOVERY_FACTOR = 1.5
+
+
+class Scheduler:
+    """Fair, rate-limited, adaptively-concurrent admission of delete calls.
+
+    Must be created inside the running asyncio loop (aiolimiter binds to it).
+
+    Args:
+        rate_limit: Calls per second across the engine.
+        controller: Decides the in-flight limit; ``None`` keeps it at ``max_concurrency``.
+        max_concurrency: The fixed limit when there is no controller.
+        clock: Monotonic seconds.
+        sleep: Awaitable sleep (injected in tests).
+        emit: Sends an event to the engine's hooks.
+    """
+
+    def __init__(
+        self,
+        *,
+        rate_limit: float,
+        controller: ConcurrencyController | None,
+        max_concurrency: int,
+        clock: Callable[[], float],
+        sleep: Callable[[float], Awaitable[None]],
+        emit: Callable[[Event], None],
+    ) -> None:
+        self._configured_rate = rate_limit
+        self._rate = rate_limit
+        self._limiter = AsyncLimiter(1, 1 / rate_limit)
+        self._controller = controller
+        self._fixed_limit = max_concurrency
+        self._clock = clock
+        self._sleep = sleep
+        self._emit = emit
+        self._in_flight = 0
+        self._queue: OrderedDict[object, deque[asyncio.Future[None]]] = OrderedDict()
+        self._paused_until = 0.0
+        self._successes_since_pushback = 0
+
+    @property
+    def limit(self) -> int:
+        """Calls allowed in flight now."""
+        return self._controller.limit if self._controller is not None else self._fixed_limit
+
+    @property
+    def in_flight(self) -> int:
+        """Calls in flight now."""
+        return self._in_flight
+
+    @property
+    def waiting(self) -> int:
+        """Calls ready to go but waiting for a slot."""
+        return sum(len(waiters) for waiters in self._queue.values())
+
+    @property
+    def rate(self) -> float:
+        """The shared rate in force (calls per second)."""
+        return self._rate
+
+    @asynccontextmanager
+    async def slot(self, job: object) -> AsyncIterator[None]:
+        """Hold one in-flight slot for ``job`` (granted round-robin across jobs)."""
+        await self._acquire(job)
+        try:
+            yield
+        finally:
+            self._in_flight -= 1
+            self._dispatch()
+
+    async def pace(self) -> None:
+        """Wait out any shared pause, then for the shared rate limiter."""
+        while (delay := self._paused_until - self._clock()) > 0:
+            await self._sleep(delay)
+        await self._limiter.acquire()
+
+    def record(self, *, deleted: int, latency: float, outcome: Outcome) -> None:
+        """Feed one finished call to the concurrency controller (and the rate recovery)."""
+        if outcome is Outcome.OK:
+            self._successes_since_pushback += 1
+            if (
+                self._rate < self._configured_rate
+                and self._successes_since_pushback >= _RECOVERY_SUCCESSES
+            ):
+                self._successes_since_pushback = 0
+                self._set_rate(min(self._configured_rate, self._rate * _RECOVERY_FACTOR))
+        if self._controller is None:
+            return
+        old = self._controller.limit
+        new = self._controller.record(
+            now=self._clock(),
+            deleted=deleted,
+            latency=latency,
+            outcome=outcome,
+            waiting=self.waiting,
+        )
+        if new != old:
+            self._emit(ConcurrencyChanged(old=old, new=new, at=self._clock()))
+            self._dispatch()
+
+    def push_back(self, *, job: str, retry_after: float | None, pause: float) -> None:
+        """The server said "slow down": pause everyone and halve the shared rate."""
+        now = self._clock()
+        self._paused_until = max(self._paused_until, now + pause)
+        self._successes_since_pushback = 0
+        self._set_rate(max(self._configured_rate * _MIN_RATE_FRACTION, self._rate / 2))
+        self._emit(
+            Throttled(job=job, retry_after=retry_after, pause=pause, rate=self._rate, at=now)
+        )
+
+    def _set_rate(self, rate: float) -> None:
+        if rate != self._rate:
+            self._rate = rate
+            self._limiter = AsyncLimiter(1, 1 / rate)
+
+    async def _acquire(self, job: object) -> None:
+        if self._in_flight < self.limit and not self._queue:
+            self._in_flight += 1
+            return
+        future: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        self._queue.setdefault(job, deque()).append(future)
+        try:
+            await future
+        except BaseException:
+            if future.done() and not future.cancelled():
+                # Granted just as we were cancelled: hand the slot on.
+                self._in_flight -= 1
+                self._dispatch()
+            else:
+                future.cancel()
+                self._forget(job, future)
+            raise
+
+    def _forget(self, job: object, future: asyncio.Future[None]) -> None:
+        waiters = self._queue.get(job)
+        if waiters is None:
+            return
+        with suppress(ValueError):
+            waiters.remove(future)
+        if not waiters:
+            del self._queue[job]
+
+    def _dispatch(self) -> None:
+        while self._queue and self._in_flight < self.limit:
+            job, waiters = next(iter(self._queue.items()))
+            future = waiters.popleft()
+            if waiters:
+                self._queue.move_to_end(job)  # round robin: this job goes to the back
+            else:
+                del self._queue[job]
+            if future.done():
+                continue
+            self._in_flight += 1
+            future.set_result(None)
