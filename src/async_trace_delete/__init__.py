@@ -42,6 +42,7 @@ from ._exceptions import (
     TransportError,
     UsageError,
 )
+from ._planning import JobPlan, PlanReport, SampleTrace
 from ._reports import BatchRecord, JobReport, JobState, RunReport
 from ._retry import RetryBudget, RetryPolicy, compute_backoff
 from ._specs import DeleteSpec, ResolvedSpec
@@ -74,6 +75,7 @@ __all__ = [
     "InvalidResponseError",
     "JobFinished",
     "JobHandle",
+    "JobPlan",
     "JobReport",
     "JobStarted",
     "JobState",
@@ -83,6 +85,7 @@ __all__ = [
     "NotFoundError",
     "Outcome",
     "PermissionDeniedError",
+    "PlanReport",
     "RequestTimeoutError",
     "ResolvedSpec",
     "RetryBudget",
@@ -90,6 +93,7 @@ __all__ = [
     "RetryPolicy",
     "RetryScheduled",
     "RunReport",
+    "SampleTrace",
     "ServerError",
     "ServerUnavailableError",
     "Throttled",

@@ -30,6 +30,7 @@ from ._config import ClientConfig, EngineConfig
 from ._events import Event, Hook, JobFinished
 from ._exceptions import EngineClosedError, GuardrailError, UsageError
 from ._jobs import JobRunner, SharedState
+from ._planning import PlanReport, count_remaining, plan_job
 from ._reports import JobReport, JobState, RunReport
 from ._retry import RetryBudget
 from ._scheduler import Scheduler
@@ -292,27 +293,62 @@ class Engine:
         self._group.start_soon(handle._run)
         return handle
 
-    async def run(self, specs: Iterable[DeleteSpec]) -> RunReport:
+    async def run(self, specs: Iterable[DeleteSpec], *, verify: bool = False) -> RunReport:
         """Run several jobs concurrently and return their reports.
 
         Every spec is resolved and checked first: if any is refused, nothing is deleted.
         Cancelling the caller's scope cancels the jobs; their handles (``engine.jobs``) keep
         the exact partial reports.
+
+        Args:
+            specs: The jobs.
+            verify: Count what each job matches on the server before it starts and after it
+                ends (by search), and report ``matched_before`` / ``verified_remaining``
+                beside the summed counts, which can overstate after an ambiguous call.
         """
         shared = self._require_open()
         spec_list = list(specs)
         if not spec_list:
             raise UsageError("run() needs at least one spec")
         resolved = [await self._resolve(spec) for spec in spec_list]
-        handles = [JobHandle(JobRunner(item, shared)) for item in resolved]
+        runners = [JobRunner(item, shared) for item in resolved]
+        if verify:
+            for runner in runners:
+                runner.matched_before = await count_remaining(
+                    shared.client, runner.resolved, self._config.search_page_size
+                )
+        handles = [JobHandle(runner) for runner in runners]
         self._handles.extend(handles)
         started = self._clock()
         async with anyio.create_task_group() as group:
             for handle in handles:
                 group.start_soon(handle._run)
+        if verify:
+            for runner in runners:
+                runner.verified_remaining = await count_remaining(
+                    shared.client, runner.resolved, self._config.search_page_size
+                )
         return RunReport(
             jobs=tuple(handle.report() for handle in handles), elapsed=self._clock() - started
         )
+
+    async def plan(self, specs: Iterable[DeleteSpec], *, sample_size: int = 10) -> PlanReport:
+        """Dry run: resolve and check every spec exactly as :meth:`run` does, then count
+        what each would delete now (by search). No delete call is ever sent.
+        """
+        shared = self._require_open()
+        plans = []
+        for spec in specs:
+            resolved = await self._resolve(spec)
+            plans.append(
+                await plan_job(
+                    shared.client,
+                    resolved,
+                    sample_size=sample_size,
+                    page_size=self._config.search_page_size,
+                )
+            )
+        return PlanReport(jobs=tuple(plans))
 
     def stop_all(self) -> None:
         """Stop every job gracefully (calls in flight finish and are counted)."""
@@ -350,24 +386,16 @@ class Engine:
             now_millis=self._wall_clock_ms(), experiment_id=experiment.experiment_id
         )
         if spec.expect_at_most is not None:
-            expected = await self.count_matches(resolved)
+            plan = await plan_job(
+                client, resolved, sample_size=0, page_size=self._config.search_page_size
+            )
+            expected = plan.would_delete
             if expected > spec.expect_at_most:
                 raise GuardrailError(
                     f"expect_at_most: job {resolved.label!r} would delete {expected} traces, "
                     f"more than the {spec.expect_at_most} expected; nothing was deleted"
                 )
         return resolved
-
-    async def count_matches(self, resolved: ResolvedSpec) -> int:
-        """How many traces the job would delete now (exact, by search; capped)."""
-        shared = self._require_open()
-        spec = resolved.spec
-        if spec.trace_ids is not None:
-            return len(spec.trace_ids)
-        count = await shared.client.count_traces(
-            resolved.experiment_id, filter_string=resolved.search_filter() or None
-        )
-        return count if spec.max_traces is None else min(count, spec.max_traces)
 
     def _emit(self, event: Event) -> None:
         for hook in self._hooks:

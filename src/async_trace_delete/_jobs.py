@@ -80,6 +80,8 @@ class JobRunner:
         self.stopping = False
         self.started_at: float | None = None
         self.finished_at: float | None = None
+        self.matched_before: int | None = None
+        self.verified_remaining: int | None = None
         self._chunks_pending = 0  # chunks queued or being deleted (ID and matching jobs)
         self._idle = anyio.Event()
         self._idle.set()
@@ -124,6 +126,8 @@ class JobRunner:
             error_type=type(self.error).__name__ if self.error is not None else None,
             batches=tuple(counts.batches),
             elapsed=elapsed,
+            matched_before=self.matched_before,
+            verified_remaining=self.verified_remaining,
         )
 
     async def run(self) -> None:

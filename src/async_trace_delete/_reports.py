@@ -82,11 +82,32 @@ class JobReport(BaseModel):
     error_type: str | None
     batches: tuple[BatchRecord, ...]
     elapsed: float
+    matched_before: int | None = None
+    verified_remaining: int | None = None
 
     @property
     def batch_sizes(self) -> tuple[int, ...]:
         """The batch-size trajectory: what each call asked for, in order."""
         return tuple(batch.requested for batch in self.batches)
+
+    @property
+    def verified_deleted(self) -> int | None:
+        """What the server lost, by search before and after (``run(verify=True)``)."""
+        if self.matched_before is None or self.verified_remaining is None:
+            return None
+        return self.matched_before - self.verified_remaining
+
+    @property
+    def verified_consistent(self) -> bool | None:
+        """Whether the server's loss lies within ``[deleted, deleted + ambiguous]``.
+
+        ``None`` when not verified. A mismatch is reported, never hidden: it means another
+        client deleted or wrote matching traces meanwhile, or an ambiguous call did work.
+        """
+        lost = self.verified_deleted
+        if lost is None:
+            return None
+        return self.deleted <= lost <= self.deleted + self.ambiguous
 
     @property
     def ok(self) -> bool:
