@@ -1,0 +1,279 @@
+"""Adaptive batch size: aim each delete call's latency at a target the user chooses.
+
+A cutoff delete costs roughly ``a + b*n`` seconds for ``n`` traces (SQLite: ``a`` ≈ 0.33 s,
+``b`` ≈ 0.09 ms; PostgreSQL: ``a`` ≈ 0.06 s), and while it runs other clients of the server
+wait for it. Large batches amortise ``a``; small ones keep the server responsive. The user
+states the trade-off as one number, ``target_latency``, and :class:`BatchSizer` looks for the
+batch size whose call takes that long, on whatever backend it meets.
+
+The algorithm, one observation (one finished call) at a time:
+
+* **OK, full batch** (``deleted`` is unknown or ``>= requested``): ``factor = target /
+  latency``. Within ``tolerance`` of 1 the size is kept (a dead band, so noise does not make it
+  wander). Otherwise the next size is ``requested * min(factor, max_growth)``: shrink in
+  proportion when the call was slow, grow multiplicatively, at most ``max_growth`` times, when
+  it was fast. This is the proportional step of a gradient controller (Netflix
+  concurrency-limits' ``Gradient2Limit`` scales its limit by ``target / measured``) and the
+  pacing idea of pt-archiver's ``--sleep-coef`` (the work per step follows the measured time
+  of the previous step). For ``latency = a + b*n`` the step converges to ``n* = (target - a)
+  / b`` with contraction factor ``a / target``, without overshoot: a few steps from anywhere.
+  When a step overshoots (the error changes sign: a convex cost curve, or noise), the next one
+  is halved in log space (``sqrt(factor)``), as Rprop halves its step on a sign change; this
+  keeps superlinear cost curves from ringing and halves the response to noise.
+* **OK, short batch** (``deleted < requested``, the last batch of a job): it says nothing
+  about capacity, so it never grows the size; if it was slow, the size shrinks to ``deleted *
+  target / latency``.
+* **Overload** (THROTTLED, UNAVAILABLE, TIMEOUT, SERVER_ERROR): multiplicative decrease,
+  ``min(size, requested) * overload_factor``, the "MD" of AIMD as in TCP congestion control
+  (Jacobson, "Congestion Avoidance and Control", 1988). Growth afterwards is the
+  multiplicative growth above, capped per step, like TCP slow start.
+* **TOO_LARGE** (SQLite's "too many SQL variables"): permanent for that size, so the size
+  drops to ``requested // 2`` and that value becomes a **ceiling** the size never exceeds
+  again.
+* OK with an unknown latency (a cancelled call): no change.
+
+The result is always an integer in ``[min_size, min(max_size, ceiling)]``; a learnt ceiling
+wins over ``min_size`` (the server cannot take more, whatever the user asked).
+
+**One sizer, several calls in flight.** The engine shares one sizer per server, so
+observations interleave and some arrive late. Each step is therefore computed from
+``requested``, the size that produced the latency, not from the current size, which other
+observations may have moved. Overloads get the TCP treatment of one cut per congestion episode:
+after a cut the sizer holds. Calls issued before the cut (they asked for more than the size
+after the cut) can still shrink the size but not grow it, and their own overload errors do not
+cut again; the first OK call of at most the post-cut size ends the hold.
+"""
+
+from __future__ import annotations
+
+import enum
+import math
+
+from ._exceptions import UsageError
+
+__all__ = ["OVERLOAD_OUTCOMES", "BatchSizer", "Outcome"]
+
+
+class Outcome(enum.Enum):
+    """What one delete call ended in, as the controllers see it."""
+
+    OK = "ok"
+    """The call succeeded."""
+    THROTTLED = "throttled"
+    """429: the server or a gateway asks us to slow down."""
+    UNAVAILABLE = "unavailable"
+    """503, e.g. SQLite's "database is locked"."""
+    TIMEOUT = "timeout"
+    """No answer in time."""
+    SERVER_ERROR = "server_error"
+    """Another 5xx, a transport error or an unreadable answer."""
+    TOO_LARGE = "too_large"
+    """503 "too many SQL variables": the batch is too large for the backend."""
+
+
+OVERLOAD_OUTCOMES = frozenset(
+    {Outcome.THROTTLED, Outcome.UNAVAILABLE, Outcome.TIMEOUT, Outcome.SERVER_ERROR}
+)
+"""Outcomes that say the server is struggling: cut hard."""
+
+
+def _check_positive_int(name: str, value: int) -> None:
+    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+        raise UsageError(f"{name} must be an integer >= 1, got {value!r}")
+
+
+def _check_finite(name: str, value: float) -> None:
+    if not math.isfinite(value):
+        raise UsageError(f"{name} must be a finite number, got {value!r}")
+
+
+class BatchSizer:
+    """Chooses how many traces the next delete call asks for.
+
+    Args:
+        target_latency: Seconds one delete call should take (the user's knob: larger is
+            faster overall, smaller keeps the server responsive to other clients).
+        min_size: Never ask for fewer traces than this (unless a learnt ceiling is lower).
+        max_size: Never ask for more traces than this.
+        initial_size: The first size; clamped into ``[min_size, max_size]``.
+        max_growth: The most the size may grow in one step (a factor > 1).
+        tolerance: Relative dead band around the target in which the size is kept.
+        overload_factor: What the size is multiplied by after an overload (in (0, 1)).
+
+    Raises:
+        UsageError: an argument is out of range (the message names it).
+    """
+
+    def __init__(
+        self,
+        *,
+        target_latency: float = 1.0,
+        min_size: int = 100,
+        max_size: int = 100_000,
+        initial_size: int = 1_000,
+        max_growth: float = 2.0,
+        tolerance: float = 0.05,
+        overload_factor: float = 0.5,
+    ) -> None:
+        _check_finite("target_latency", target_latency)
+        if target_latency <= 0:
+            raise UsageError(f"target_latency must be > 0 seconds, got {target_latency!r}")
+        _check_positive_int("min_size", min_size)
+        _check_positive_int("max_size", max_size)
+        _check_positive_int("initial_size", initial_size)
+        if max_size < min_size:
+            raise UsageError(f"max_size ({max_size}) must be >= min_size ({min_size})")
+        _check_finite("max_growth", max_growth)
+        if max_growth <= 1:
+            raise UsageError(f"max_growth must be > 1, got {max_growth!r}")
+        _check_finite("tolerance", tolerance)
+        if not 0 <= tolerance < 1:
+            raise UsageError(f"tolerance must be in [0, 1), got {tolerance!r}")
+        _check_finite("overload_factor", overload_factor)
+        if not 0 < overload_factor < 1:
+            raise UsageError(f"overload_factor must be in (0, 1), got {overload_factor!r}")
+        self._target_latency = float(target_latency)
+        self._min_size = min_size
+        self._max_size = max_size
+        self._max_growth = float(max_growth)
+        self._tolerance = float(tolerance)
+        self._overload_factor = float(overload_factor)
+        self._ceiling: int | None = None
+        # The size right after the last overload cut, while the sizer holds (see module doc).
+        self._hold: int | None = None
+        # +1 / -1: the last proportional step grew / shrank the size; 0: none since a reset.
+        self._direction = 0
+        self._size = self._clamp(initial_size)
+
+    @property
+    def size(self) -> int:
+        """How many traces the next delete call should ask for."""
+        return self._size
+
+    @property
+    def ceiling(self) -> int | None:
+        """The upper bound learnt from TOO_LARGE answers, or ``None`` if none came yet."""
+        return self._ceiling
+
+    @property
+    def target_latency(self) -> float:
+        """Seconds one delete call should take."""
+        return self._target_latency
+
+    @property
+    def min_size(self) -> int:
+        """The configured lower bound."""
+        return self._min_size
+
+    @property
+    def max_size(self) -> int:
+        """The configured upper bound."""
+        return self._max_size
+
+    def fork(self) -> BatchSizer:
+        """Return a new, independent sizer that starts from what this one has learnt.
+
+        The fork has the same settings, starts at this sizer's current size and keeps its
+        ceiling; from then on the two evolve separately.
+        """
+        forked = BatchSizer(
+            target_latency=self._target_latency,
+            min_size=self._min_size,
+            max_size=self._max_size,
+            initial_size=self._min_size,
+            max_growth=self._max_growth,
+            tolerance=self._tolerance,
+            overload_factor=self._overload_factor,
+        )
+        forked._ceiling = self._ceiling
+        forked._size = self._size
+        return forked
+
+    def observe(
+        self,
+        *,
+        requested: int,
+        deleted: int | None,
+        latency: float | None,
+        outcome: Outcome,
+    ) -> int:
+        """Learn from one finished delete call and return the size to ask for next.
+
+        Args:
+            requested: How many traces the call asked for (the size it was given).
+            deleted: How many it deleted, or ``None`` if unknown.
+            latency: Seconds the call took, or ``None`` if unknown (e.g. cancelled).
+            outcome: How the call ended.
+
+        Returns:
+            The new :attr:`size`.
+
+        Raises:
+            UsageError: ``requested`` < 1, ``deleted`` < 0, or ``latency`` negative or not
+                finite.
+        """
+        _check_positive_int("requested", requested)
+        if deleted is not None and (isinstance(deleted, bool) or deleted < 0):
+            raise UsageError(f"deleted must be >= 0 or None, got {deleted!r}")
+        if latency is not None and (not math.isfinite(latency) or latency < 0):
+            raise UsageError(f"latency must be a finite number >= 0 or None, got {latency!r}")
+
+        if outcome is Outcome.TOO_LARGE:
+            self._observe_too_large(requested)
+        elif outcome in OVERLOAD_OUTCOMES:
+            self._observe_overload(requested)
+        elif latency is not None:
+            self._observe_ok(requested, deleted, latency)
+        return self._size
+
+    def _observe_too_large(self, requested: int) -> None:
+        halved = max(1, requested // 2)
+        self._ceiling = halved if self._ceiling is None else min(self._ceiling, halved)
+        self._size = self._clamp(min(self._size, halved))
+        if self._hold is not None:
+            self._hold = min(self._hold, self._size)
+
+    def _observe_overload(self, requested: int) -> None:
+        if self._hold is not None and requested > self._hold:
+            # Issued before the last cut: the same congestion episode, already answered.
+            return
+        self._size = self._clamp(min(self._size, requested) * self._overload_factor)
+        self._hold = self._size
+        self._direction = 0
+
+    def _observe_ok(self, requested: int, deleted: int | None, latency: float) -> None:
+        stale = self._hold is not None and requested > self._hold
+        if not stale:
+            self._hold = None
+        target = self._target_latency
+        if deleted is not None and deleted < requested:
+            # A short batch (the tail of a job) says nothing about capacity: shrink only.
+            if deleted >= 1 and latency > target * (1 + self._tolerance):
+                self._size = self._clamp(min(self._size, deleted * target / latency))
+            return
+        factor = self._max_growth if latency == 0 else target / latency
+        if abs(1 - factor) <= self._tolerance:
+            self._direction = 0
+            return
+        if stale:
+            # A call from before the last cut may confirm the cut, never undo it.
+            self._size = self._clamp(min(requested * factor, self._size))
+            return
+        direction = 1 if factor > 1 else -1
+        if direction == -self._direction:
+            # The last step overshot (a convex cost curve, or noise): take half of this one,
+            # in log space, so the loop damps instead of ringing.
+            factor = math.sqrt(factor)
+        self._direction = direction
+        self._size = self._clamp(requested * min(factor, self._max_growth))
+
+    def _clamp(self, value: float) -> int:
+        upper = self._max_size if self._ceiling is None else min(self._max_size, self._ceiling)
+        lower = min(self._min_size, upper)
+        return max(lower, min(upper, max(1, round(value))))
+
+    def __repr__(self) -> str:
+        return (
+            f"BatchSizer(size={self._size}, ceiling={self._ceiling}, "
+            f"target_latency={self._target_latency:g})"
+        )
