@@ -40,7 +40,12 @@ class JobStarted:
 
 @dataclass(frozen=True, slots=True)
 class BatchDeleted:
-    """A delete call answered."""
+    """A delete call answered.
+
+    ``trace_ids`` is the chunk of an ID or selective job (``None`` for a cutoff call): after
+    this event every one of them is gone from the server, which is what a resumable ID run
+    records.
+    """
 
     job: str
     experiment_id: str
@@ -50,6 +55,7 @@ class BatchDeleted:
     attempt: int
     total_deleted: int
     at: float
+    trace_ids: tuple[str, ...] | None = None
 
 
 @dataclass(frozen=True, slots=True)

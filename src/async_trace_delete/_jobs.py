@@ -330,7 +330,9 @@ class JobRunner:
                 )
 
             try:
-                deleted, latency = await self._call(len(chunk), attempt, sizer, request)
+                deleted, latency = await self._call(
+                    len(chunk), attempt, sizer, request, trace_ids=chunk
+                )
             except MlflowApiError as error:
                 if error.outcome_unknown:
                     ambiguous_added += len(chunk)
@@ -369,6 +371,8 @@ class JobRunner:
         attempt: int,
         sizer: BatchSizer,
         request: Callable[[], Awaitable[int]],
+        *,
+        trace_ids: Sequence[str] | None = None,
     ) -> tuple[int, float]:
         """Send one delete through the scheduler; record it; return (deleted, latency)."""
         shared = self.shared
@@ -414,6 +418,7 @@ class JobRunner:
                     attempt=attempt,
                     total_deleted=counts.deleted,
                     at=shared.clock() - shared.opened_at,
+                    trace_ids=tuple(trace_ids) if trace_ids is not None else None,
                 )
             )
             return deleted, latency
