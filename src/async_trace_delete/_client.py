@@ -457,23 +457,29 @@ class TracesClient:
             if request_timeout is None
             else httpx.Timeout(request_timeout, connect=min(request_timeout, 10.0))
         )
+        # The mapped error is raised outside the `except` blocks so that it does not even
+        # keep the httpx exception (and the request with its Authorization header) as its
+        # __context__.
+        failure: MlflowApiError | None = None
         try:
             response = await self._http.request(
                 method, path, json=json_body, params=params, timeout=timeout
             )
         except (httpx.ConnectError, httpx.ConnectTimeout, httpx.PoolTimeout) as error:
-            raise ConnectError(
+            failure = ConnectError(
                 f"could not connect to the MLflow server: {type(error).__name__}", **context
-            ) from None
+            )
         except httpx.TimeoutException as error:
-            raise RequestTimeoutError(
+            failure = RequestTimeoutError(
                 f"no answer from the MLflow server in time: {type(error).__name__}", **context
-            ) from None
+            )
         except httpx.HTTPError as error:
-            raise TransportError(
+            failure = TransportError(
                 f"the connection to the MLflow server failed: {type(error).__name__}: {error}",
                 **context,
-            ) from None
+            )
+        if failure is not None:
+            raise failure
         if response.is_success:
             try:
                 payload = response.json()
@@ -531,6 +537,14 @@ class TracesClient:
             )
         if status == 404 or error_code == "RESOURCE_DOES_NOT_EXIST":
             return NotFoundError(message or "not found", **details)
+        if 300 <= status < 400:
+            location = response.headers.get("Location", "?")
+            return InvalidResponseError(
+                f"the server redirected to {location!r}; use that URL as tracking_uri "
+                "(redirects are not followed)",
+                outcome_unknown=False,
+                **details,
+            )
         if status == 408:
             return RequestTimeoutError(
                 message or "the server timed out reading the request",
@@ -574,10 +588,13 @@ def _trace_summary(item: Mapping[str, Any]) -> TraceSummary:
     trace_id = item["trace_id"]
     if not isinstance(trace_id, str):
         raise TypeError("trace_id is not a string")
+    request_time = item["request_time"]
+    if not isinstance(request_time, str):
+        raise TypeError("request_time is not a string")
     state = item.get("state", "STATE_UNSPECIFIED")
     return TraceSummary(
         trace_id=trace_id,
-        timestamp_ms=parse_rfc3339_millis(item["request_time"]),
+        timestamp_ms=parse_rfc3339_millis(request_time),
         state=str(state),
     )
 

@@ -59,7 +59,8 @@ class ClientConfig(BaseModel):
     Build it with :meth:`from_env` to follow MLflow's environment conventions, or directly.
     """
 
-    model_config = ConfigDict(frozen=True, extra="forbid")
+    # hide_input_in_errors: a rejected URI or credential must not be echoed in the error.
+    model_config = ConfigDict(frozen=True, extra="forbid", hide_input_in_errors=True)
 
     tracking_uri: str
     token: SecretStr | None = None
@@ -177,7 +178,9 @@ class EngineConfig(BaseModel):
         search_page_size: Page size of searches (dry runs, selective jobs, verification).
     """
 
-    model_config = ConfigDict(frozen=True, extra="forbid", allow_inf_nan=False)
+    model_config = ConfigDict(
+        frozen=True, extra="forbid", allow_inf_nan=False, hide_input_in_errors=True
+    )
 
     client: ClientConfig | None = None
     rate_limit: Annotated[float, Field(gt=0, le=10_000)] = 20.0

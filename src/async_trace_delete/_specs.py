@@ -16,7 +16,6 @@ Every error names the field and the rule. Nothing here talks to the network.
 
 from __future__ import annotations
 
-import math
 from datetime import timedelta
 from typing import Annotated, Any, Literal, Self
 
@@ -196,7 +195,8 @@ class DeleteSpec(BaseModel):
             raise ValueError("experiment_name must be resolved to an ID before resolve()")
         cutoff = self.max_timestamp_millis
         if self.older_than is not None:
-            cutoff = now_millis - math.floor(self.older_than.total_seconds() * 1000)
+            # Exact integer milliseconds, rounded up (older): floats can land 1 ms too new.
+            cutoff = now_millis - _ceil_millis(self.older_than)
             if cutoff <= 0:
                 raise GuardrailError(
                     f"older_than: {self.older_than} reaches before 1970; the cutoff would be "
@@ -211,13 +211,18 @@ class DeleteSpec(BaseModel):
             if (
                 self.min_retention is not None
                 and not self.force
-                and cutoff > now_millis - self.min_retention.total_seconds() * 1000
+                and cutoff > now_millis - _ceil_millis(self.min_retention)
             ):
                 raise GuardrailError(
                     f"min_retention: the cutoff {cutoff} keeps less than {self.min_retention} "
                     "of traces; pass force=True to override"
                 )
         return ResolvedSpec(spec=self, experiment_id=resolved_id, cutoff_millis=cutoff)
+
+
+def _ceil_millis(duration: timedelta) -> int:
+    """``duration`` in whole milliseconds, rounded up, without float arithmetic."""
+    return -(-duration // timedelta(milliseconds=1))
 
 
 class ResolvedSpec(BaseModel):
