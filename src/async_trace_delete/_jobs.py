@@ -210,16 +210,22 @@ class JobRunner:
         self, produce: Callable[[ObjectSendStream[list[str]]], Awaitable[None]]
     ) -> None:
         send, receive = anyio.create_memory_object_stream[list[str]](_CHUNK_QUEUE)
-        async with anyio.create_task_group() as group:
+        try:
+            async with anyio.create_task_group() as group:
 
-            async def producer() -> None:
-                async with send:
-                    await produce(send)
+                async def producer() -> None:
+                    async with send:
+                        await produce(send)
 
-            group.start_soon(producer)
-            for _ in range(self.shared.config.max_concurrency):
-                group.start_soon(self._chunk_worker, receive.clone())
-            receive.close()
+                group.start_soon(producer)
+                for _ in range(self.shared.config.max_concurrency):
+                    group.start_soon(self._chunk_worker, receive.clone())
+                receive.close()
+        except ExceptionGroup as group_error:
+            # Report the typed error that failed the job, not the task group's wrapper.
+            first, *others = _leaves(group_error)
+            self.counts.errors.extend(f"{type(error).__name__}: {error}" for error in others)
+            raise first from None
 
     async def _chunk_worker(self, receive: ObjectReceiveStream[list[str]]) -> None:
         async with receive:
@@ -335,7 +341,11 @@ class JobRunner:
                 )
             except MlflowApiError as error:
                 if error.outcome_unknown:
-                    ambiguous_added += len(chunk)
+                    if ambiguous_added:
+                        # Deleting by ID is idempotent: a chunk is ambiguous once, however
+                        # many of its attempts went unanswered (_call counted this one too).
+                        self.counts.ambiguous -= len(chunk)
+                    ambiguous_added = len(chunk)
                 decision = classify(error)
                 if decision is RetryDecision.SHRINK and len(chunk) > 1:
                     half = math.ceil(len(chunk) / 2)
@@ -521,6 +531,17 @@ class JobRunner:
         coefficient = self.shared.config.sleep_coefficient
         if coefficient and not self.stopping:
             await self.shared.sleep(coefficient * latency)
+
+
+def _leaves(group: BaseExceptionGroup[Exception]) -> list[Exception]:
+    """The non-group exceptions inside ``group``, depth first."""
+    leaves: list[Exception] = []
+    for error in group.exceptions:
+        if isinstance(error, BaseExceptionGroup):
+            leaves.extend(_leaves(error))
+        else:
+            leaves.append(error)
+    return leaves
 
 
 @dataclass(frozen=True, slots=True)

@@ -1,0 +1,552 @@
+"""Unit tests of the Engine: retries, fairness, adaptive batches, caps, cancellation, hooks.
+
+Every test but the rate-limit one runs on a simulated server (``tests/support/
+simulated_server.py``) with a fake clock and a fake sleep: nothing sleeps, and latencies are
+what the server's latency model says. ``random`` is fixed at 0.5, so backoff delays are exact.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import Sequence
+from typing import Any
+
+import anyio
+import httpx
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from async_trace_delete import (
+    BatchDeleted,
+    BatchSizeChanged,
+    ClientConfig,
+    DeleteSpec,
+    Engine,
+    EngineClosedError,
+    EngineConfig,
+    Event,
+    Hook,
+    JobFinished,
+    JobState,
+    RetryPolicy,
+    RetryScheduled,
+    TracesClient,
+)
+from tests.support.simulated_server import (
+    BASE_MS,
+    SIM_URL,
+    Fault,
+    LatencyModel,
+    SimulatedServer,
+    sim_traces,
+)
+
+NOW_MS = BASE_MS + 30 * 86_400_000  # "now" for the engine: well after every seeded trace
+FAST = 10_000.0  # the highest rate limit: the limiter is not what these tests look at
+
+
+def make_engine(server: SimulatedServer, *, hooks: Sequence[Hook] = (), **settings: Any) -> Engine:
+    """An engine wired to the simulated server, its fake clock and sleep, and fixed jitter."""
+    values: dict[str, Any] = {"rate_limit": FAST, **settings}
+    return Engine(
+        EngineConfig(client=ClientConfig(tracking_uri=SIM_URL), **values),
+        hooks=hooks,
+        transport=server.transport,
+        clock=server.clock,
+        sleep=server.clock.sleep,
+        random=lambda: 0.5,
+        wall_clock_ms=lambda: NOW_MS,
+    )
+
+
+def fixed_batches(size: int) -> dict[str, Any]:
+    """Config settings that pin the cutoff batch size to ``size``."""
+    return {"min_batch_size": size, "max_batch_size": size, "initial_batch_size": size}
+
+
+def cutoff_spec(experiment_id: str, cutoff: int, **extra: Any) -> DeleteSpec:
+    """A cutoff job on one experiment."""
+    return DeleteSpec(experiment_id=experiment_id, max_timestamp_millis=cutoff, **extra)
+
+
+def seeded(server: SimulatedServer, old: int, new: int = 0, *, tag: int = 0) -> tuple[str, int]:
+    """An experiment with ``old`` traces at or before the returned cutoff and ``new`` after it."""
+    traces = sim_traces(old + new, tag=tag)
+    experiment_id = server.add_experiment(f"exp-{tag}", traces)
+    cutoff = BASE_MS + old - 1
+    return experiment_id, cutoff
+
+
+def unavailable(**headers: str) -> Fault:
+    """A transient 503 ("database is locked")."""
+    return Fault(status=503, message="database is locked", headers=headers)
+
+
+# -- retries ---------------------------------------------------------------------------------
+
+
+@pytest.mark.asyncio
+async def test_backoff_delays_are_exact_full_jitter_with_fixed_random() -> None:
+    """Three 503s are retried after 0.25, 0.5 and 1.0 s (half of the doubling cap each)."""
+    server = SimulatedServer()
+    experiment_id, cutoff = seeded(server, 500)
+    server.script(unavailable(), unavailable(), unavailable())
+    async with make_engine(server, **fixed_batches(1000)) as engine:
+        report = await engine.run([cutoff_spec(experiment_id, cutoff)])
+    job = report.jobs[0]
+    assert server.clock.sleeps == [0.25, 0.5, 1.0]
+    assert job.state is JobState.COMPLETED
+    assert (job.deleted, job.retries, job.calls) == (500, 3, 4)
+    assert server.remaining(experiment_id) == []
+
+
+@pytest.mark.asyncio
+async def test_retry_after_is_a_floor_on_the_backoff() -> None:
+    """A 429 with ``Retry-After: 3`` makes the engine wait at least 3 s before the retry."""
+    server = SimulatedServer()
+    experiment_id, cutoff = seeded(server, 500)
+    server.script(Fault(status=429, error_code="RATE_LIMITED", headers={"Retry-After": "3"}))
+    events: list[Event] = []
+    async with make_engine(server, hooks=[events.append]) as engine:
+        report = await engine.run([cutoff_spec(experiment_id, cutoff)])
+    assert server.clock.sleeps == [3.0]
+    retries = [event for event in events if isinstance(event, RetryScheduled)]
+    assert [event.delay for event in retries] == [3.0]
+    assert server.deletes[1].started_at - server.deletes[0].started_at >= 3.0
+    assert report.jobs[0].deleted == 500
+
+
+@pytest.mark.asyncio
+@pytest.mark.parametrize(
+    ("fault", "error_type"),
+    [
+        (Fault(status=400, error_code="INVALID_PARAMETER_VALUE"), "InvalidParameterError"),
+        (
+            Fault(status=401, text="<html>Unauthorized</html>", headers={"WWW-Authenticate": "x"}),
+            "AuthenticationError",
+        ),
+        (Fault(status=403, text="Permission denied"), "PermissionDeniedError"),
+        (Fault(status=404, error_code="RESOURCE_DOES_NOT_EXIST"), "NotFoundError"),
+    ],
+    ids=["400", "401", "403", "404"],
+)
+async def test_client_errors_are_not_retried(fault: Fault, error_type: str) -> None:
+    """A 400/401/403/404 answer fails the job after exactly one call, with its typed error."""
+    server = SimulatedServer()
+    experiment_id, cutoff = seeded(server, 500)
+    server.fault_rule = lambda call: fault
+    async with make_engine(server) as engine:
+        report = await engine.run([cutoff_spec(experiment_id, cutoff)])
+    job = report.jobs[0]
+    assert len(server.deletes) == 1
+    assert job.state is JobState.FAILED
+    assert job.error_type == error_type
+    assert (job.calls, job.retries, job.deleted) == (1, 0, 0)
+    assert server.clock.sleeps == []
+    assert len(server.remaining(experiment_id)) == 500
+
+
+@pytest.mark.asyncio
+@pytest.mark.parametrize("mode", ["ids", "matching"])
+async def test_id_and_matching_jobs_report_the_typed_error(mode: str) -> None:
+    """A 403 on an ID or matching job fails it after one call with PermissionDeniedError."""
+    server = SimulatedServer()
+    traces = sim_traces(100)
+    experiment_id = server.add_experiment("denied", traces)
+    server.fault_rule = lambda call: Fault(status=403, text="Permission denied")
+    spec = (
+        DeleteSpec(experiment_id=experiment_id, trace_ids=[t.trace_id for t in traces])
+        if mode == "ids"
+        else DeleteSpec(experiment_id=experiment_id, filter_string="status = 'OK'")
+    )
+    async with make_engine(server) as engine:
+        report = await engine.run([spec])
+    job = report.jobs[0]
+    assert (job.state, job.calls) == (JobState.FAILED, 1)
+    assert len(server.deletes) == 1
+    assert job.error_type == "PermissionDeniedError"
+
+
+@pytest.mark.asyncio
+async def test_spent_retry_budget_fails_the_sick_job_while_the_other_finishes() -> None:
+    """One experiment always answers 503: its job fails on the budget, the other completes."""
+    server = SimulatedServer(latency=LatencyModel(fixed=0.05))
+    sick_id, sick_cutoff = seeded(server, 800, tag=1)
+    healthy_id, healthy_cutoff = seeded(server, 3000, 10, tag=2)
+    server.fault_rule = lambda call: unavailable() if call.experiment_id == sick_id else None
+    config: dict[str, Any] = {
+        "retry_budget": 3,
+        "retry_budget_ratio": 0.0,
+        "retry": RetryPolicy(max_attempts=100, max_elapsed=10_000),
+        **fixed_batches(500),
+    }
+    async with make_engine(server, **config) as engine:
+        report = await engine.run(
+            [cutoff_spec(sick_id, sick_cutoff), cutoff_spec(healthy_id, healthy_cutoff)]
+        )
+    sick, healthy = report.jobs
+    assert sick.state is JobState.FAILED
+    assert sick.error_type == "RetryBudgetExhaustedError"
+    assert (sick.calls, sick.retries, sick.deleted) == (4, 3, 0)
+    assert len(server.deletes_for(sick_id)) == 4
+    assert len(server.remaining(sick_id)) == 800
+    assert healthy.state is JobState.COMPLETED
+    assert healthy.deleted == server.deleted(healthy_id) == 3000
+    assert len(server.remaining(healthy_id)) == 10
+
+
+# -- fairness -------------------------------------------------------------------------------
+
+
+@pytest.mark.asyncio
+async def test_small_job_is_interleaved_with_a_large_id_job() -> None:
+    """With one slot, a small job submitted after a 200-chunk job alternates with it."""
+    server = SimulatedServer()
+    large_traces = sim_traces(2000, tag=1)
+    small_traces = sim_traces(30, tag=2)
+    large_id = server.add_experiment("large", large_traces)
+    small_id = server.add_experiment("small", small_traces)
+    fifth = Fault()
+    server.script(None, None, None, None, fifth)
+    config: dict[str, Any] = {"max_concurrency": 1, "initial_id_chunk": 10, "max_id_chunk": 10}
+    async with make_engine(server, **config) as engine:
+        large = await engine.submit(
+            DeleteSpec(experiment_id=large_id, trace_ids=[t.trace_id for t in large_traces])
+        )
+        await fifth.arrived.wait()
+        small = await engine.submit(
+            DeleteSpec(experiment_id=small_id, trace_ids=[t.trace_id for t in small_traces])
+        )
+        small_report = await small.wait()
+        large_calls_meanwhile = len(server.deletes_for(large_id))
+        large_still_running = not large.done
+        large_report = await large.wait()
+    order = [call.experiment_id for call in server.deletes]
+    small_positions = [index for index, exp in enumerate(order) if exp == small_id]
+    # Once the small job asks for a slot it gets every other one: L S L S L S.
+    assert len(small_positions) == 3
+    assert small_positions[-1] - small_positions[0] == 4
+    assert large_still_running
+    assert large_calls_meanwhile < 20
+    assert (small_report.deleted, large_report.deleted) == (30, 2000)
+    assert large_report.calls == 200
+
+
+# -- adaptive batch size --------------------------------------------------------------------
+
+
+@pytest.mark.asyncio
+@pytest.mark.parametrize(
+    ("model", "target"),
+    [
+        (LatencyModel(fixed=0.3, per_trace=1e-4), 1.0),
+        (LatencyModel(fixed=0.3, per_trace=1e-4), 0.5),
+        (LatencyModel(fixed=0.2, per_trace=5e-5, quadratic=2e-9), 1.0),
+    ],
+    ids=["linear-1s", "linear-0.5s", "quadratic-1s"],
+)
+async def test_batch_size_converges_to_the_latency_target(
+    model: LatencyModel, target: float
+) -> None:
+    """On a server costing ``a + b*n + c*n**2`` the batch settles where a call takes the target."""
+    server = SimulatedServer(latency=model)
+    ideal = model.size_for(target)
+    total = round(ideal * 12)  # enough for ten or more full batches at the ideal size
+    experiment_id, cutoff = seeded(server, total)
+    async with make_engine(server, target_latency=target, max_concurrency=1) as engine:
+        report = await engine.run([cutoff_spec(experiment_id, cutoff)])
+    job = report.jobs[0]
+    full = [batch for batch in job.batches if batch.deleted == batch.requested]
+    tail = full[-5:]
+    print(
+        f"\nconvergence {model} target={target}s ideal={ideal:.0f}: "
+        f"sizes {list(job.batch_sizes[:8])}... settled at {tail[-1].requested} "
+        f"({tail[-1].latency:.3f}s per call)"
+    )
+    assert job.deleted == total
+    assert len(full) >= 10
+    # The sizer keeps a 5% dead band on latency: that is where it stops, near the ideal size.
+    assert all(abs(batch.latency - target) <= 0.06 * target for batch in tail)
+    assert all(abs(batch.requested - ideal) <= 0.15 * ideal for batch in tail)
+    settled = next(i for i, b in enumerate(full) if abs(b.latency - target) <= 0.06 * target)
+    assert settled <= 8
+
+
+@pytest.mark.asyncio
+async def test_batch_halves_after_a_429() -> None:
+    """After a 429 the next call asks for at most half of the throttled one."""
+    server = SimulatedServer(latency=LatencyModel(fixed=0.5, per_trace=0.0005))
+    experiment_id, cutoff = seeded(server, 10_000)
+    server.script(None, Fault(status=429, error_code="RATE_LIMITED"))
+    async with make_engine(server) as engine:
+        report = await engine.run([cutoff_spec(experiment_id, cutoff)])
+    sizes = report.jobs[0].batch_sizes
+    assert sizes[:2] == (1000, 1000)
+    assert sizes[2] <= sizes[1] // 2
+    assert report.jobs[0].deleted == 10_000
+
+
+@pytest.mark.asyncio
+async def test_too_many_sql_variables_halves_the_batch_and_sets_a_ceiling() -> None:
+    """A 503 "too many SQL variables" halves the batch, and later calls never exceed that."""
+    server = SimulatedServer(latency=LatencyModel(fixed=0.01), max_sql_variables=5000)
+    experiment_id, cutoff = seeded(server, 60_000, 5)
+    async with make_engine(server) as engine:
+        report = await engine.run([cutoff_spec(experiment_id, cutoff)])
+    job = report.jobs[0]
+    failed = [i for i, batch in enumerate(job.batches) if batch.outcome == "too_large"]
+    assert len(failed) == 1
+    too_large = job.batches[failed[0]].requested
+    assert too_large > 5000
+    later = [batch.requested for batch in job.batches[failed[0] + 1 :]]
+    assert later[0] <= too_large // 2
+    assert max(later) <= too_large // 2
+    assert job.state is JobState.COMPLETED
+    assert job.deleted == server.deleted(experiment_id) == 60_000
+    assert len(server.remaining(experiment_id)) == 5
+
+
+# -- the shared rate limit (real time) -------------------------------------------------------
+
+
+@pytest.mark.asyncio
+async def test_rate_limit_holds_over_any_half_second() -> None:
+    """At rate_limit=20 a zero-latency server sees at most 11 calls in any 0.5 s window."""
+    stamps: list[float] = []
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        if request.url.path.endswith("/experiments/get"):
+            return httpx.Response(200, json={"experiment": {"experiment_id": "1", "name": "e"}})
+        stamps.append(time.monotonic())
+        return httpx.Response(200, json={"traces_deleted": 1})
+
+    config = EngineConfig(
+        client=ClientConfig(tracking_uri=SIM_URL), rate_limit=20, **fixed_batches(1)
+    )
+    async with Engine(config, transport=httpx.MockTransport(handler)) as engine:
+        with anyio.move_on_after(1.1):
+            await engine.run([cutoff_spec("1", NOW_MS - 1)])
+    windows = [sum(1 for t in stamps if start <= t < start + 0.5) for start in stamps]
+    assert max(windows) <= 11
+    assert 10 <= len(stamps) <= 24  # a loaded machine may send fewer, never more
+
+
+# -- caps and ambiguity ----------------------------------------------------------------------
+
+
+@pytest.mark.asyncio
+@pytest.mark.parametrize("carried_out", [True, False], ids=["deleted-then-lost", "never-done"])
+async def test_cap_holds_when_a_call_outcome_is_unknown(carried_out: bool) -> None:
+    """After a timed-out call the job asks only for cap - deleted - ambiguous: the cap holds."""
+    server = SimulatedServer()
+    experiment_id, cutoff = seeded(server, 5000)
+    server.script(None, Fault(apply_first=carried_out, raise_error=httpx.ReadTimeout))
+    async with make_engine(server, **fixed_batches(300)) as engine:
+        report = await engine.run([cutoff_spec(experiment_id, cutoff, max_traces=1000)])
+    job = report.jobs[0]
+    assert job.batch_sizes == (300, 300, 300, 100)
+    assert [call.requested for call in server.deletes] == [300, 300, 300, 100]
+    assert (job.deleted, job.ambiguous, job.ambiguous_calls) == (700, 300, 1)
+    lost = server.deleted(experiment_id)
+    assert lost == (1000 if carried_out else 700)
+    assert job.deleted <= lost <= job.deleted + job.ambiguous <= 1000
+    assert server.remaining(experiment_id) == sim_traces(5000)[lost:]
+
+
+@pytest.mark.asyncio
+async def test_id_chunk_timing_out_on_every_attempt_is_ambiguous_once() -> None:
+    """An ID chunk whose every attempt times out counts its IDs as ambiguous once, not per try."""
+    server = SimulatedServer()
+    traces = sim_traces(50)
+    experiment_id = server.add_experiment("lost", traces)
+    server.fault_rule = lambda call: Fault(raise_error=httpx.ReadTimeout)
+    config: dict[str, Any] = {"initial_id_chunk": 50, "retry": RetryPolicy(max_attempts=3)}
+    async with make_engine(server, **config) as engine:
+        report = await engine.run(
+            [DeleteSpec(experiment_id=experiment_id, trace_ids=[t.trace_id for t in traces])]
+        )
+    job = report.jobs[0]
+    assert (job.state, job.calls, job.ambiguous_calls) == (JobState.FAILED, 3, 3)
+    assert job.ambiguous == 50
+
+
+@pytest.mark.asyncio
+async def test_cancel_while_a_call_is_in_flight_reports_it_ambiguous() -> None:
+    """Cancelling a job during a call counts that call's batch as ambiguous, not deleted."""
+    server = SimulatedServer()
+    experiment_id, cutoff = seeded(server, 10_000)
+    stuck = Fault(apply_first=True, hold=anyio.Event())
+    server.script(None, None, stuck)
+    async with make_engine(server, **fixed_batches(1000)) as engine:
+        handle = await engine.submit(cutoff_spec(experiment_id, cutoff))
+        await stuck.arrived.wait()
+        handle.cancel()
+        report = await handle.wait()
+    assert report.state is JobState.CANCELLED
+    assert (report.deleted, report.ambiguous, report.ambiguous_calls) == (2000, 1000, 1)
+    assert report.batches[-1].outcome_unknown
+    assert report.batches[-1].deleted is None
+    assert len(server.deletes) == 3
+    assert report.deleted <= server.deleted(experiment_id) <= report.deleted + report.ambiguous
+
+
+@pytest.mark.asyncio
+async def test_stop_lets_the_call_in_flight_finish_and_sends_no_more() -> None:
+    """``stop()`` counts the call in flight as deleted and sends no further call."""
+    server = SimulatedServer()
+    experiment_id, cutoff = seeded(server, 10_000)
+    gate = anyio.Event()
+    slow = Fault(hold=gate)
+    server.script(None, slow)
+    async with make_engine(server, **fixed_batches(1000)) as engine:
+        handle = await engine.submit(cutoff_spec(experiment_id, cutoff))
+        await slow.arrived.wait()
+        handle.stop()
+        gate.set()
+        report = await handle.wait()
+    assert report.state is JobState.CANCELLED
+    assert (report.deleted, report.ambiguous, report.calls) == (2000, 0, 2)
+    assert len(server.deletes) == 2
+    assert server.deleted(experiment_id) == 2000
+
+
+# -- lifecycle, hooks and status ---------------------------------------------------------------
+
+
+@pytest.mark.asyncio
+async def test_submit_outside_the_open_engine_raises_engine_closed() -> None:
+    """``submit`` before ``async with`` and after it raises EngineClosedError."""
+    server = SimulatedServer()
+    experiment_id, cutoff = seeded(server, 10)
+    engine = make_engine(server)
+    with pytest.raises(EngineClosedError, match="not open yet"):
+        await engine.submit(cutoff_spec(experiment_id, cutoff))
+    async with engine:
+        await engine.submit(cutoff_spec(experiment_id, cutoff))
+    with pytest.raises(EngineClosedError, match="closed"):
+        await engine.submit(cutoff_spec(experiment_id, cutoff))
+    with pytest.raises(EngineClosedError):
+        await engine.run([cutoff_spec(experiment_id, cutoff)])
+    assert len(server.deletes) == 1
+
+
+@pytest.mark.asyncio
+async def test_hooks_get_every_event_kind_and_a_raising_hook_is_harmless(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """Hooks see batch, retry, size and finish events; a raising hook is logged and ignored."""
+    server = SimulatedServer(latency=LatencyModel(fixed=0.01))
+    experiment_id, cutoff = seeded(server, 20_000)
+    server.script(None, unavailable())
+    events: list[Event] = []
+
+    def broken(event: Event) -> None:
+        raise RuntimeError("progress bar fell over")
+
+    with caplog.at_level(logging.ERROR, logger="async_trace_delete"):
+        async with make_engine(server, hooks=[broken, events.append]) as engine:
+            report = await engine.run([cutoff_spec(experiment_id, cutoff)])
+    kinds = {type(event) for event in events}
+    assert {BatchDeleted, RetryScheduled, BatchSizeChanged, JobFinished} <= kinds
+    deleted_events = [event for event in events if isinstance(event, BatchDeleted)]
+    assert deleted_events[-1].total_deleted == report.jobs[0].deleted == 20_000
+    finished = [event for event in events if isinstance(event, JobFinished)]
+    assert len(finished) == 1
+    assert finished[0].report.state is JobState.COMPLETED
+    assert "event hook" in caplog.text
+    assert report.jobs[0].state is JobState.COMPLETED
+
+
+@pytest.mark.asyncio
+async def test_status_shows_live_counts() -> None:
+    """``handle.status`` reports the running state, counts so far and the next batch size."""
+    server = SimulatedServer(latency=LatencyModel(fixed=0.5, per_trace=0.0005))
+    experiment_id, cutoff = seeded(server, 5000)
+    gate = anyio.Event()
+    third = Fault(hold=gate)
+    server.script(None, None, third)
+    async with make_engine(server) as engine:
+        handle = await engine.submit(cutoff_spec(experiment_id, cutoff, label="live"))
+        await third.arrived.wait()
+        running = handle.status
+        gate.set()
+        await handle.wait()
+        finished = handle.status
+    assert running.label == "live"
+    assert running.state is JobState.RUNNING
+    assert (running.deleted, running.calls, running.ambiguous) == (2000, 3, 0)
+    assert running.batch_size == 1000
+    assert running.elapsed == pytest.approx(2.0)
+    assert finished.state is JobState.COMPLETED
+    assert finished.deleted == 5000
+    assert handle.done
+
+
+# -- invariants -------------------------------------------------------------------------------
+
+
+@settings(max_examples=15, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(
+    old=st.integers(0, 3000),
+    new=st.integers(0, 50),
+    cap=st.none() | st.integers(1, 4000),
+    batch=st.integers(1, 1500),
+)
+def test_cutoff_job_deletes_exactly_the_oldest_up_to_the_cap(
+    old: int, new: int, cap: int | None, batch: int
+) -> None:
+    """Whatever the sizes, a cutoff job deletes min(cap, old) oldest traces and nothing newer."""
+    server = SimulatedServer(latency=LatencyModel(fixed=0.1, per_trace=1e-4))
+    traces = sim_traces(old + new)
+    experiment_id = server.add_experiment("prop", traces)
+    cutoff = BASE_MS + old - 1 if old else BASE_MS - 1
+
+    async def main() -> int:
+        async with make_engine(server, initial_batch_size=batch, min_batch_size=1) as engine:
+            report = await engine.run([cutoff_spec(experiment_id, cutoff, max_traces=cap)])
+        return report.jobs[0].deleted
+
+    deleted = asyncio.run(main())
+    expected = old if cap is None else min(cap, old)
+    assert deleted == server.deleted(experiment_id) == expected
+    assert server.remaining(experiment_id) == traces[expected:]
+
+
+# -- overhead (measured, not asserted) ---------------------------------------------------------
+
+
+@pytest.mark.asyncio
+async def test_engine_overhead_per_call_is_measured() -> None:
+    """Prints calls/s through the engine and direct TracesClient calls on a zero-latency server."""
+    calls = 500
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        if request.url.path.endswith("/experiments/get"):
+            return httpx.Response(200, json={"experiment": {"experiment_id": "1", "name": "e"}})
+        return httpx.Response(200, json={"traces_deleted": 1})
+
+    transport = httpx.MockTransport(handler)
+    client_config = ClientConfig(tracking_uri=SIM_URL)
+    config = EngineConfig(client=client_config, rate_limit=FAST, **fixed_batches(1))
+    engine_seconds: list[float] = []
+    direct_seconds: list[float] = []
+    for _ in range(2):  # alternate, keep the best of each: the machine may be busy
+        async with Engine(config, transport=transport) as engine:
+            started = time.perf_counter()
+            report = await engine.run([cutoff_spec("1", NOW_MS - 1, max_traces=calls)])
+            engine_seconds.append(time.perf_counter() - started)
+        assert report.calls == calls
+        async with TracesClient(client_config, transport=transport) as client:
+            started = time.perf_counter()
+            for _ in range(calls):
+                await client.delete_traces("1", max_timestamp_millis=NOW_MS - 1, max_traces=1)
+            direct_seconds.append(time.perf_counter() - started)
+    engine_best, direct_best = min(engine_seconds), min(direct_seconds)
+    print(
+        f"\nengine overhead: {calls / engine_best:,.0f} calls/s through the engine, "
+        f"{calls / direct_best:,.0f} calls/s direct "
+        f"({(engine_best - direct_best) / calls * 1e6:,.0f} us/call added)"
+    )
