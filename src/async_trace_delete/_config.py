@@ -199,6 +199,24 @@ class EngineConfig(BaseModel):
     request_timeout: Annotated[float, Field(gt=0, le=3600)] | None = None
     search_page_size: Annotated[int, Field(ge=1, le=500)] = 500
 
+    @model_validator(mode="before")
+    @classmethod
+    def _default_initial_sizes(cls, data: Any) -> Any:
+        """An initial size left unset follows the bounds given (e.g. max_batch_size=500)."""
+        if not isinstance(data, dict):
+            return data
+        data = dict(data)
+        if data.get("initial_batch_size") is None:
+            low = data.get("min_batch_size", 100)
+            high = data.get("max_batch_size", 100_000)
+            if isinstance(low, int) and isinstance(high, int):
+                data["initial_batch_size"] = min(max(1_000, low), max(high, low))
+        if data.get("initial_id_chunk") is None:
+            high = data.get("max_id_chunk", 1_000)
+            if isinstance(high, int):
+                data["initial_id_chunk"] = min(100, high)
+        return data
+
     @model_validator(mode="after")
     def _bounds(self) -> Self:
         if not self.min_batch_size <= self.initial_batch_size <= self.max_batch_size:

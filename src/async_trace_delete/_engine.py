@@ -187,6 +187,7 @@ class Engine:
         self._shared: SharedState | None = None
         self._group: TaskGroup | None = None
         self._handles: list[JobHandle] = []
+        self._stop_requested = False
 
     def __repr__(self) -> str:
         return f"<Engine {self._state.value}, {len(self._handles)} jobs>"
@@ -287,7 +288,7 @@ class Engine:
         """
         shared = self._require_open()
         resolved = await self._resolve(spec)
-        handle = JobHandle(JobRunner(resolved, shared))
+        handle = JobHandle(self._runner(resolved, shared))
         self._handles.append(handle)
         assert self._group is not None
         self._group.start_soon(handle._run)
@@ -311,7 +312,7 @@ class Engine:
         if not spec_list:
             raise UsageError("run() needs at least one spec")
         resolved = [await self._resolve(spec) for spec in spec_list]
-        runners = [JobRunner(item, shared) for item in resolved]
+        runners = [self._runner(item, shared) for item in resolved]
         if verify:
             for runner in runners:
                 runner.matched_before = await count_remaining(
@@ -351,7 +352,11 @@ class Engine:
         return PlanReport(jobs=tuple(plans))
 
     def stop_all(self) -> None:
-        """Stop every job gracefully (calls in flight finish and are counted)."""
+        """Stop every job gracefully (calls in flight finish and are counted).
+
+        Jobs that ``run``/``submit`` start afterwards start stopped: they send nothing.
+        """
+        self._stop_requested = True
         for handle in self._handles:
             handle.stop()
 
@@ -365,6 +370,11 @@ class Engine:
         self._hooks.append(hook)
 
     # -- internals ---------------------------------------------------------------------------
+
+    def _runner(self, resolved: ResolvedSpec, shared: SharedState) -> JobRunner:
+        runner = JobRunner(resolved, shared)
+        runner.stopping = self._stop_requested
+        return runner
 
     def _require_open(self) -> SharedState:
         if self._state is not _EngineState.OPEN or self._shared is None:

@@ -190,6 +190,8 @@ class JobRunner:
 
             try:
                 deleted, latency = await self._call(size, attempt, sizer, request)
+            except _StopRequested:
+                return
             except MlflowApiError as error:
                 decision = classify(error)
                 if decision is RetryDecision.SHRINK and size > sizer.min_size:
@@ -233,6 +235,8 @@ class JobRunner:
                 try:
                     if not self.stopping:  # once stopping, drain without deleting
                         await self._delete_chunk(chunk)
+                except _StopRequested:
+                    pass
                 finally:
                     self._chunks_pending -= 1
                     if self._chunks_pending == 0:
@@ -389,6 +393,8 @@ class JobRunner:
         counts = self.counts
         async with shared.scheduler.slot(self):
             await shared.scheduler.pace()
+            if self.stopping:
+                raise _StopRequested  # stopped while waiting for the gate: send nothing
             started = shared.clock()
             counts.calls += 1
             try:
@@ -531,6 +537,10 @@ class JobRunner:
         coefficient = self.shared.config.sleep_coefficient
         if coefficient and not self.stopping:
             await self.shared.sleep(coefficient * latency)
+
+
+class _StopRequested(Exception):
+    """The job was stopped while a call waited for the gate; the call was not sent."""
 
 
 def _leaves(group: BaseExceptionGroup[Exception]) -> list[Exception]:

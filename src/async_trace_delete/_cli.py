@@ -1,0 +1,303 @@
+"""The ``async-trace-delete`` command line: a thin layer over the library.
+
+Parse arguments -> build the same :class:`DeleteSpec` list and :class:`EngineConfig` the
+library takes -> run the :class:`Engine` (``plan`` for the dry run, ``run`` to execute) ->
+render the report. Nothing is deleted without ``--execute``.
+
+Exit codes: 0 done; 1 a job failed (or the server could not be used); 2 bad input (refused
+before any delete was sent); 130 interrupted (Ctrl-C or SIGTERM).
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+import time
+from collections.abc import Callable, Mapping, Sequence
+from typing import Any, NoReturn, TextIO
+
+from pydantic import ValidationError
+
+from . import __version__
+from ._audit import known_secrets
+from ._cli_inputs import (
+    ENGINE_OPTIONS,
+    EXIT_BAD_INPUT,
+    EXIT_FAILED,
+    EXIT_INTERRUPTED,
+    EXIT_OK,
+    PROG,
+    BadInputError,
+    Invocation,
+    JobDefinition,
+    build_engine_config,
+    build_specs,
+    check_cutoffs,
+    parse_duration,
+    parse_instant,
+    read_trace_ids,
+    rename_fields,
+)
+from ._cli_session import Session
+from ._config import ClientConfig
+from ._exceptions import UsageError
+from ._policy import load_policy
+
+__all__ = [
+    "EXIT_BAD_INPUT",
+    "EXIT_FAILED",
+    "EXIT_INTERRUPTED",
+    "EXIT_OK",
+    "build_parser",
+    "main",
+    "prepare",
+    "run_cli",
+]
+
+_CLIENT_NAMES = {
+    "tracking_uri": "--tracking-uri",
+    "username": "MLFLOW_TRACKING_USERNAME",
+    "password": "MLFLOW_TRACKING_PASSWORD",
+    "token": "MLFLOW_TRACKING_TOKEN",
+    "timeout": "MLFLOW_HTTP_REQUEST_TIMEOUT",
+}
+
+
+class _Parser(argparse.ArgumentParser):
+    """argparse, but a usage error is one line naming the flag (exit 2)."""
+
+    def error(self, message: str) -> NoReturn:
+        self.exit(EXIT_BAD_INPUT, f"{PROG}: error: {message}\n")
+
+
+def _argument_type(parse: Callable[[str], Any]) -> Callable[[str], Any]:
+    def convert(text: str) -> Any:
+        try:
+            return parse(text)
+        except ValueError as error:
+            raise argparse.ArgumentTypeError(str(error)) from None
+
+    convert.__name__ = parse.__name__
+    return convert
+
+
+def _common_options() -> _Parser:
+    common = _Parser(add_help=False)
+    run = common.add_argument_group("running")
+    run.add_argument(
+        "--execute",
+        action="store_true",
+        help="really delete (without it: a dry run that counts and prints the command)",
+    )
+    run.add_argument(
+        "--tracking-uri",
+        metavar="URL",
+        help="MLflow server (default: MLFLOW_TRACKING_URI); credentials come from "
+        "MLFLOW_TRACKING_TOKEN or MLFLOW_TRACKING_USERNAME/_PASSWORD",
+    )
+    run.add_argument("--audit-log", metavar="PATH", help="append a JSON-lines audit log here")
+    run.add_argument(
+        "--verify", action="store_true", help="count matches on the server before and after"
+    )
+    run.add_argument("--json", action="store_true", help="print a JSON report on stdout")
+    run.add_argument("-q", "--quiet", action="store_true", help="no progress and no tables")
+    run.add_argument(
+        "--sample", type=int, default=3, metavar="N", help="dry run: traces shown per job"
+    )
+    pace = common.add_argument_group("pacing (EngineConfig)")
+    pace.add_argument("--rate", type=float, metavar="PER_S", help="delete calls per second")
+    pace.add_argument("--concurrency", type=int, metavar="N", help="most calls in flight")
+    pace.add_argument(
+        "--target-latency", type=float, metavar="SECONDS", help="seconds one call should take"
+    )
+    pace.add_argument("--min-batch-size", type=int, metavar="N", help="smallest cutoff batch")
+    pace.add_argument("--max-batch-size", type=int, metavar="N", help="largest cutoff batch")
+    pace.add_argument("--initial-batch-size", type=int, metavar="N", help="first cutoff batch")
+    pace.add_argument("--max-id-chunk", type=int, metavar="N", help="most IDs per call")
+    pace.add_argument(
+        "--sleep-coefficient", type=float, metavar="X", help="pause X * latency after calls"
+    )
+    pace.add_argument("--request-timeout", type=float, metavar="SECONDS", help="per call")
+    return common
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The argument parser of ``async-trace-delete``."""
+    parser = _Parser(
+        prog=PROG,
+        description="Delete MLflow traces in bulk, safely: a dry run unless --execute.",
+        epilog="Exit codes: 0 done, 1 failed job(s), 2 bad input, 130 interrupted.",
+    )
+    parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
+    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    common = _common_options()
+    delete = commands.add_parser(
+        "delete", parents=[common], help="delete traces of some experiments", prog=f"{PROG} delete"
+    )
+    where = delete.add_argument_group("what to delete")
+    where.add_argument(
+        "--experiment-id", action="append", default=[], metavar="ID", help="repeatable"
+    )
+    where.add_argument(
+        "--experiment-name",
+        action="append",
+        default=[],
+        metavar="NAME",
+        help="repeatable; looked up before anything is deleted",
+    )
+    selection = where.add_mutually_exclusive_group()
+    selection.add_argument(
+        "--max-timestamp-millis", type=int, metavar="MS", help="cutoff in epoch milliseconds"
+    )
+    selection.add_argument(
+        "--older-than",
+        type=_argument_type(parse_duration),
+        metavar="AGE",
+        help="e.g. 30m, 12h, 7d, 2w",
+    )
+    selection.add_argument(
+        "--before",
+        type=_argument_type(parse_instant),
+        metavar="TIME",
+        help="ISO 8601 with a zone, e.g. 2026-11-01T00:00:00Z",
+    )
+    selection.add_argument("--trace-ids-file", metavar="PATH", help="one ID per line; - = stdin")
+    where.add_argument("--filter", metavar="FILTER", help="MLflow search filter")
+    where.add_argument("--max-traces", type=int, metavar="N", help="cap per experiment")
+    guard = delete.add_argument_group("guardrails")
+    guard.add_argument("--expect-at-most", type=int, metavar="N", help="refuse if more match")
+    guard.add_argument(
+        "--min-retention",
+        type=_argument_type(parse_duration),
+        metavar="AGE",
+        help="refuse cutoffs newer than now - AGE",
+    )
+    guard.add_argument("--force", action="store_true", help="override --min-retention")
+    guard.add_argument(
+        "--allow-match-all", action="store_true", help="allow an empty filter without cutoff"
+    )
+    policy = commands.add_parser(
+        "run", parents=[common], help="run the jobs of a TOML policy file", prog=f"{PROG} run"
+    )
+    policy.add_argument("policy", metavar="POLICY", help="TOML policy file")
+    return parser
+
+
+def _definition_from_args(args: argparse.Namespace, stdin: TextIO | None) -> JobDefinition:
+    fields: dict[str, Any] = {}
+    names: dict[str, str] = {}
+    if args.before is not None:
+        fields["max_timestamp_millis"] = args.before
+        names["max_timestamp_millis"] = "--before"
+    for field_name in ("max_timestamp_millis", "older_than", "max_traces", "expect_at_most"):
+        if getattr(args, field_name) is not None:
+            fields[field_name] = getattr(args, field_name)
+    if args.min_retention is not None:
+        fields["min_retention"] = args.min_retention
+    if args.filter is not None:
+        fields["filter_string"] = args.filter
+    if args.trace_ids_file is not None:
+        fields["trace_ids"] = read_trace_ids(args.trace_ids_file, "--trace-ids-file", stdin)
+    if args.force:
+        fields["force"] = True
+    if args.allow_match_all:
+        fields["allow_match_all"] = True
+    return JobDefinition(
+        origin="",
+        name=None,
+        experiment_ids=tuple(args.experiment_id),
+        experiment_names=tuple(args.experiment_name),
+        fields=fields,
+        names=names,
+    )
+
+
+def _client_config(uri: str | None, environ: Mapping[str, str]) -> ClientConfig:
+    try:
+        return ClientConfig.from_env(environ, tracking_uri=uri)
+    except ValidationError as error:
+        first = error.errors(include_url=False)[0]
+        location = str(first["loc"][0]) if first["loc"] else ""
+        message = str(first["msg"]).removeprefix("Value error, ")
+        prefix = f"{_CLIENT_NAMES.get(location, location)}: " if location else ""
+        raise BadInputError(prefix + rename_fields(message, _CLIENT_NAMES)) from None
+    except UsageError as error:
+        raise BadInputError(rename_fields(str(error), _CLIENT_NAMES)) from None
+
+
+def prepare(
+    argv: Sequence[str], *, environ: Mapping[str, str], stdin: TextIO | None, now_ms: int
+) -> Invocation:
+    """Parse and check a command line; everything that can be refused without HTTP is.
+
+    Raises:
+        BadInputError: the input breaks a rule (the message names the flag or key).
+        SystemExit: argparse refused the command line (one line, exit 2) or printed help.
+    """
+    args = build_parser().parse_args(list(argv))
+    engine_options = {key: getattr(args, key) for key in ENGINE_OPTIONS}
+    engine_names = {key: f"--{key.replace('_', '-')}" for key in ENGINE_OPTIONS}
+    uri = args.tracking_uri
+    if args.command == "run":
+        policy = load_policy(args.policy)
+        definitions: tuple[JobDefinition, ...] = policy.jobs
+        for key, value in policy.engine.items():
+            if engine_options[key] is None:
+                engine_options[key] = value
+                engine_names[key] = policy.engine_names[key]
+        uri = uri or policy.tracking_uri
+    else:
+        definitions = (_definition_from_args(args, stdin),)
+    if args.sample < 0:
+        raise BadInputError(f"--sample: must be >= 0 (got {args.sample})")
+    jobs = build_specs(definitions)
+    client = _client_config(uri, environ)
+    config = build_engine_config(engine_options, engine_names, client)
+    check_cutoffs(jobs, now_ms)
+    return Invocation(
+        argv=tuple(argv),
+        args=args,
+        jobs=tuple(jobs),
+        config=config,
+        secrets=tuple(known_secrets(environ, client)),
+    )
+
+
+def run_cli(
+    argv: Sequence[str],
+    *,
+    environ: Mapping[str, str] | None = None,
+    stdin: TextIO | None = None,
+    wall_clock_ms: Callable[[], int] | None = None,
+    **engine_seams: Any,
+) -> int:
+    """Run the command line ``argv`` and return its exit code.
+
+    Args:
+        argv: The arguments, without the program name.
+        environ: The environment (default ``os.environ``).
+        stdin: Where ``--trace-ids-file -`` reads (default ``sys.stdin``).
+        wall_clock_ms: Epoch milliseconds now (a test seam).
+        **engine_seams: ``transport``, ``clock``, ``sleep``, ``random`` for the
+            :class:`Engine` (test seams; ``main`` passes none).
+    """
+    env = os.environ if environ is None else environ
+    now_ms = wall_clock_ms or (lambda: time.time_ns() // 1_000_000)
+    try:
+        invocation = prepare(argv, environ=env, stdin=stdin, now_ms=now_ms())
+    except BadInputError as error:
+        sys.stderr.write(f"{PROG}: error: {error}\n")
+        return EXIT_BAD_INPUT
+    except SystemExit as exit_:
+        return exit_.code if isinstance(exit_.code, int) else EXIT_BAD_INPUT
+    return Session(invocation, engine_seams={**engine_seams, "wall_clock_ms": now_ms}).run()
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Console-script entry point: ``async-trace-delete``."""
+    try:
+        return run_cli(sys.argv[1:] if argv is None else argv)
+    except KeyboardInterrupt:  # outside the run, where the signal handlers are not installed
+        sys.stderr.write(f"{PROG}: interrupted\n")
+        return EXIT_INTERRUPTED

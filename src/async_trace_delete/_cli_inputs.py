@@ -1,0 +1,379 @@
+"""The CLI's inputs: human values and library errors, translated both ways.
+
+The CLI adds no rules of its own. A job definition is "these experiments x one selection";
+each experiment becomes one :class:`DeleteSpec` with exactly the fields the user gave, and
+:class:`EngineConfig` gets the pacing flags 1:1. This module translates values written the
+human way (``7d``, ``2026-11-01T00:00:00Z``, a file of IDs) into those fields, and the
+library's validation errors back into the names the user typed (``--older-than``, or
+``jobs[2]: older_than`` in a policy file).
+"""
+
+from __future__ import annotations
+
+import argparse
+import re
+import shlex
+import sys
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any, TextIO
+
+from pydantic import ValidationError
+
+from ._config import ClientConfig, EngineConfig, redact_url
+from ._exceptions import GuardrailError, UsageError
+from ._specs import DeleteSpec
+
+__all__ = [
+    "ENGINE_OPTIONS",
+    "EXIT_BAD_INPUT",
+    "EXIT_FAILED",
+    "EXIT_INTERRUPTED",
+    "EXIT_OK",
+    "PROG",
+    "SPEC_FLAGS",
+    "BadInputError",
+    "Invocation",
+    "JobDefinition",
+    "build_engine_config",
+    "build_specs",
+    "check_cutoffs",
+    "describe_guardrail",
+    "name_of",
+    "parse_duration",
+    "parse_instant",
+    "read_trace_ids",
+    "rename_fields",
+]
+
+EXIT_OK = 0
+EXIT_FAILED = 1
+EXIT_BAD_INPUT = 2
+EXIT_INTERRUPTED = 130
+PROG = "async-trace-delete"
+# DeleteSpec field -> the flag that sets it (policy keys are the flag without dashes).
+SPEC_FLAGS: Mapping[str, str] = {
+    "experiment_id": "--experiment-id",
+    "experiment_name": "--experiment-name",
+    "max_timestamp_millis": "--max-timestamp-millis",
+    "older_than": "--older-than",
+    "trace_ids": "--trace-ids-file",
+    "filter_string": "--filter",
+    "max_traces": "--max-traces",
+    "expect_at_most": "--expect-at-most",
+    "min_retention": "--min-retention",
+    "allow_match_all": "--allow-match-all",
+    "force": "--force",
+}
+
+# Option name (flag without dashes, policy key) -> EngineConfig field.
+ENGINE_OPTIONS: Mapping[str, str] = {
+    "rate": "rate_limit",
+    "concurrency": "max_concurrency",
+    "target_latency": "target_latency",
+    "min_batch_size": "min_batch_size",
+    "max_batch_size": "max_batch_size",
+    "initial_batch_size": "initial_batch_size",
+    "max_id_chunk": "max_id_chunk",
+    "sleep_coefficient": "sleep_coefficient",
+    "request_timeout": "request_timeout",
+}
+
+_DURATION_UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86_400, "w": 604_800}
+_DURATION = re.compile(r"(\d+(?:\.\d+)?)([smhdw])")
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+
+
+class BadInputError(UsageError):
+    """Input the CLI refuses before sending anything; the message names the flag or key."""
+
+
+@dataclass(frozen=True)
+class JobDefinition:
+    """One job as the user wrote it: experiments x one selection.
+
+    Attributes:
+        origin: Where it was written, for errors (``""`` for the command line).
+        name: The job's name (policy files), used as a label prefix.
+        experiment_ids: Experiments by ID.
+        experiment_names: Experiments by name.
+        fields: DeleteSpec fields other than the experiment and label.
+        names: DeleteSpec field -> what the user typed for it (flag or key).
+    """
+
+    origin: str
+    name: str | None
+    experiment_ids: tuple[str, ...]
+    experiment_names: tuple[str, ...]
+    fields: Mapping[str, Any]
+    names: Mapping[str, str]
+
+
+# -- values written the human way ------------------------------------------------------------
+
+
+def parse_duration(text: str) -> timedelta:
+    """Parse ``30m``, ``12h``, ``7d``, ``2w`` or combinations such as ``1d12h``.
+
+    Raises:
+        ValueError: not a duration in that form.
+    """
+    compact = text.strip().lower().replace(" ", "")
+    parts = _DURATION.findall(compact)
+    if not compact or "".join(number + unit for number, unit in parts) != compact:
+        raise ValueError(
+            f"cannot read {text!r} as a duration; write a number and a unit "
+            "(s, m, h, d, w), e.g. 30m, 12h, 7d, 2w or 1d12h"
+        )
+    seconds = sum(float(number) * _DURATION_UNITS[unit] for number, unit in parts)
+    return timedelta(seconds=seconds)
+
+
+def parse_instant(value: str | datetime) -> int:
+    """Turn an ISO 8601 time with a zone (``2026-11-01T00:00:00Z``) into epoch milliseconds.
+
+    Raises:
+        ValueError: not ISO 8601, no time zone, or not after 1970.
+    """
+    if isinstance(value, datetime):
+        moment = value
+    else:
+        try:
+            moment = datetime.fromisoformat(value.strip())
+        except ValueError:
+            raise ValueError(
+                f"cannot read {value!r} as an ISO 8601 time; write e.g. 2026-11-01T00:00:00Z"
+            ) from None
+    if moment.tzinfo is None or moment.utcoffset() is None:
+        raise ValueError(
+            f"{moment.isoformat()!r} has no time zone; add one, e.g. "
+            f"{moment.isoformat()}Z or {moment.isoformat()}+02:00"
+        )
+    millis = (moment - _EPOCH) // timedelta(milliseconds=1)
+    if millis <= 0:
+        raise ValueError(f"{moment.isoformat()} is not after 1970-01-01T00:00:00Z")
+    return millis
+
+
+def read_trace_ids(path: str, flag: str, stdin: TextIO | None = None) -> tuple[str, ...]:
+    """Read trace IDs, one per line (blank lines and ``#`` comments skipped); ``-`` is stdin.
+
+    Raises:
+        BadInputError: unreadable, not text, or holds no ID.
+    """
+    where = "stdin" if path == "-" else repr(path)
+    try:
+        if path == "-":
+            text = (stdin if stdin is not None else sys.stdin).read()
+        else:
+            text = Path(path).read_text(encoding="utf-8")
+    except OSError as error:
+        raise BadInputError(f"{flag}: cannot read {where}: {error.strerror or error}") from None
+    except UnicodeDecodeError:
+        raise BadInputError(f"{flag}: {where} is not UTF-8 text") from None
+    ids = tuple(
+        line.strip()
+        for line in text.splitlines()
+        if line.strip() and not line.strip().startswith("#")
+    )
+    if not ids:
+        raise BadInputError(f"{flag}: no trace IDs in {where} (one ID per line)")
+    return ids
+
+
+# -- errors in the user's words ----------------------------------------------------------------
+
+
+def rename_fields(message: str, names: Mapping[str, str]) -> str:
+    """Rewrite the library's field names in ``message`` as the flags or keys the user typed."""
+    if not names:
+        return message
+    alternatives = "|".join(re.escape(name) for name in sorted(names, key=len, reverse=True))
+    pattern = re.compile(rf"\b(?:set |pass )?({alternatives})(=True)?\b")
+
+    def replace(match: re.Match[str]) -> str:
+        typed = names[match.group(1)]
+        if match.group(2):  # "pass force=True" -> "pass --force" / "set force = true"
+            verb = "pass " if typed.startswith("-") else "set "
+            return verb + (typed if typed.startswith("-") else f"{typed} = true")
+        return match.group(0).replace(match.group(1), typed)
+
+    return pattern.sub(replace, message)
+
+
+def _describe(error: ValidationError, names: Mapping[str, str], origin: str) -> str:
+    first = error.errors(include_url=False)[0]
+    message = str(first["msg"]).removeprefix("Value error, ")
+    location = first["loc"]
+    where = f"{origin}: " if origin else ""
+    if location:
+        field_name = str(location[0])
+        given = first.get("input")
+        shown = f" (got {given!r})" if isinstance(given, str | int | float) else ""
+        return f"{where}{names.get(field_name, field_name)}: {rename_fields(message, names)}{shown}"
+    return where + rename_fields(message, names)
+
+
+def _spec_names(names: Mapping[str, str], origin: str) -> dict[str, str]:
+    if origin:  # a policy file: the keys are the field names, prefixed by the job
+        defaults = {
+            "experiment_id": "experiment_ids",
+            "experiment_name": "experiment_names",
+            "trace_ids": "trace_ids_file",
+            "filter_string": "filter",
+        }
+        return {key: names.get(key, defaults.get(key, key)) for key in SPEC_FLAGS}
+    return {key: names.get(key, flag) for key, flag in SPEC_FLAGS.items()}
+
+
+# -- definitions -> specs --------------------------------------------------------------------
+
+
+def build_specs(definitions: Iterable[JobDefinition]) -> list[tuple[DeleteSpec, JobDefinition]]:
+    """One DeleteSpec per experiment of each definition, labelled uniquely, with its source.
+
+    Raises:
+        BadInputError: a definition has no experiment, or breaks a rule of DeleteSpec.
+    """
+    specs: list[tuple[DeleteSpec, JobDefinition]] = []
+    labels: set[str] = set()
+    for definition in definitions:
+        names = _spec_names(definition.names, definition.origin)
+        where = f"{definition.origin}: " if definition.origin else ""
+        experiments = [("experiment_id", value) for value in definition.experiment_ids]
+        experiments += [("experiment_name", value) for value in definition.experiment_names]
+        if not experiments:
+            raise BadInputError(
+                f"{where}{names['experiment_id']} / {names['experiment_name']}: "
+                "give at least one experiment"
+            )
+        for key, experiment in dict.fromkeys(experiments):
+            label = f"{definition.name}/{experiment}" if definition.name else experiment
+            if label in labels:
+                raise BadInputError(f"{where}job {label!r} is defined twice")
+            labels.add(label)
+            try:
+                spec = DeleteSpec.model_validate(
+                    {key: experiment, **definition.fields, "label": label}
+                )
+            except ValidationError as error:
+                raise BadInputError(_describe(error, names, definition.origin)) from None
+            specs.append((spec, definition))
+    return specs
+
+
+def check_cutoffs(specs: Iterable[tuple[DeleteSpec, JobDefinition]], now_ms: int) -> None:
+    """Run the library's time rules (future cutoff, minimum retention) before any HTTP call.
+
+    Raises:
+        BadInputError: a cutoff is in the future or newer than ``min_retention`` allows.
+    """
+    for spec, definition in specs:
+        try:
+            spec.resolve(now_millis=now_ms, experiment_id=spec.experiment_id or "0")
+        except GuardrailError as error:
+            raise BadInputError(describe_guardrail(error, definition)) from None
+
+
+def describe_guardrail(error: GuardrailError, definition: JobDefinition | None) -> str:
+    """A guardrail refusal in the user's words."""
+    if definition is None:
+        return rename_fields(str(error), _spec_names({}, ""))
+    where = f"{definition.origin}: " if definition.origin else ""
+    return where + rename_fields(str(error), _spec_names(definition.names, definition.origin))
+
+
+def build_engine_config(
+    options: Mapping[str, Any], names: Mapping[str, str], client: ClientConfig
+) -> EngineConfig:
+    """EngineConfig from options named as flags (``rate``, ``concurrency``, ...).
+
+    Batch bounds the user did not set follow the ones they did (``--max-batch-size 500``
+    alone lowers the initial size to 500 rather than failing).
+
+    Raises:
+        BadInputError: a value breaks a rule of EngineConfig (the flag or key is named).
+    """
+    values: dict[str, Any] = {
+        ENGINE_OPTIONS[key]: value for key, value in options.items() if value is not None
+    }
+    defaults = {key: info.default for key, info in EngineConfig.model_fields.items()}
+    given = set(values)
+    low = values.get("min_batch_size", defaults["min_batch_size"])
+    high = values.get("max_batch_size", defaults["max_batch_size"])
+    if "min_batch_size" not in given and isinstance(high, int) and high >= 1:
+        values["min_batch_size"] = low = min(low, high)
+    if "max_batch_size" not in given and isinstance(low, int) and low >= 1:
+        values["max_batch_size"] = high = max(low, high)
+    if (
+        "initial_batch_size" not in given
+        and isinstance(low, int)
+        and isinstance(high, int)
+        and 1 <= low <= high
+    ):
+        values["initial_batch_size"] = min(max(defaults["initial_batch_size"], low), high)
+    if "max_id_chunk" in values:
+        values["initial_id_chunk"] = min(defaults["initial_id_chunk"], values["max_id_chunk"])
+    field_names = {
+        ENGINE_OPTIONS[key]: names.get(key, f"--{key.replace('_', '-')}") for key in ENGINE_OPTIONS
+    }
+    try:
+        return EngineConfig(client=client, **values)
+    except ValidationError as error:
+        raise BadInputError(_describe(error, field_names, "")) from None
+
+
+@dataclass(frozen=True)
+class Invocation:
+    """A command line checked and turned into the library's inputs (no HTTP yet)."""
+
+    argv: tuple[str, ...]
+    args: argparse.Namespace
+    jobs: tuple[tuple[DeleteSpec, JobDefinition], ...]
+    config: EngineConfig
+    secrets: tuple[str, ...]
+
+    @property
+    def execute(self) -> bool:
+        """Whether this run deletes."""
+        return bool(self.args.execute)
+
+    def command(self, *, execute: bool | None = None) -> str:
+        """The command line, shell-quoted, URL credentials redacted.
+
+        Args:
+            execute: True adds ``--execute``, False removes it, None keeps it as typed.
+        """
+        words: list[str] = []
+        redact_next = False
+        for word in self.argv:
+            if redact_next:
+                word, redact_next = redact_url(word), False
+            elif word == "--tracking-uri":
+                redact_next = True
+            elif word.startswith("--tracking-uri="):
+                word = "--tracking-uri=" + redact_url(word.partition("=")[2])
+            if word != "--execute" or execute is None:
+                words.append(word)
+        if execute:
+            words.append("--execute")
+        return shlex.join([PROG, *words])
+
+
+def name_of(definition: JobDefinition, field_name: str) -> str:
+    """How the user named a spec field (flag or policy key, with the job's origin)."""
+    if definition.origin:
+        keys = {
+            "experiment_id": "experiment_ids",
+            "experiment_name": "experiment_names",
+            "filter_string": "filter",
+        }
+        return f"{definition.origin}: {keys.get(field_name, field_name)}"
+    flags = {
+        "experiment_id": "--experiment-id",
+        "experiment_name": "--experiment-name",
+        "filter_string": "--filter",
+    }
+    return definition.names.get(field_name, flags.get(field_name, field_name))

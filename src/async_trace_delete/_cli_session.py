@@ -1,0 +1,390 @@
+"""One CLI run against the server: check the experiments, plan, execute, handle signals.
+
+The order never changes: experiments are looked up (read-only), the plan is counted by
+search (read-only), and only then, with ``--execute``, ``Engine.run`` deletes. A signal before
+that point ends the run with nothing deleted. During the run the first SIGINT/SIGTERM stops
+scheduling (calls in flight finish and are counted), the second cancels calls in flight
+(reported as outcome unknown); either way the exact partial report is printed and logged,
+with exit code 130.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import signal
+import sys
+import time
+import uuid
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any, TextIO
+
+import anyio
+from anyio.abc import TaskStatus
+from rich.console import Console
+
+from . import __version__
+from ._audit import AuditLog, Redactor, job_summary, read_confirmed_ids, who_and_where
+from ._cli_inputs import (
+    EXIT_BAD_INPUT,
+    EXIT_FAILED,
+    EXIT_INTERRUPTED,
+    EXIT_OK,
+    PROG,
+    BadInputError,
+    Invocation,
+    describe_guardrail,
+    name_of,
+)
+from ._cli_render import ProgressDisplay, plan_json, render_plan, render_summary, report_json
+from ._config import redact_url
+from ._engine import Engine
+from ._exceptions import (
+    GuardrailError,
+    InvalidParameterError,
+    NotFoundError,
+    TraceDeleteError,
+    UsageError,
+)
+from ._planning import JobPlan, PlanReport
+from ._reports import RunReport
+from ._specs import DeleteSpec
+
+__all__ = ["Session"]
+
+_WIDTH_WITHOUT_TERMINAL = 160
+
+
+def _console(stream: TextIO) -> Console:
+    # Rich assumes 80 columns without a terminal; a file or pipe is better served wider.
+    wide = not stream.isatty() and "COLUMNS" not in os.environ
+    return Console(file=stream, highlight=False, width=_WIDTH_WITHOUT_TERMINAL if wide else None)
+
+
+class Session:
+    """Runs one :class:`Invocation`: the async part of the CLI.
+
+    Args:
+        invocation: The checked command line.
+        engine_seams: Keyword arguments for :class:`Engine` (``transport``, ``clock``, ...;
+            test seams).
+    """
+
+    def __init__(
+        self,
+        invocation: Invocation,
+        *,
+        engine_seams: Mapping[str, Any] | None = None,
+    ) -> None:
+        self.invocation = invocation
+        args = invocation.args
+        self._engine_options = dict(engine_seams or {})
+        self.redact = Redactor(invocation.secrets)
+        self.out = _console(sys.stdout)
+        self.err = _console(sys.stderr)
+        self.quiet = bool(args.quiet)
+        self.json = bool(args.json)
+        self.progress = ProgressDisplay(
+            self.err, enabled=invocation.execute and not self.quiet and not self.json
+        )
+        path = Path(args.audit_log).expanduser() if args.audit_log else None
+        self.audit = AuditLog(path, run_id=uuid.uuid4().hex, redactor=self.redact)
+        self.definitions = {
+            spec.label or spec.experiment: definition for spec, definition in invocation.jobs
+        }
+        self.signals = 0
+        self.engine: Engine | None = None
+        self.scope: anyio.CancelScope | None = None  # the phase a signal cancels
+        self.skipped: list[dict[str, Any]] = []
+        self.confirmed: dict[str, set[str]] = {}
+
+    # -- the run ------------------------------------------------------------------------------
+
+    def run(self) -> int:
+        """Run to the end and return the exit code."""
+        path = self.audit.path
+        if path is not None:
+            try:
+                if any(spec.mode == "ids" for spec, _ in self.invocation.jobs):
+                    self.confirmed = read_confirmed_ids(path)
+                self.audit.open()
+            except OSError as error:
+                return self._error(
+                    f"--audit-log: cannot use {str(path)!r}: {error.strerror or error}",
+                    EXIT_BAD_INPUT,
+                )
+        try:
+            self.audit.write("run_start", **self._run_start())
+            return anyio.run(self._main)
+        finally:
+            self.audit.close()
+
+    def _run_start(self) -> dict[str, Any]:
+        invocation = self.invocation
+        client = invocation.config.client
+        jobs = []
+        for spec, _ in invocation.jobs:
+            item = spec.model_dump(mode="json", exclude={"trace_ids"}, exclude_none=True)
+            if spec.trace_ids is not None:
+                item["trace_ids"] = len(spec.trace_ids)
+            jobs.append(item)
+        return {
+            **who_and_where(),
+            "version": __version__,
+            "command": invocation.command(),
+            "tracking_uri": redact_url(client.tracking_uri) if client else None,
+            "auth": client.auth_scheme if client else None,
+            "execute": invocation.execute,
+            "jobs": jobs,
+            "engine": invocation.config.model_dump(mode="json", exclude={"client"}),
+        }
+
+    async def _main(self) -> int:
+        async with anyio.create_task_group() as group:
+            await group.start(self._watch_signals)
+            try:
+                code = await self._work()
+            finally:
+                group.cancel_scope.cancel()
+        return code
+
+    async def _work(self) -> int:
+        invocation = self.invocation
+        try:
+            async with Engine(
+                invocation.config, hooks=[self.audit, self.progress], **self._engine_options
+            ) as engine:
+                self.engine = engine
+                plan: PlanReport | None = None
+                specs: list[DeleteSpec] = []
+                with self._phase():
+                    specs = await self._resolve_and_resume(engine)
+                    plan = await self._plan(engine, specs)
+                if plan is None:
+                    return self._finish_unstarted()
+                self.audit.write("plan", would_delete=plan.would_delete, jobs=_plan_lines(plan))
+                if not invocation.execute:
+                    return self._dry_run_done(plan)
+                return await self._execute(engine, specs, plan)
+        except BadInputError as error:
+            return self._error(str(error), EXIT_BAD_INPUT)
+        except GuardrailError as error:
+            return self._error(describe_guardrail(error, None), EXIT_BAD_INPUT)
+        except UsageError as error:
+            return self._error(str(error), EXIT_BAD_INPUT)
+        except TraceDeleteError as error:
+            return self._error(str(error), EXIT_FAILED)
+
+    def _phase(self) -> anyio.CancelScope:
+        """A new scope for a signal to cancel (already cancelled if one came)."""
+        self.scope = anyio.CancelScope()
+        if self.signals:
+            self.scope.cancel()
+        return self.scope
+
+    async def _resolve_and_resume(self, engine: Engine) -> list[DeleteSpec]:
+        """Look every experiment up (read-only); drop trace IDs the audit log confirmed."""
+        client = engine.client
+        found: dict[tuple[str, str], str] = {}
+        specs = []
+        for spec, definition in self.invocation.jobs:
+            by_id = spec.experiment_id is not None
+            key = ("id" if by_id else "name", spec.experiment)
+            if key not in found:
+                try:
+                    experiment = await (
+                        client.get_experiment(spec.experiment)
+                        if by_id
+                        else client.get_experiment_by_name(spec.experiment)
+                    )
+                except NotFoundError:
+                    flag = name_of(definition, "experiment_id" if by_id else "experiment_name")
+                    what = "with ID" if by_id else "named"
+                    raise BadInputError(
+                        f"{flag}: no experiment {what} {spec.experiment!r} on "
+                        f"{engine.client.config.tracking_uri}"
+                    ) from None
+                found[key] = experiment.experiment_id
+            specs.append(self._resume(spec, found[key]))
+        return [spec for spec in specs if spec is not None]
+
+    def _resume(self, spec: DeleteSpec, experiment_id: str) -> DeleteSpec | None:
+        if spec.trace_ids is None:
+            return spec
+        label = spec.label or spec.experiment
+        done = self.confirmed.get(experiment_id, set())
+        left = tuple(trace_id for trace_id in spec.trace_ids if trace_id not in done)
+        if len(left) < len(spec.trace_ids):
+            self.skipped.append(
+                {
+                    "label": label,
+                    "experiment_id": experiment_id,
+                    "skipped_ids": len(spec.trace_ids) - len(left),
+                    "remaining_ids": len(left),
+                    "reason": f"{len(spec.trace_ids) - len(left):,} of {len(spec.trace_ids):,} "
+                    "IDs already confirmed deleted by the audit log",
+                }
+            )
+        if not left:
+            return None
+        if len(left) == len(spec.trace_ids):
+            return spec
+        return DeleteSpec.model_validate({**spec.model_dump(), "trace_ids": left})
+
+    async def _plan(self, engine: Engine, specs: list[DeleteSpec]) -> PlanReport:
+        """The dry run, spec by spec, so a refusal names its job's flag or key."""
+        sample = self.invocation.args.sample if not self.invocation.execute else 0
+        jobs: list[JobPlan] = []
+        for spec in specs:
+            definition = self.definitions[spec.label or spec.experiment]
+            try:
+                report = await engine.plan([spec], sample_size=sample)
+            except GuardrailError as error:
+                raise BadInputError(describe_guardrail(error, definition)) from None
+            except InvalidParameterError as error:
+                if spec.filter_string is None:
+                    raise
+                raise BadInputError(
+                    f"{name_of(definition, 'filter_string')}: the server rejected the "
+                    f"filter {spec.filter_string!r}: {error.message}"
+                ) from None
+            jobs.extend(report.jobs)
+        return PlanReport(jobs=tuple(jobs))
+
+    async def _execute(self, engine: Engine, specs: list[DeleteSpec], plan: PlanReport) -> int:
+        if not specs:
+            return self._dry_run_done(plan)
+        expected = {job.label: job.would_delete for job in plan.jobs}
+        started = time.monotonic()
+        report: RunReport | None = None
+        self.progress.start(expected)
+        try:
+            with self._phase():
+                report = await engine.run(specs, verify=bool(self.invocation.args.verify))
+        except GuardrailError as error:  # a recount at start found more than expected
+            raise BadInputError(describe_guardrail(error, None)) from None
+        finally:
+            self.progress.stop()
+        if report is None:  # a signal cancelled the run: the handles keep exact reports
+            report = RunReport(
+                jobs=tuple(handle.report() for handle in engine.jobs),
+                elapsed=time.monotonic() - started,
+            )
+        interrupted = self.signals > 0
+        code = EXIT_INTERRUPTED if interrupted else (EXIT_FAILED if report.failed else EXIT_OK)
+        if self.json:
+            self._print_json(
+                report_json(
+                    report, expected, interrupted=interrupted, exit_code=code, skipped=self.skipped
+                )
+            )
+        elif not self.quiet:
+            render_summary(
+                self.out, report, expected, interrupted=interrupted, skipped=self.skipped
+            )
+        outcome = "interrupted" if interrupted else ("failed" if report.failed else "completed")
+        self.audit.write(
+            "run_end",
+            outcome=outcome,
+            exit_code=code,
+            expected=sum(expected.values()),
+            deleted=report.deleted,
+            ambiguous=report.ambiguous,
+            not_found=sum(job.not_found for job in report.jobs),
+            calls=report.calls,
+            retries=report.retries,
+            elapsed=round(report.elapsed, 4),
+            signals=self.signals,
+            jobs=[job_summary(job) for job in report.jobs],
+        )
+        return code
+
+    # -- endings -----------------------------------------------------------------------------
+
+    def _dry_run_done(self, plan: PlanReport) -> int:
+        command = self.invocation.command(execute=True)
+        if self.json:
+            self._print_json(plan_json(plan, command=command, skipped=self.skipped))
+        elif not self.quiet:
+            render_plan(self.out, plan, command=command, skipped=self.skipped)
+        outcome = "dry_run" if not self.invocation.execute else "nothing_to_do"
+        self.audit.write(
+            "run_end", outcome=outcome, exit_code=EXIT_OK, would_delete=plan.would_delete
+        )
+        return EXIT_OK
+
+    def _finish_unstarted(self) -> int:
+        self._error("interrupted before anything was deleted", EXIT_INTERRUPTED)
+        return EXIT_INTERRUPTED
+
+    def _error(self, message: str, code: int) -> int:
+        line = self.redact(message.splitlines()[0] if message else "error")
+        sys.stderr.write(f"{PROG}: error: {line}\n")
+        self.audit.write("run_end", outcome="error", exit_code=code, error=line)
+        return code
+
+    def _print_json(self, payload: Mapping[str, Any]) -> None:
+        sys.stdout.write(self.redact(json.dumps(payload, indent=2, ensure_ascii=False)) + "\n")
+        sys.stdout.flush()
+
+    def _note(self, message: str) -> None:
+        if self.progress.enabled:
+            self.progress.note(message)
+        elif not self.quiet:
+            sys.stderr.write(message + "\n")
+            sys.stderr.flush()
+
+    # -- signals -----------------------------------------------------------------------------
+
+    async def _watch_signals(self, *, task_status: TaskStatus[None]) -> None:
+        with contextlib.ExitStack() as stack:
+            try:
+                signals = stack.enter_context(
+                    anyio.open_signal_receiver(signal.SIGINT, signal.SIGTERM)
+                )
+            except (ValueError, RuntimeError, NotImplementedError):
+                # Not the main thread (or no signals here): Ctrl-C keeps its default.
+                task_status.started()
+                return
+            task_status.started()
+            async for signum in signals:
+                self.on_signal(signum)
+
+    def on_signal(self, signum: int) -> None:
+        """First signal: stop scheduling; second: cancel calls in flight."""
+        self.signals += 1
+        name = signal.Signals(signum).name
+        engine = self.engine
+        if self.signals == 1 and engine is not None and engine.jobs:
+            engine.stop_all()
+            action = "stop"
+            message = (
+                f"{name}: stopping: no new batches, waiting for the calls in flight "
+                "(send it again to cancel them; their outcome will be unknown)"
+            )
+        else:
+            if engine is not None:
+                engine.cancel_all()
+            if self.scope is not None:
+                self.scope.cancel()
+            action = "cancel"
+            message = f"{name}: cancelling the calls in flight"
+        self.audit.write("interrupt", signal=name, action=action, count=self.signals)
+        self._note(message)
+
+
+def _plan_lines(plan: PlanReport) -> list[dict[str, Any]]:
+    return [
+        {
+            "job": job.label,
+            "experiment_id": job.experiment_id,
+            "mode": job.mode,
+            "cutoff_millis": job.cutoff_millis,
+            "would_delete": job.would_delete,
+            "oldest_ms": job.oldest_ms,
+            "newest_ms": job.newest_ms,
+        }
+        for job in plan.jobs
+    ]
