@@ -265,7 +265,13 @@ class BatchSizer:
             # in log space, so the loop damps instead of ringing.
             factor = math.sqrt(factor)
         self._direction = direction
-        self._size = self._clamp(requested * min(factor, self._max_growth))
+        target = requested * min(factor, self._max_growth)
+        # Step by at least one trace: rounding must never turn a step into standing still
+        # (size 1 on an overhead-dominated server would otherwise stay at 1 forever).
+        if direction > 0:
+            self._size = self._clamp(max(requested + 1, math.ceil(target)))
+        else:
+            self._size = self._clamp(min(requested - 1, math.floor(target)))
 
     def _clamp(self, value: float) -> int:
         upper = self._max_size if self._ceiling is None else min(self._max_size, self._ceiling)

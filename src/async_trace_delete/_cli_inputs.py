@@ -314,8 +314,7 @@ def build_engine_config(
         and 1 <= low <= high
     ):
         values["initial_batch_size"] = min(max(defaults["initial_batch_size"], low), high)
-    if "max_id_chunk" in values:
-        values["initial_id_chunk"] = min(defaults["initial_id_chunk"], values["max_id_chunk"])
+    # initial_id_chunk follows max_id_chunk in EngineConfig itself.
     field_names = {
         ENGINE_OPTIONS[key]: names.get(key, f"--{key.replace('_', '-')}") for key in ENGINE_OPTIONS
     }

@@ -216,6 +216,7 @@ class TracesClient:
         self._clock = clock
         self._http: httpx.AsyncClient | None = None
         self._closed = False
+        self._secrets = _secret_values(self._config)
 
     def __repr__(self) -> str:
         scheme = self._config.auth_scheme or "none"
@@ -475,7 +476,8 @@ class TracesClient:
             )
         except httpx.HTTPError as error:
             failure = TransportError(
-                f"the connection to the MLflow server failed: {type(error).__name__}: {error}",
+                "the connection to the MLflow server failed: "
+                f"{type(error).__name__}: {self._scrub(str(error))}",
                 **context,
             )
         if failure is not None:
@@ -486,7 +488,7 @@ class TracesClient:
             except (json.JSONDecodeError, UnicodeDecodeError):
                 raise InvalidResponseError(
                     f"the server answered {response.status_code} with a body that is not JSON: "
-                    f"{_excerpt(response.text)!r}",
+                    f"{self._scrub(_excerpt(response.text))!r}",
                     status_code=response.status_code,
                     **context,
                 ) from None
@@ -499,9 +501,17 @@ class TracesClient:
             return payload
         raise self._error_for(response, context)
 
+    def _scrub(self, text: str) -> str:
+        """Remove our own credentials from text the server sent back (a gateway may echo
+        the Authorization header)."""
+        for secret in self._secrets:
+            text = text.replace(secret, "***")
+        return text
+
     def _error_for(self, response: httpx.Response, context: Mapping[str, Any]) -> MlflowApiError:
         status = response.status_code
         error_code, message = _error_body(response)
+        message = self._scrub(message)
         retry_after = parse_retry_after(response.headers.get("Retry-After"), now=self._clock())
         details: dict[str, Any] = {"status_code": status, "error_code": error_code, **context}
         if status == 503 and _TOO_MANY_VARIABLES in message.lower():
@@ -552,6 +562,19 @@ class TracesClient:
                 **details,
             )
         return InvalidParameterError(message or "the server rejected the request", **details)
+
+
+def _secret_values(config: ClientConfig) -> tuple[str, ...]:
+    """Every form in which our credentials could come back in a server's message."""
+    values: list[str] = []
+    if config.token is not None:
+        values.append(config.token.get_secret_value())
+    if config.password is not None:
+        password = config.password.get_secret_value()
+        pair = f"{config.username}:{password}".encode()
+        values += [base64.b64encode(pair).decode("ascii"), password]
+    # Longest first, so a value containing another is removed whole.
+    return tuple(sorted((value for value in values if value), key=len, reverse=True))
 
 
 def _check_experiment_id(experiment_id: object) -> None:

@@ -213,7 +213,7 @@ class EngineConfig(BaseModel):
                 data["initial_batch_size"] = min(max(1_000, low), max(high, low))
         if data.get("initial_id_chunk") is None:
             high = data.get("max_id_chunk", 1_000)
-            if isinstance(high, int):
+            if isinstance(high, int) and high >= 1:
                 data["initial_id_chunk"] = min(100, high)
         return data
 

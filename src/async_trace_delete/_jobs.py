@@ -324,13 +324,21 @@ class JobRunner:
                 continue
             return [_Found(t.trace_id, t.timestamp_ms) for t in page.traces]
 
-    async def _delete_chunk(self, chunk: list[str]) -> None:
+    async def _delete_chunk(self, chunk: list[str], *, in_doubt: bool = False) -> None:
+        """Delete one chunk of IDs, retrying; split it if the server says it is too large.
+
+        ``in_doubt``: an earlier, unanswered call over these IDs may have deleted them; the
+        chunk starts counted as ambiguous and its answer settles how many really were.
+        """
         shared = self.shared
         sizer = shared.id_sizer
         experiment_id = self.resolved.experiment_id
         attempt = 0
         first_try_at = shared.clock()
         ambiguous_added = 0
+        if in_doubt:
+            ambiguous_added = len(chunk)
+            self.counts.ambiguous += ambiguous_added
         while True:
             attempt += 1
 
@@ -352,10 +360,12 @@ class JobRunner:
                     ambiguous_added = len(chunk)
                 decision = classify(error)
                 if decision is RetryDecision.SHRINK and len(chunk) > 1:
+                    # The halves inherit the doubt (and its count) and settle it themselves.
+                    self.counts.ambiguous -= ambiguous_added
+                    doubt = ambiguous_added > 0
                     half = math.ceil(len(chunk) / 2)
-                    await self._delete_chunk(chunk[:half])
-                    await self._delete_chunk(chunk[half:])
-                    self._settle_ambiguity(ambiguous_added, None, len(chunk))
+                    await self._delete_chunk(chunk[:half], in_doubt=doubt)
+                    await self._delete_chunk(chunk[half:], in_doubt=doubt)
                     return
                 if decision is not RetryDecision.RETRY:
                     raise
@@ -365,11 +375,9 @@ class JobRunner:
             await self._breathe(latency)
             return
 
-    def _settle_ambiguity(self, ambiguous_added: int, deleted: int | None, size: int) -> None:
+    def _settle_ambiguity(self, ambiguous_added: int, deleted: int, size: int) -> None:
         """Deleting by ID is idempotent: a later answer narrows what a lost one may have done."""
         counts = self.counts
-        if deleted is None:
-            return
         if ambiguous_added:
             # The IDs the retry still found were not deleted by the lost call.
             counts.ambiguous -= ambiguous_added

@@ -1,0 +1,575 @@
+"""The bad-input sweep: every invalid spec, setting and flag is refused clearly, before any HTTP.
+
+Each table row is one invalid input and a fragment of the message that must name what is
+wrong. The library's models (``DeleteSpec``, ``EngineConfig``, ``ClientConfig``,
+``RetryPolicy``) reject at construction; the client rejects bad ``delete_traces`` arguments
+before sending; the CLI exits 2 with one line on stderr. A counting transport proves that no
+request was sent — except where the check needs the server (an unknown experiment, a
+guardrail counting matches), which must still send no *delete*.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from datetime import timedelta
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+from pydantic import BaseModel, ValidationError
+
+from async_trace_delete import (
+    ClientConfig,
+    DeleteSpec,
+    Engine,
+    EngineConfig,
+    GuardrailError,
+    NotFoundError,
+    RetryPolicy,
+    TraceDeleteError,
+    TracesClient,
+    UsageError,
+)
+from async_trace_delete._cli import prepare, run_cli
+from tests.support.simulated_server import BASE_MS, SIM_URL, SimulatedServer, sim_traces
+
+NOW_MS = BASE_MS + 30 * 86_400_000
+DAY_MS = 86_400_000
+TRACE_ID = "tr-" + "a" * 32
+ERROR = "async-trace-delete: error: "
+
+
+class CountingServer:
+    """A simulated server (one experiment, ``exp``) that counts every request it gets."""
+
+    def __init__(self) -> None:
+        self.server = SimulatedServer()
+        self.experiment_id = self.server.add_experiment("exp", sim_traces(30))
+        self.requests: list[httpx.Request] = []
+
+    async def handle(self, request: httpx.Request) -> httpx.Response:
+        """Count, then answer as the simulated server."""
+        self.requests.append(request)
+        return await self.server.handle(request)
+
+    @property
+    def transport(self) -> httpx.MockTransport:
+        """The counting transport."""
+        return httpx.MockTransport(self.handle)
+
+    @property
+    def deletes(self) -> int:
+        """Delete requests received."""
+        return sum(1 for request in self.requests if request.url.path.endswith("delete-traces"))
+
+
+# -- the library's models ----------------------------------------------------------------------
+
+CUTOFF = {"max_timestamp_millis": BASE_MS}
+SPEC_CASES: list[tuple[str, dict[str, Any], str]] = [
+    ("no experiment", {**CUTOFF}, "exactly one of experiment_id and experiment_name"),
+    (
+        "both experiment forms",
+        {"experiment_id": "1", "experiment_name": "x", **CUTOFF},
+        "exactly one of experiment_id and experiment_name",
+    ),
+    ("empty experiment id", {"experiment_id": "", **CUTOFF}, "experiment_id"),
+    ("blank experiment name", {"experiment_name": "  ", **CUTOFF}, "experiment_name"),
+    ("padded experiment id", {"experiment_id": " 1", **CUTOFF}, "whitespace"),
+    ("nothing selected", {"experiment_id": "1"}, "nothing to select traces by"),
+    ("zero cutoff", {"experiment_id": "1", "max_timestamp_millis": 0}, "max_timestamp_millis"),
+    (
+        "negative cutoff",
+        {"experiment_id": "1", "max_timestamp_millis": -1},
+        "max_timestamp_millis",
+    ),
+    (
+        "float cutoff",
+        {"experiment_id": "1", "max_timestamp_millis": 1.5e12},
+        "max_timestamp_millis",
+    ),
+    (
+        "text cutoff",
+        {"experiment_id": "1", "max_timestamp_millis": "1700000000000"},
+        "max_timestamp_millis",
+    ),
+    (
+        "boolean cutoff",
+        {"experiment_id": "1", "max_timestamp_millis": True},
+        "max_timestamp_millis",
+    ),
+    (
+        "cutoff and age",
+        {"experiment_id": "1", **CUTOFF, "older_than": timedelta(days=1)},
+        "not both",
+    ),
+    ("zero age", {"experiment_id": "1", "older_than": timedelta(0)}, "positive duration"),
+    ("negative age", {"experiment_id": "1", "older_than": timedelta(days=-1)}, "positive"),
+    ("zero cap", {"experiment_id": "1", **CUTOFF, "max_traces": 0}, "max_traces"),
+    ("negative cap", {"experiment_id": "1", **CUTOFF, "max_traces": -5}, "max_traces"),
+    ("fractional cap", {"experiment_id": "1", **CUTOFF, "max_traces": 2.5}, "max_traces"),
+    ("text cap", {"experiment_id": "1", **CUTOFF, "max_traces": "10"}, "max_traces"),
+    ("empty ID list", {"experiment_id": "1", "trace_ids": []}, "at least one trace ID"),
+    ("one ID as a string", {"experiment_id": "1", "trace_ids": TRACE_ID}, "not a single string"),
+    ("empty ID", {"experiment_id": "1", "trace_ids": [TRACE_ID, ""]}, "position 1"),
+    ("padded ID", {"experiment_id": "1", "trace_ids": [f" {TRACE_ID}"]}, "whitespace"),
+    ("IDs and cutoff", {"experiment_id": "1", "trace_ids": [TRACE_ID], **CUTOFF}, "never both"),
+    (
+        "IDs and cap",
+        {"experiment_id": "1", "trace_ids": [TRACE_ID], "max_traces": 1},
+        "max_traces cannot be used with trace_ids",
+    ),
+    (
+        "IDs and filter",
+        {"experiment_id": "1", "trace_ids": [TRACE_ID], "filter_string": "status = 'OK'"},
+        "filter_string cannot be combined with trace_ids",
+    ),
+    ("match all", {"experiment_id": "1", "filter_string": "  "}, "allow_match_all"),
+    (
+        "negative guardrail",
+        {"experiment_id": "1", **CUTOFF, "expect_at_most": -1},
+        "expect_at_most",
+    ),
+    ("unknown field", {"experiment_id": "1", **CUTOFF, "cutoff": 5}, "cutoff"),
+]
+
+MODEL_CASES: list[tuple[str, Callable[..., BaseModel], dict[str, Any], str]] = [
+    ("rate zero", EngineConfig, {"rate_limit": 0}, "rate_limit"),
+    ("rate negative", EngineConfig, {"rate_limit": -1}, "rate_limit"),
+    ("rate huge", EngineConfig, {"rate_limit": 1e9}, "rate_limit"),
+    ("rate infinite", EngineConfig, {"rate_limit": float("inf")}, "rate_limit"),
+    ("rate nan", EngineConfig, {"rate_limit": float("nan")}, "rate_limit"),
+    ("concurrency zero", EngineConfig, {"max_concurrency": 0}, "max_concurrency"),
+    ("concurrency huge", EngineConfig, {"max_concurrency": 10_000}, "max_concurrency"),
+    ("concurrency fraction", EngineConfig, {"max_concurrency": 1.5}, "max_concurrency"),
+    ("target zero", EngineConfig, {"target_latency": 0}, "target_latency"),
+    ("min batch zero", EngineConfig, {"min_batch_size": 0}, "min_batch_size"),
+    ("max batch huge", EngineConfig, {"max_batch_size": 10**7}, "max_batch_size"),
+    (
+        "min above max",
+        EngineConfig,
+        {"min_batch_size": 500, "max_batch_size": 100},
+        "min_batch_size <= initial_batch_size <= max_batch_size",
+    ),
+    (
+        "initial above max",
+        EngineConfig,
+        {"initial_batch_size": 5_000, "max_batch_size": 1_000},
+        "min_batch_size <= initial_batch_size <= max_batch_size",
+    ),
+    (
+        "ID chunk above max",
+        EngineConfig,
+        {"initial_id_chunk": 500, "max_id_chunk": 100},
+        "initial_id_chunk (500) must be <= max_id_chunk (100)",
+    ),
+    ("sleep negative", EngineConfig, {"sleep_coefficient": -1}, "sleep_coefficient"),
+    ("timeout zero", EngineConfig, {"request_timeout": 0}, "request_timeout"),
+    ("timeout huge", EngineConfig, {"request_timeout": 10**6}, "request_timeout"),
+    ("budget negative", EngineConfig, {"retry_budget": -1}, "retry_budget"),
+    ("unknown setting", EngineConfig, {"speed": "fast"}, "speed"),
+    ("attempts zero", RetryPolicy, {"max_attempts": 0}, "max_attempts"),
+    ("backoff negative", RetryPolicy, {"initial_backoff": -1}, "initial_backoff"),
+    ("multiplier below one", RetryPolicy, {"multiplier": 0.5}, "multiplier"),
+    ("no tracking URI", ClientConfig, {}, "tracking_uri"),
+    ("file URI", ClientConfig, {"tracking_uri": "file:///tmp/mlruns"}, "http(s)://"),
+    ("databricks URI", ClientConfig, {"tracking_uri": "databricks"}, "http(s)://"),
+    (
+        "user without password",
+        ClientConfig,
+        {"tracking_uri": SIM_URL, "username": "bob"},
+        "username and password must be given together",
+    ),
+    ("client timeout zero", ClientConfig, {"tracking_uri": SIM_URL, "timeout": 0}, "timeout"),
+]
+
+
+@pytest.mark.parametrize(
+    ("fields", "fragment"),
+    [pytest.param(fields, fragment, id=name) for name, fields, fragment in SPEC_CASES],
+)
+def test_invalid_delete_spec_is_refused_naming_the_rule(
+    fields: dict[str, Any], fragment: str
+) -> None:
+    """Each invalid job spec is refused at construction with a message naming the rule."""
+    with pytest.raises(ValidationError) as raised:
+        DeleteSpec.model_validate(fields)
+    assert fragment in str(raised.value)
+
+
+@pytest.mark.parametrize(
+    ("model", "fields", "fragment"),
+    [
+        pytest.param(model, fields, fragment, id=name)
+        for name, model, fields, fragment in MODEL_CASES
+    ],
+)
+def test_invalid_setting_is_refused_naming_the_field(
+    model: Callable[..., BaseModel], fields: dict[str, Any], fragment: str
+) -> None:
+    """Each invalid engine, retry or client setting is refused with the field in the message."""
+    with pytest.raises(ValidationError) as raised:
+        model(**fields)
+    assert fragment in str(raised.value)
+
+
+# -- the client: refused before sending ----------------------------------------------------------
+
+CLIENT_CASES: list[tuple[str, str, dict[str, Any], str]] = [
+    ("neither", "1", {}, "exactly one of max_timestamp_millis and trace_ids"),
+    (
+        "both",
+        "1",
+        {"max_timestamp_millis": BASE_MS, "trace_ids": [TRACE_ID]},
+        "exactly one of max_timestamp_millis and trace_ids",
+    ),
+    ("zero cutoff", "1", {"max_timestamp_millis": 0}, "max_timestamp_millis must be"),
+    ("float cutoff", "1", {"max_timestamp_millis": 1.7e12}, "max_timestamp_millis must be"),
+    ("boolean cutoff", "1", {"max_timestamp_millis": True}, "max_timestamp_millis must be"),
+    ("zero cap", "1", {"max_timestamp_millis": BASE_MS, "max_traces": 0}, "max_traces must be"),
+    (
+        "cap with IDs",
+        "1",
+        {"trace_ids": [TRACE_ID], "max_traces": 1},
+        "max_traces cannot be used with trace_ids",
+    ),
+    ("empty IDs", "1", {"trace_ids": []}, "must not be empty"),
+    ("ID string", "1", {"trace_ids": TRACE_ID}, "not a single string"),
+    ("empty ID", "1", {"trace_ids": [""]}, "non-empty strings"),
+    ("empty experiment", "", {"max_timestamp_millis": BASE_MS}, "experiment_id must be"),
+]
+
+
+@pytest.mark.asyncio
+@pytest.mark.parametrize(
+    ("experiment_id", "arguments", "fragment"),
+    [pytest.param(e, a, f, id=name) for name, e, a, f in CLIENT_CASES],
+)
+async def test_invalid_delete_call_is_refused_without_a_request(
+    experiment_id: str, arguments: dict[str, Any], fragment: str
+) -> None:
+    """``delete_traces`` with arguments MLflow would refuse raises before any request."""
+    server = CountingServer()
+    config = ClientConfig(tracking_uri=SIM_URL)
+    async with TracesClient(config, transport=server.transport) as client:
+        with pytest.raises(UsageError) as raised:
+            await client.delete_traces(experiment_id, **arguments)
+    assert fragment in str(raised.value)
+    assert server.requests == []
+
+
+# -- the engine: checks that need the server still delete nothing ------------------------------
+
+
+ENGINE_CASES: list[tuple[str, dict[str, Any], type[TraceDeleteError], str]] = [
+    (
+        "future cutoff",
+        {"experiment_id": "1", "max_timestamp_millis": NOW_MS + DAY_MS},
+        GuardrailError,
+        "is in the future",
+    ),
+    (
+        "age before 1970",
+        {"experiment_id": "1", "older_than": timedelta(days=365 * 100)},
+        GuardrailError,
+        "reaches before 1970",
+    ),
+    (
+        "retention too short",
+        {
+            "experiment_id": "1",
+            "older_than": timedelta(days=1),
+            "min_retention": timedelta(days=7),
+        },
+        GuardrailError,
+        "min_retention",
+    ),
+    (
+        "unknown experiment name",
+        {"experiment_name": "no-such-experiment", "max_timestamp_millis": BASE_MS},
+        NotFoundError,
+        "no-such-experiment",
+    ),
+    (
+        "unknown experiment id",
+        {"experiment_id": "999", "max_timestamp_millis": BASE_MS},
+        NotFoundError,
+        "999",
+    ),
+    (
+        "more than expected",
+        {"experiment_id": "1", "max_timestamp_millis": NOW_MS, "expect_at_most": 5},
+        GuardrailError,
+        "expect_at_most",
+    ),
+]
+
+
+@pytest.mark.asyncio
+@pytest.mark.parametrize(
+    ("fields", "error_type", "fragment"),
+    [pytest.param(f, e, m, id=name) for name, f, e, m in ENGINE_CASES],
+)
+async def test_refused_job_sends_no_delete_and_stops_its_siblings(
+    fields: dict[str, Any], error_type: type[TraceDeleteError], fragment: str
+) -> None:
+    """A job refused at submission raises a clear error, and no job of the run deletes anything."""
+    server = CountingServer()
+    valid = DeleteSpec(experiment_id=server.experiment_id, max_timestamp_millis=NOW_MS)
+    config = EngineConfig(client=ClientConfig(tracking_uri=SIM_URL))
+    async with Engine(config, transport=server.transport, wall_clock_ms=lambda: NOW_MS) as engine:
+        with pytest.raises(error_type) as raised:
+            await engine.run([valid, DeleteSpec.model_validate(fields)])
+    assert fragment in str(raised.value)
+    assert server.deletes == 0
+    assert server.server.deleted(server.experiment_id) == 0
+
+
+@pytest.mark.asyncio
+async def test_empty_run_is_refused_without_a_request() -> None:
+    """``Engine.run([])`` is a usage error, not a silent success."""
+    server = CountingServer()
+    config = EngineConfig(client=ClientConfig(tracking_uri=SIM_URL))
+    async with Engine(config, transport=server.transport) as engine:
+        with pytest.raises(UsageError, match="at least one spec"):
+            await engine.run([])
+    assert server.requests == []
+
+
+# -- the CLI: exit 2, one line naming the flag, no request -------------------------------------
+
+IDS_FILE = "@ids"  # replaced by a file holding one trace ID
+EMPTY_FILE = "@empty"  # replaced by a file holding only a comment
+OLD = ["--older-than", "30d"]
+CLI_CASES: list[tuple[str, list[str], str]] = [
+    ("cap negative", [*OLD, "--max-traces", "-1"], "--max-traces: Input should be greater than 0"),
+    ("cap zero", [*OLD, "--max-traces", "0"], "--max-traces: Input should be greater than 0"),
+    ("cap not a number", [*OLD, "--max-traces", "abc"], "--max-traces: invalid int value"),
+    ("cap fraction", [*OLD, "--max-traces", "1.5"], "--max-traces: invalid int value"),
+    ("cutoff zero", ["--max-timestamp-millis", "0"], "--max-timestamp-millis: Input should be"),
+    ("cutoff negative", ["--max-timestamp-millis", "-5"], "--max-timestamp-millis: Input"),
+    ("cutoff text", ["--max-timestamp-millis", "soon"], "--max-timestamp-millis: invalid int"),
+    (
+        "cutoff in the future",
+        ["--max-timestamp-millis", str(NOW_MS + DAY_MS)],
+        "--max-timestamp-millis: " + str(NOW_MS + DAY_MS) + " is in the future",
+    ),
+    ("cutoff huge", ["--max-timestamp-millis", str(10**20)], "is in the future"),
+    ("before in the future", ["--before", "2099-01-01T00:00:00Z"], "--before: "),
+    ("before without zone", ["--before", "2020-01-01T00:00:00"], "has no time zone"),
+    ("before 1970", ["--before", "1960-01-01T00:00:00Z"], "is not after 1970"),
+    (
+        "two cutoffs",
+        ["--max-timestamp-millis", "5", *OLD],
+        "--older-than: not allowed with argument --max-timestamp-millis",
+    ),
+    ("no selection", [], "there is nothing to select traces by"),
+    ("age zero", ["--older-than", "0s"], "--older-than: must be a positive duration"),
+    ("age negative", ["--older-than", "-1d"], "--older-than: expected one argument"),
+    ("age unreadable", ["--older-than", "a while"], "cannot read 'a while' as a duration"),
+    ("age before 1970", ["--older-than", "100000w"], "--older-than: "),
+    ("empty filter", ["--filter", ""], "pass --allow-match-all"),
+    ("IDs and cap", ["--trace-ids-file", IDS_FILE, "--max-traces", "5"], "--max-traces cannot"),
+    ("IDs and filter", ["--trace-ids-file", IDS_FILE, "--filter", "status = 'OK'"], "--filter"),
+    ("IDs file empty", ["--trace-ids-file", EMPTY_FILE], "no trace IDs in"),
+    ("IDs file missing", ["--trace-ids-file", "/nonexistent/ids.txt"], "cannot read"),
+    ("rate zero", [*OLD, "--rate", "0"], "--rate: Input should be greater than 0"),
+    ("rate nan", [*OLD, "--rate", "nan"], "--rate: Input should be a finite number"),
+    ("rate infinite", [*OLD, "--rate", "inf"], "--rate: Input should be a finite number"),
+    ("rate huge", [*OLD, "--rate", "1e9"], "--rate: Input should be less than or equal"),
+    ("concurrency zero", [*OLD, "--concurrency", "0"], "--concurrency: Input should be"),
+    ("concurrency huge", [*OLD, "--concurrency", "1000"], "--concurrency: Input should be"),
+    ("concurrency fraction", [*OLD, "--concurrency", "1.5"], "--concurrency: invalid int"),
+    ("target zero", [*OLD, "--target-latency", "0"], "--target-latency: Input should be"),
+    ("min batch zero", [*OLD, "--min-batch-size", "0"], "--min-batch-size: Input should be"),
+    (
+        "min batch above max",
+        [*OLD, "--min-batch-size", "500", "--max-batch-size", "100"],
+        "--min-batch-size <= --initial-batch-size <= --max-batch-size",
+    ),
+    ("max batch huge", [*OLD, "--max-batch-size", str(10**7)], "--max-batch-size: Input"),
+    ("sleep negative", [*OLD, "--sleep-coefficient", "-1"], "--sleep-coefficient: Input"),
+    ("timeout zero", [*OLD, "--request-timeout", "0"], "--request-timeout: Input should be"),
+    ("timeout huge", [*OLD, "--request-timeout", "1e6"], "--request-timeout: Input should be"),
+    ("sample negative", [*OLD, "--sample", "-1"], "--sample: must be >= 0"),
+    ("guardrail negative", [*OLD, "--expect-at-most", "-1"], "--expect-at-most: Input"),
+    (
+        "retention too short",
+        ["--older-than", "1d", "--min-retention", "7d"],
+        "--min-retention: the cutoff",
+    ),
+    ("unknown flag", [*OLD, "--bogus"], "unrecognized arguments: --bogus"),
+]
+
+
+@pytest.fixture
+def id_files(tmp_path: Path) -> dict[str, str]:
+    """Paths of a file with one trace ID and of a file with none."""
+    ids = tmp_path / "ids.txt"
+    ids.write_text(f"{TRACE_ID}\n")
+    empty = tmp_path / "empty.txt"
+    empty.write_text("# no IDs here\n\n")
+    return {IDS_FILE: str(ids), EMPTY_FILE: str(empty)}
+
+
+def run_refused(
+    argv: list[str], capsys: pytest.CaptureFixture[str], environ: dict[str, str] | None = None
+) -> tuple[str, CountingServer]:
+    """Run the CLI on a counting server; assert it exited 2; return its one error line."""
+    server = CountingServer()
+    env = {"MLFLOW_TRACKING_URI": SIM_URL} if environ is None else environ
+    code = run_cli(argv, environ=env, transport=server.transport, wall_clock_ms=lambda: NOW_MS)
+    captured = capsys.readouterr()
+    assert code == 2, captured
+    lines = captured.err.strip().splitlines()
+    assert lines, captured
+    assert lines[-1].startswith(ERROR), captured.err
+    return lines[-1], server
+
+
+@pytest.mark.parametrize(
+    ("flags", "fragment"),
+    [
+        *[pytest.param(flags, fragment, id=name) for name, flags, fragment in CLI_CASES],
+        pytest.param(
+            [*OLD, "--max-id-chunk", "0"],
+            "--max-id-chunk: Input should be",
+            id="ID chunk zero",
+        ),
+    ],
+)
+def test_invalid_command_line_exits_2_naming_the_flag_without_a_request(
+    flags: list[str],
+    fragment: str,
+    id_files: dict[str, str],
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    """Each invalid flag (combination) exits 2 with one line naming it, and sends nothing."""
+    argv = ["delete", "--experiment-id", "1", *(id_files.get(flag, flag) for flag in flags)]
+    line, server = run_refused(argv, capsys)
+    assert fragment in line
+    assert server.requests == []
+
+
+ENVIRONMENT_CASES: list[tuple[str, list[str], dict[str, str], str]] = [
+    ("no experiment", ["delete", *OLD], {"MLFLOW_TRACKING_URI": SIM_URL}, "give at least one"),
+    (
+        "empty experiment id",
+        ["delete", "--experiment-id", "", *OLD],
+        {"MLFLOW_TRACKING_URI": SIM_URL},
+        "--experiment-id: must not be empty",
+    ),
+    ("no server", ["delete", "--experiment-id", "1", *OLD], {}, "no MLflow server given"),
+    (
+        "file tracking URI",
+        ["delete", "--experiment-id", "1", *OLD, "--tracking-uri", "file:///tmp/mlruns"],
+        {},
+        "must be an http(s):// URL",
+    ),
+    (
+        "timeout variable",
+        ["delete", "--experiment-id", "1", *OLD],
+        {"MLFLOW_TRACKING_URI": SIM_URL, "MLFLOW_HTTP_REQUEST_TIMEOUT": "soon"},
+        "MLFLOW_HTTP_REQUEST_TIMEOUT: expected seconds",
+    ),
+    (
+        "TLS variable",
+        ["delete", "--experiment-id", "1", *OLD],
+        {"MLFLOW_TRACKING_URI": SIM_URL, "MLFLOW_TRACKING_INSECURE_TLS": "maybe"},
+        "MLFLOW_TRACKING_INSECURE_TLS: expected true/false",
+    ),
+    (
+        "user without password",
+        ["delete", "--experiment-id", "1", *OLD],
+        {"MLFLOW_TRACKING_URI": SIM_URL, "MLFLOW_TRACKING_USERNAME": "bob"},
+        "MLFLOW_TRACKING_PASSWORD must be given together",
+    ),
+    ("no command", [], {}, "the following arguments are required"),
+]
+
+
+@pytest.mark.parametrize(
+    ("argv", "environ", "fragment"),
+    [pytest.param(a, e, f, id=name) for name, a, e, f in ENVIRONMENT_CASES],
+)
+def test_invalid_experiment_or_environment_exits_2_without_a_request(
+    argv: list[str], environ: dict[str, str], fragment: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A missing experiment or server, or a bad MLflow variable, exits 2 before any request."""
+    line, server = run_refused(argv, capsys, environ)
+    assert fragment in line
+    assert server.requests == []
+
+
+POLICY_CASES: list[tuple[str, str, str]] = [
+    ("not TOML", "jobs = [", "is not valid TOML"),
+    ("no jobs", 'tracking_uri = "http://x:5000"\n', "needs at least one [[jobs]] table"),
+    (
+        "unknown key",
+        '[[jobs]]\nexperiment_ids = ["1"]\nolder_than = "30d"\ncolour = "red"\n',
+        "unknown key 'colour'",
+    ),
+    (
+        "unknown engine option",
+        '[engine]\nturbo = true\n[[jobs]]\nexperiment_ids = ["1"]\nolder_than = "30d"\n',
+        "[engine]: unknown key 'turbo'",
+    ),
+    (
+        "duplicate job",
+        '[[jobs]]\nexperiment_ids = ["1"]\nolder_than = "30d"\n'
+        '[[jobs]]\nexperiment_ids = ["1"]\nolder_than = "7d"\n',
+        "job '1' is defined twice",
+    ),
+    (
+        "bad value in a job",
+        '[[jobs]]\nexperiment_ids = ["1"]\nolder_than = "30d"\nmax_traces = 0\n',
+        "jobs[1]: max_traces: Input should be greater than 0",
+    ),
+    (
+        "both cutoffs in a job",
+        '[[jobs]]\nexperiment_ids = ["1"]\nbefore = 2020-01-01T00:00:00Z\n'
+        "max_timestamp_millis = 5\n",
+        "give before or max_timestamp_millis, not both",
+    ),
+]
+
+
+@pytest.mark.parametrize(
+    ("policy", "fragment"), [pytest.param(p, f, id=name) for name, p, f in POLICY_CASES]
+)
+def test_invalid_policy_file_exits_2_without_a_request(
+    policy: str, fragment: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """An invalid policy file exits 2 with one line naming the key, and sends nothing."""
+    path = tmp_path / "policy.toml"
+    path.write_text(policy)
+    line, server = run_refused(["run", str(path)], capsys)
+    assert fragment in line
+    assert server.requests == []
+
+
+def test_unknown_experiment_name_exits_2_and_deletes_nothing(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    """An unknown ``--experiment-name`` is looked up (read-only), then refused: nothing deleted."""
+    argv = ["delete", "--experiment-name", "no-such-experiment", *OLD, "--execute"]
+    line, server = run_refused(argv, capsys)
+    assert "--experiment-name: no experiment named 'no-such-experiment'" in line
+    assert server.deletes == 0
+    assert [request.url.path for request in server.requests] == [
+        "/api/2.0/mlflow/experiments/get-by-name"
+    ]
+
+
+def test_duplicates_are_collapsed_not_run_twice() -> None:
+    """Duplicate experiments and trace IDs are deduplicated: one job, each ID once."""
+    invocation = prepare(
+        ["delete", "--experiment-id", "1", "--experiment-id", "1", *OLD],
+        environ={"MLFLOW_TRACKING_URI": SIM_URL},
+        stdin=None,
+        now_ms=NOW_MS,
+    )
+    assert len(invocation.jobs) == 1
+    spec = DeleteSpec(experiment_id="1", trace_ids=(TRACE_ID, "tr-" + "b" * 32, TRACE_ID))
+    assert spec.trace_ids == (TRACE_ID, "tr-" + "b" * 32)
