@@ -209,7 +209,7 @@ def test_empty_filter_without_cutoff_is_allowed_with_allow_match_all() -> None:
     """allow_match_all lets a match-everything job through, deliberately."""
     spec = DeleteSpec(experiment_id="1", filter_string="", allow_match_all=True)
     assert spec.filter_string == ""
-    assert spec.mode == "cutoff"
+    assert spec.mode == "matching"  # there is no cutoff to run a cutoff job with
 
 
 def test_empty_filter_with_a_cutoff_is_fine() -> None:

@@ -269,7 +269,10 @@ class BatchSizer:
         # Step by at least one trace: rounding must never turn a step into standing still
         # (size 1 on an overhead-dominated server would otherwise stay at 1 forever).
         if direction > 0:
-            self._size = self._clamp(max(requested + 1, math.ceil(target)))
+            # A fast call smaller than the current size (the last chunk of a page, a call
+            # sized before others grew it) says "at least this much": never shrink on it.
+            grown = self._clamp(max(requested + 1, math.ceil(target)))
+            self._size = max(self._size, grown)
         else:
             self._size = self._clamp(min(requested - 1, math.floor(target)))
 

@@ -226,6 +226,7 @@ class Engine:
             if config.adaptive_concurrency and config.max_concurrency > 1
             else None
         )
+        opened_at = self._clock()
         self._shared = SharedState(
             config=config,
             client=client,
@@ -236,6 +237,7 @@ class Engine:
                 clock=self._clock,
                 sleep=self._sleep,
                 emit=self._emit,
+                origin=opened_at,
             ),
             cutoff_sizer=BatchSizer(
                 target_latency=config.target_latency,
@@ -254,7 +256,7 @@ class Engine:
             sleep=self._sleep,
             random=self._random,
             emit=self._emit,
-            opened_at=self._clock(),
+            opened_at=opened_at,
         )
         group = anyio.create_task_group()
         await group.__aenter__()

@@ -8,6 +8,8 @@ flat however many traces match.
 
 from __future__ import annotations
 
+import functools
+import heapq
 from collections.abc import AsyncIterator, Sequence
 
 from pydantic import BaseModel, ConfigDict
@@ -18,6 +20,25 @@ from ._specs import JobMode, ResolvedSpec
 __all__ = ["JobPlan", "PlanReport", "SampleTrace", "count_remaining", "plan_job"]
 
 _ID_QUERY_CHUNK = 100  # IDs per `request_id IN (...)` search
+
+
+@functools.total_ordering
+class _Descending:
+    """Reverses the order of a string, for a max-heap keyed on (timestamp, ID)."""
+
+    __slots__ = ("value",)
+
+    def __init__(self, value: str) -> None:
+        self.value = value
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, _Descending) and self.value == other.value
+
+    def __lt__(self, other: _Descending) -> bool:
+        return self.value > other.value
+
+    def __hash__(self) -> int:
+        return hash(self.value)
 
 
 class SampleTrace(BaseModel):
@@ -99,21 +120,27 @@ async def plan_job(
     spec = resolved.spec
     cap = spec.max_traces
     matched = 0
-    sample: list[SampleTrace] = []
+    # The `sample_size` oldest, kept in a bounded max-heap on (timestamp, ID): ID jobs are
+    # searched in the order the IDs were given, not oldest first.
+    heap: list[tuple[int, _Descending, TraceSummary]] = []
     oldest: int | None = None
     newest: int | None = None
     async for trace in _matching(client, resolved, page_size):
         matched += 1
         if cap is not None and matched > cap:
             continue  # counted as matched, but past the cap: would not be deleted
-        if len(sample) < sample_size:
-            sample.append(
-                SampleTrace(
-                    trace_id=trace.trace_id, timestamp_ms=trace.timestamp_ms, state=trace.state
-                )
-            )
+        if sample_size > 0:
+            entry = (-trace.timestamp_ms, _Descending(trace.trace_id), trace)
+            if len(heap) < sample_size:
+                heapq.heappush(heap, entry)
+            elif entry > heap[0]:
+                heapq.heapreplace(heap, entry)
         oldest = trace.timestamp_ms if oldest is None else min(oldest, trace.timestamp_ms)
         newest = trace.timestamp_ms if newest is None else max(newest, trace.timestamp_ms)
+    sample = [
+        SampleTrace(trace_id=trace.trace_id, timestamp_ms=trace.timestamp_ms, state=trace.state)
+        for trace in sorted((item[2] for item in heap), key=lambda t: (t.timestamp_ms, t.trace_id))
+    ]
     return JobPlan(
         label=resolved.label,
         experiment_id=resolved.experiment_id,

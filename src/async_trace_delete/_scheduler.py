@@ -45,6 +45,7 @@ class Scheduler:
         clock: Monotonic seconds.
         sleep: Awaitable sleep (injected in tests).
         emit: Sends an event to the engine's hooks.
+        origin: The clock reading event times are measured from (the engine's opening).
     """
 
     def __init__(
@@ -56,7 +57,9 @@ class Scheduler:
         clock: Callable[[], float],
         sleep: Callable[[float], Awaitable[None]],
         emit: Callable[[Event], None],
+        origin: float = 0.0,
     ) -> None:
+        self._origin = origin  # event times are seconds since the engine opened
         self._configured_rate = rate_limit
         self._rate = rate_limit
         self._limiter = AsyncLimiter(1, 1 / rate_limit)
@@ -127,7 +130,7 @@ class Scheduler:
             waiting=self.waiting,
         )
         if new != old:
-            self._emit(ConcurrencyChanged(old=old, new=new, at=self._clock()))
+            self._emit(ConcurrencyChanged(old=old, new=new, at=self._clock() - self._origin))
             self._dispatch()
 
     def push_back(self, *, job: str, retry_after: float | None, pause: float) -> None:
@@ -137,7 +140,13 @@ class Scheduler:
         self._successes_since_pushback = 0
         self._set_rate(max(self._configured_rate * _MIN_RATE_FRACTION, self._rate / 2))
         self._emit(
-            Throttled(job=job, retry_after=retry_after, pause=pause, rate=self._rate, at=now)
+            Throttled(
+                job=job,
+                retry_after=retry_after,
+                pause=pause,
+                rate=self._rate,
+                at=now - self._origin,
+            )
         )
 
     def _set_rate(self, rate: float) -> None:

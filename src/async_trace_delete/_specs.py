@@ -170,9 +170,13 @@ class DeleteSpec(BaseModel):
         """Which deletion path the job takes."""
         if self.trace_ids is not None:
             return "ids"
-        if self.filter_string:
-            return "matching"
+        if self.filter_string or (self.filter_string is not None and not self._has_cutoff):
+            return "matching"  # includes an allowed match-all (empty filter, no cutoff)
         return "cutoff"
+
+    @property
+    def _has_cutoff(self) -> bool:
+        return self.max_timestamp_millis is not None or self.older_than is not None
 
     @property
     def experiment(self) -> str:
@@ -202,6 +206,11 @@ class DeleteSpec(BaseModel):
                     f"older_than: {self.older_than} reaches before 1970; the cutoff would be "
                     f"{cutoff} ms, and cutoffs must be > 0"
                 )
+        if cutoff is None and self.min_retention is not None and not self.force:
+            raise GuardrailError(
+                "min_retention: a selective job without a cutoff can delete traces of any age; "
+                "add a cutoff (max_timestamp_millis / older_than) or pass force=True"
+            )
         if cutoff is not None:
             if cutoff > now_millis + _FUTURE_TOLERANCE_MS:
                 raise GuardrailError(
