@@ -168,8 +168,10 @@ class EngineConfig(BaseModel):
         max_batch_size: Largest batch a cutoff call asks for.
         initial_id_chunk: First number of IDs per call for ID and selective jobs.
         max_id_chunk: Most IDs per call (MLflow's client sends 100; Databricks rejects more).
-        sleep_coefficient: Pause ``coefficient * latency`` after each call of a job, giving
-            other clients room (pt-archiver's ``--sleep-coef``); 0 disables.
+        sleep_coefficient: After each call, no call starts (engine-wide) for
+            ``coefficient * latency`` seconds (pt-archiver's ``--sleep-coef``). On a
+            single-writer backend (SQLite) other clients' writes wait for each delete; this
+            gap is their turn, without it back-to-back deletes starve them. 0 disables.
         retry: Retry policy of each call.
         retry_budget: Retries allowed run-wide before any call succeeded.
         retry_budget_ratio: Retries earned per successful call.
@@ -192,7 +194,7 @@ class EngineConfig(BaseModel):
     max_batch_size: Annotated[int, Field(ge=1, le=1_000_000)] = 100_000
     initial_id_chunk: Annotated[int, Field(ge=1)] = 100
     max_id_chunk: Annotated[int, Field(ge=1, le=100_000)] = 1_000
-    sleep_coefficient: Annotated[float, Field(ge=0, le=100)] = 0.0
+    sleep_coefficient: Annotated[float, Field(ge=0, le=100)] = 0.1
     retry: RetryPolicy = Field(default_factory=RetryPolicy)
     retry_budget: Annotated[int, Field(ge=0)] = 20
     retry_budget_ratio: Annotated[float, Field(ge=0)] = 0.2

@@ -189,7 +189,7 @@ class JobRunner:
                 )
 
             try:
-                deleted, latency = await self._call(size, attempt, sizer, request)
+                deleted = await self._call(size, attempt, sizer, request)
             except _StopRequested:
                 return
             except MlflowApiError as error:
@@ -204,7 +204,6 @@ class JobRunner:
             attempt = 0
             if deleted < size:
                 return  # drained: nothing older than the cutoff is left
-            await self._breathe(latency)
 
     # -- IDs and matching -------------------------------------------------------------------
 
@@ -348,9 +347,7 @@ class JobRunner:
                 )
 
             try:
-                deleted, latency = await self._call(
-                    len(chunk), attempt, sizer, request, trace_ids=chunk
-                )
+                deleted = await self._call(len(chunk), attempt, sizer, request, trace_ids=chunk)
             except MlflowApiError as error:
                 if error.outcome_unknown:
                     if ambiguous_added:
@@ -372,7 +369,6 @@ class JobRunner:
                 await self._back_off(error, attempt, first_try_at)
                 continue
             self._settle_ambiguity(ambiguous_added, deleted, len(chunk))
-            await self._breathe(latency)
             return
 
     def _settle_ambiguity(self, ambiguous_added: int, deleted: int, size: int) -> None:
@@ -395,8 +391,8 @@ class JobRunner:
         request: Callable[[], Awaitable[int]],
         *,
         trace_ids: Sequence[str] | None = None,
-    ) -> tuple[int, float]:
-        """Send one delete through the scheduler; record it; return (deleted, latency)."""
+    ) -> int:
+        """Send one delete through the scheduler; record it; return how many it deleted."""
         shared = self.shared
         counts = self.counts
         async with shared.scheduler.slot(self):
@@ -431,7 +427,12 @@ class JobRunner:
             shared.budget.record_success()
             self._record(started, requested, deleted, latency, attempt, Outcome.OK, None)
             self._observe(sizer, requested, deleted, latency, Outcome.OK)
-            shared.scheduler.record(deleted=deleted, latency=latency, outcome=Outcome.OK)
+            shared.scheduler.record(
+                deleted=deleted,
+                latency=latency,
+                outcome=Outcome.OK,
+                quiet_gap=shared.config.sleep_coefficient * latency,
+            )
             shared.emit(
                 BatchDeleted(
                     job=self.label,
@@ -445,7 +446,7 @@ class JobRunner:
                     trace_ids=tuple(trace_ids) if trace_ids is not None else None,
                 )
             )
-            return deleted, latency
+            return deleted
 
     def _record(
         self,
@@ -540,11 +541,6 @@ class JobRunner:
             )
         )
         await shared.sleep(delay)
-
-    async def _breathe(self, latency: float) -> None:
-        coefficient = self.shared.config.sleep_coefficient
-        if coefficient and not self.stopping:
-            await self.shared.sleep(coefficient * latency)
 
 
 class _StopRequested(Exception):

@@ -71,6 +71,7 @@ class Scheduler:
         self._in_flight = 0
         self._queue: OrderedDict[object, deque[asyncio.Future[None]]] = OrderedDict()
         self._paused_until = 0.0
+        self._quiet_until = 0.0
         self._successes_since_pushback = 0
 
     @property
@@ -104,13 +105,25 @@ class Scheduler:
             self._dispatch()
 
     async def pace(self) -> None:
-        """Wait out any shared pause, then for the shared rate limiter."""
-        while (delay := self._paused_until - self._clock()) > 0:
+        """Wait out any shared pause and the quiet gap, then for the shared rate limiter."""
+        while (delay := max(self._paused_until, self._quiet_until) - self._clock()) > 0:
             await self._sleep(delay)
         await self._limiter.acquire()
 
-    def record(self, *, deleted: int, latency: float, outcome: Outcome) -> None:
-        """Feed one finished call to the concurrency controller (and the rate recovery)."""
+    def record(
+        self, *, deleted: int, latency: float, outcome: Outcome, quiet_gap: float = 0.0
+    ) -> None:
+        """Feed one finished call to the concurrency controller (and the rate recovery).
+
+        Args:
+            deleted: Traces the call deleted.
+            latency: Seconds it took.
+            outcome: How it ended.
+            quiet_gap: Seconds no new call may start after this one (engine-wide), so that
+                other clients' writes waiting on a single-writer database get their turn.
+        """
+        if quiet_gap > 0:
+            self._quiet_until = max(self._quiet_until, self._clock() + quiet_gap)
         if outcome is Outcome.OK:
             self._successes_since_pushback += 1
             if (
