@@ -1,0 +1,213 @@
+"""The tracking servers the benchmark runs against, and the store it seeds and verifies through.
+
+* `sqlite`: a local `mlflow server` with a SQLite file; rows are bulk-inserted with sqlite3.
+* `postgres`: a local PostgreSQL cluster (started here) behind a local `mlflow server`; rows
+  are bulk-inserted with psycopg2 COPY.
+* `external`: a user-given `--tracking-uri`; the benchmark only measures, and with `--seed`
+  seeds through the REST API (slow) and verifies by search.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import shutil
+import tempfile
+import time
+from collections.abc import Callable, Iterator, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import anyio
+import httpx
+
+from benchmarks.database import (
+    ExperimentCounts,
+    PostgresDatabase,
+    SqliteDatabase,
+    TraceDatabase,
+)
+from benchmarks.postgres import local_postgres
+from benchmarks.scenario import TraceBatch
+from tests.support.mlflow_server import MlflowServer, start_mlflow_server
+from tests.support.seed import SeedTrace, remaining_traces, seed_traces_api
+
+SERVER_STARTUP_TIMEOUT_SECONDS = 300.0
+API_SEED_CONCURRENCY = 8
+
+
+@dataclass
+class Backend:
+    """A reachable tracking server and the store behind it."""
+
+    name: str
+    base_url: str
+    database: TraceDatabase
+    info: dict[str, Any] = field(default_factory=dict)
+    bulk_seeding: bool = True
+
+
+class ApiStore:
+    """Seeds and counts through the REST API, for a server whose database we cannot reach.
+
+    Its methods are synchronous like the database ones; the runner calls them from a worker
+    thread, where each opens its own event loop.
+    """
+
+    kind = "api"
+
+    def __init__(self, base_url: str) -> None:
+        self._base_url = base_url
+
+    def insert(self, batch: TraceBatch) -> None:
+        tags: dict[str, dict[str, str]] = {}
+        for key, value, request_id in batch.tags:
+            if not key.startswith("mlflow."):  # the server sets its own mlflow.* tags
+                tags.setdefault(request_id, {})[key] = value
+        traces = [
+            SeedTrace(
+                trace_id=request_id,
+                timestamp_ms=timestamp_ms,
+                state=status,
+                tags=tags.get(request_id, {}),
+                execution_time_ms=execution_time_ms,
+            )
+            for request_id, _, timestamp_ms, execution_time_ms, status in batch.traces
+        ]
+        if traces:
+            experiment_id = str(batch.traces[0][1])
+            anyio.run(self._seed, experiment_id, traces)
+
+    async def _seed(self, experiment_id: str, traces: list[SeedTrace]) -> None:
+        await seed_traces_api(
+            self._base_url, experiment_id, traces, concurrency=API_SEED_CONCURRENCY
+        )
+
+    def delete_traces(self, experiment_ids: Sequence[str]) -> None:
+        now_ms = time.time_ns() // 1_000_000
+        with httpx.Client(base_url=self._base_url, timeout=600.0) as client:
+            for experiment_id in experiment_ids:
+                response = client.post(
+                    "/api/2.0/mlflow/traces/delete-traces",
+                    json={"experiment_id": experiment_id, "max_timestamp_millis": now_ms},
+                )
+                response.raise_for_status()
+
+    def counts(self, experiment_ids: Sequence[str], cutoff_ms: int) -> ExperimentCounts:
+        return anyio.run(self._counts, experiment_ids, cutoff_ms)
+
+    async def _counts(self, experiment_ids: Sequence[str], cutoff_ms: int) -> ExperimentCounts:
+        result: ExperimentCounts = {}
+        for experiment_id in experiment_ids:
+            old = await remaining_traces(
+                self._base_url, experiment_id, filter_string=f"timestamp_ms <= {cutoff_ms}"
+            )
+            new = await remaining_traces(
+                self._base_url, experiment_id, filter_string=f"timestamp_ms > {cutoff_ms}"
+            )
+            result[experiment_id] = (len(old), len(new))
+        return result
+
+    def old_trace_ids(self, experiment_id: str, cutoff_ms: int) -> set[str]:
+        traces = anyio.run(
+            lambda: remaining_traces(
+                self._base_url, experiment_id, filter_string=f"timestamp_ms <= {cutoff_ms}"
+            )
+        )
+        return {trace.trace_id for trace in traces}
+
+    def orphans(self) -> int:
+        return 0  # not visible through the API
+
+    def settle(self) -> None:
+        return None
+
+    def close(self) -> None:
+        return None
+
+
+def _open_sqlite(workdir: Path) -> tuple[Backend, Callable[[], None]]:
+    started = time.perf_counter()
+    server = start_mlflow_server(workdir / "sqlite", startup_timeout=SERVER_STARTUP_TIMEOUT_SECONDS)
+    assert server.db_path is not None
+    database = SqliteDatabase(str(server.db_path))
+    info = {
+        "backend_uri": server.backend_uri,
+        "server_startup_seconds": round(time.perf_counter() - started, 1),
+        "journal_mode": database.journal_mode(),
+    }
+
+    def close() -> None:
+        database.close()
+        server.stop()
+
+    return Backend("sqlite", server.url, database, info), close
+
+
+def _open_postgres(workdir: Path) -> tuple[Backend, Callable[[], None]]:
+    started = time.perf_counter()
+    stack = contextlib.ExitStack()
+    try:
+        cluster = stack.enter_context(local_postgres())
+        server: MlflowServer = start_mlflow_server(
+            workdir / "postgres",
+            backend_uri=cluster.sqlalchemy_uri,
+            startup_timeout=SERVER_STARTUP_TIMEOUT_SECONDS,
+        )
+        stack.callback(server.stop)
+        database = PostgresDatabase(cluster.dsn)
+        stack.callback(database.close)
+    except BaseException:
+        stack.close()
+        raise
+    info = {
+        "backend_uri": cluster.sqlalchemy_uri,
+        "postgres_version": cluster.version,
+        "postgres_settings": "stock (initdb defaults), listen 127.0.0.1, trust auth",
+        "server_startup_seconds": round(time.perf_counter() - started, 1),
+    }
+    return Backend("postgres", server.url, database, info), stack.close
+
+
+@contextlib.contextmanager
+def open_backends(names: Sequence[str], *, keep_workdir: bool = False) -> Iterator[list[Backend]]:
+    """Start the local backends in parallel (server startup is mostly imports) and stop them after.
+
+    Yields:
+        The backends, in the order of `names`.
+    """
+    workdir = Path(tempfile.mkdtemp(prefix="bench-mlflow-"))
+    openers = {"sqlite": _open_sqlite, "postgres": _open_postgres}
+    unknown = [name for name in names if name not in openers]
+    if unknown:
+        raise ValueError(f"unknown backend(s) {unknown}; choose from {sorted(openers)}")
+    with contextlib.ExitStack() as stack:
+        if not keep_workdir:
+            stack.callback(shutil.rmtree, workdir, ignore_errors=True)
+        with ThreadPoolExecutor(max_workers=len(names) or 1) as pool:
+            futures = [pool.submit(openers[name], workdir) for name in names]
+        backends: list[Backend] = []
+        failures: list[BaseException] = []
+        for future in futures:
+            error = future.exception()
+            if error is not None:
+                failures.append(error)
+                continue
+            backend, close = future.result()
+            stack.callback(close)
+            backends.append(backend)
+        if failures:
+            raise failures[0]
+        yield backends
+
+
+def external_backend(tracking_uri: str) -> Backend:
+    """A user-given server: seeded and verified through the REST API only."""
+    return Backend(
+        "external",
+        tracking_uri.rstrip("/"),
+        ApiStore(tracking_uri.rstrip("/")),
+        {"backend_uri": "unknown (user-given tracking URI)"},
+        bulk_seeding=False,
+    )

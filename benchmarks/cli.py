@@ -1,0 +1,275 @@
+"""`python -m benchmarks`: parse arguments, start the backends, run, write JSON/PNG, print."""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import signal
+import sys
+import threading
+import time
+from collections.abc import Sequence
+from pathlib import Path
+from types import FrameType
+from typing import Any
+
+import anyio
+
+from benchmarks.backends import Backend, external_backend, open_backends
+from benchmarks.markdown import render
+from benchmarks.report import (
+    SEEDING_NOTE,
+    backend_json,
+    document,
+    seeding_note,
+    table,
+    targets_text,
+    time_box_note,
+    write_json,
+)
+from benchmarks.runner import BackendRun, Settings, VariantResult, build_variants, preload_mlflow
+from benchmarks.scenario import Scenario
+from benchmarks.targets import evaluate
+
+DEFAULTS: dict[str, dict[str, Any]] = {
+    "default": {
+        "experiments": 8,
+        "old": 25_000,
+        "new": 2_000,
+        "time_box": 10.0,
+        "fixed_sizes": "300,1000,3000,10000",
+        "big_old": 400_000,
+        "idle_seconds": 5.0,
+        "variant_timeout": 600.0,
+        "clean_rest": False,
+    },
+    "quick": {
+        "experiments": 2,
+        "old": 2_000,
+        "new": 200,
+        "time_box": 2.0,
+        "fixed_sizes": "300,3000",
+        "big_old": 3_000,
+        "idle_seconds": 2.0,
+        "variant_timeout": 60.0,
+        "clean_rest": True,
+    },
+}
+
+
+def _sizes(text: str) -> tuple[int, ...]:
+    sizes = tuple(int(part) for part in text.split(",") if part.strip())
+    if any(size <= 0 for size in sizes):
+        raise argparse.ArgumentTypeError("batch sizes must be positive")
+    return sizes
+
+
+def _names(text: str) -> tuple[str, ...]:
+    return tuple(part.strip() for part in text.split(",") if part.strip())
+
+
+def parser() -> argparse.ArgumentParser:
+    """The command line."""
+    p = argparse.ArgumentParser(
+        prog="python -m benchmarks",
+        description=(
+            "Compare ways of deleting an MLflow trace backfill (MLflow's docs recipe, fixed "
+            "batches, one unbounded call, this engine) on real mlflow servers, with a probe "
+            "client measuring what other users pay. " + SEEDING_NOTE
+        ),
+    )
+    p.add_argument("--quick", action="store_true", help="small scale (< 2 min), for smoke tests")
+    p.add_argument(
+        "--backends", type=_names, default=("sqlite", "postgres"), help="sqlite,postgres"
+    )
+    p.add_argument("--experiments", type=int, help="K experiments (default 8; quick 2)")
+    p.add_argument("--old", type=int, help="N old traces per experiment (default 25000)")
+    p.add_argument("--new", type=int, help="M new traces per experiment that must survive")
+    p.add_argument(
+        "--variants",
+        type=_names,
+        help="comma list of variant names (docs-recipe, fixed, fixed-300, unbounded, engine, "
+        "engine-concurrent, engine-5s); default all",
+    )
+    p.add_argument("--fixed-sizes", type=_sizes, help="fixed batch sweep, e.g. 300,3000,30000")
+    p.add_argument(
+        "--time-box", type=float, help="seconds for the slow variants (docs recipe, fixed)"
+    )
+    p.add_argument("--target-latency", type=float, default=1.0, help="engine target (s)")
+    p.add_argument("--large-target", type=float, default=5.0, help="the large target (s)")
+    p.add_argument(
+        "--big", type=int, help="old traces of the one big experiment (0 = skip; default 400000)"
+    )
+    p.add_argument(
+        "--big-backends",
+        type=_names,
+        default=("sqlite",),
+        help="backends that run the big experiment (default sqlite, where one call fails)",
+    )
+    p.add_argument("--tracking-uri", help="measure a running server instead of starting ones")
+    p.add_argument(
+        "--seed",
+        action="store_true",
+        help="with --tracking-uri: create and seed experiments through the API (slow)",
+    )
+    p.add_argument("--output", type=Path, default=Path("benchmarks/results"))
+    p.add_argument("--no-plot", action="store_true", help="skip the PNG (no matplotlib needed)")
+    p.add_argument("--idle-seconds", type=float, help="idle probe before the variants")
+    p.add_argument("--probe-interval", type=float, default=0.05, help="seconds between probes")
+    p.add_argument("--variant-timeout", type=float, help="hard stop of one variant (s)")
+    p.add_argument(
+        "--clean-rest",
+        action=argparse.BooleanOptionalAction,
+        help="after a time box, delete the rest untimed and check 'old all gone' (default: "
+        "on with --quick; off at full scale, where it would cost minutes)",
+    )
+    return p
+
+
+def settings_from(args: argparse.Namespace) -> Settings:
+    """Merge the mode's defaults with explicit arguments."""
+    defaults = DEFAULTS["quick" if args.quick else "default"]
+    scale_given = any(
+        getattr(args, key) is not None
+        for key in ("experiments", "old", "new", "fixed_sizes", "time_box", "big")
+    )
+    mode = "quick" if args.quick else "default"
+    if args.tracking_uri:
+        mode = "external"
+    elif scale_given:
+        mode = f"{mode}-custom"
+
+    def pick(key: str) -> Any:
+        value = getattr(args, key)
+        return defaults[key] if value is None else value
+
+    return Settings(
+        mode=mode,
+        backends=("external",) if args.tracking_uri else tuple(args.backends),
+        scenario=Scenario(pick("experiments"), pick("old"), pick("new")),
+        variants=args.variants,
+        fixed_sizes=args.fixed_sizes or _sizes(defaults["fixed_sizes"]),
+        time_box=pick("time_box"),
+        target_latency=args.target_latency,
+        large_target=args.large_target,
+        big_old=defaults["big_old"] if args.big is None else args.big,
+        big_backends=tuple(args.big_backends),
+        tracking_uri=args.tracking_uri,
+        seed=args.seed,
+        output=args.output,
+        plot=not args.no_plot,
+        idle_seconds=pick("idle_seconds"),
+        probe_interval=args.probe_interval,
+        variant_timeout=pick("variant_timeout"),
+        clean_rest=pick("clean_rest"),
+    )
+
+
+def log(message: str) -> None:
+    """Progress to stderr, so stdout holds only the result tables."""
+    print(f"{time.strftime('%H:%M:%S')} {message}", file=sys.stderr, flush=True)
+
+
+async def run_backend(backend: Backend, settings: Settings) -> dict[str, Any]:
+    """Every variant on one backend; returns its section of the document."""
+    run = BackendRun(backend, settings, log)
+    measure_only = backend.name == "external" and not settings.seed
+    await run.setup(seeded=not measure_only)
+    idle = await run.idle_probe()
+    results: list[VariantResult] = []
+    if measure_only:
+        log("[bench external] no --seed: measured the idle probe only; nothing is deleted")
+    else:
+        await run.ensure_seeded(run.experiment_ids)
+        for variant in build_variants(settings):
+            results.append(await run.measure(variant, run.experiment_ids, "main"))
+        if settings.big_old > 0 and backend.name in settings.big_backends:
+            results.extend(await run.run_big())
+    checks = evaluate(
+        backend.name,
+        results,
+        target_latency=settings.target_latency,
+        large_target=settings.large_target,
+    )
+    return backend_json(backend.name, backend.info, idle, results, checks, run.seed_log)
+
+
+async def run_all(backends: Sequence[Backend], settings: Settings) -> list[dict[str, Any]]:
+    """The backends one after another (never in parallel: they would share the 2 cores)."""
+    await preload_mlflow()
+    return [await run_backend(backend, settings) for backend in backends]
+
+
+def _interrupt_on_sigterm() -> None:
+    """Turn SIGTERM into KeyboardInterrupt, so the servers and the cluster are stopped."""
+
+    def handler(signum: int, frame: FrameType | None) -> None:
+        raise KeyboardInterrupt(f"signal {signum}")
+
+    if threading.current_thread() is threading.main_thread():
+        signal.signal(signal.SIGTERM, handler)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point; returns the exit status (1 when a variant failed verification)."""
+    args = parser().parse_args(argv)
+    _interrupt_on_sigterm()
+    settings = settings_from(args)
+    if args.seed and not args.tracking_uri:
+        parser().error("--seed only applies with --tracking-uri")
+    started = time.perf_counter()
+    # Import mlflow (seconds) while the servers start; the docs recipe needs its client.
+    threading.Thread(target=importlib.import_module, args=("mlflow",), daemon=True).start()
+    log(
+        f"scenario: {settings.scenario.experiments} experiments x {settings.scenario.old:,} old"
+        f" + {settings.scenario.new:,} new traces; backends {', '.join(settings.backends)}"
+    )
+    log(seeding_note(settings))
+    if settings.tracking_uri:
+        sections = anyio.run(run_all, [external_backend(settings.tracking_uri)], settings)
+    else:
+        with open_backends(settings.backends) as backends:
+            for backend in backends:
+                log(f"[bench {backend.name}] server at {backend.base_url}: {backend.info}")
+            sections = anyio.run(run_all, backends, settings)
+    wall = time.perf_counter() - started
+    doc = document(settings, sections, wall)
+    json_path = settings.output / f"{settings.mode}.json"
+    write_json(doc, json_path)
+    json_path.with_suffix(".md").write_text(render(doc), encoding="utf-8")
+    if settings.plot:
+        from benchmarks.plot import write_plot
+
+        write_plot(doc, settings.output / f"{settings.mode}.png")
+    machine = doc["machine"]
+    print(
+        f"async-trace-delete benchmark, mode {settings.mode}: {machine['cpu_count']} CPUs"
+        f" ({machine['cpu_model']}), {machine['memory_gb']} GB, Python {machine['python']},"
+        f" mlflow {machine['mlflow']}; wall {wall:.0f} s"
+    )
+    print(
+        f"scenario: {settings.scenario.experiments} experiments x {settings.scenario.old:,} old"
+        f" + {settings.scenario.new:,} new; engine target {settings.target_latency:g} s;"
+        f" time box {settings.time_box:g} s"
+    )
+    print(seeding_note(settings))
+    print(time_box_note(settings))
+    for section in sections:
+        print(f"\n== {section['backend']} ({section['server'].get('backend_uri', '')})")
+        print(table(section))
+        print("targets (ratios from this run):")
+        print(targets_text(section))
+    written = [json_path, json_path.with_suffix(".md")]
+    if settings.plot:
+        written.append(json_path.with_suffix(".png"))
+    print("\nwrote " + ", ".join(str(path) for path in written))
+    failed = [
+        f"{section['backend']}/{variant['name']}"
+        for section in sections
+        for variant in section["variants"]
+        if variant["verification"]["verified"] is False
+    ]
+    if failed:
+        print(f"VERIFICATION FAILED: {', '.join(failed)}")
+        return 1
+    return 0

@@ -1,0 +1,366 @@
+"""Run every variant on identically seeded data, with the probe alongside, and verify each one."""
+
+from __future__ import annotations
+
+import importlib
+import time
+import uuid
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import anyio
+import anyio.to_thread
+
+from benchmarks.backends import Backend
+from benchmarks.database import deleted_oldest_first, restore
+from benchmarks.probe import LatencySummary, Probe
+from benchmarks.scenario import Scenario, generate_rows
+from benchmarks.variants import (
+    DocsRecipe,
+    EngineVariant,
+    FixedBatch,
+    Target,
+    Unbounded,
+    Variant,
+    VariantRun,
+    engine_available,
+    sequential_deletes,
+)
+from tests.support.seed import create_experiment
+
+CLEANUP_BATCH = 20_000  # well under SQLite's ~250k-variable limit per call
+PROBE_EXPERIMENT_TRACES = 500
+TIME_BOXED_KINDS = ("docs-recipe", "fixed-")
+
+Log = Callable[[str], None]
+
+
+@dataclass(frozen=True)
+class Settings:
+    """Everything a run needs, as parsed from the command line."""
+
+    mode: str
+    backends: tuple[str, ...]
+    scenario: Scenario
+    variants: tuple[str, ...] | None
+    fixed_sizes: tuple[int, ...]
+    time_box: float
+    target_latency: float
+    large_target: float
+    big_old: int
+    big_backends: tuple[str, ...]
+    tracking_uri: str | None
+    seed: bool
+    output: Path
+    plot: bool
+    idle_seconds: float
+    probe_interval: float
+    variant_timeout: float
+    clean_rest: bool
+
+
+@dataclass
+class VariantResult:
+    """One variant's figures, checked against the database."""
+
+    name: str
+    description: str
+    status: str  # "done", "time-boxed", "failed", "pending"
+    scenario: str  # "main" or "big"
+    run: VariantRun = field(default_factory=VariantRun)
+    measured_deleted: int = 0
+    old_before: int = 0
+    old_after: int = 0
+    new_before: int = 0
+    new_after: int = 0
+    old_after_cleanup: int | None = None
+    cleanup_seconds: float | None = None
+    orphans: int = 0
+    oldest_first: bool | None = None
+    probe: dict[str, LatencySummary] = field(default_factory=dict)
+    probe_window: float = 0.0
+    note: str = ""
+
+    @property
+    def throughput(self) -> float | None:
+        """Traces deleted (as the database saw it) per second of the variant's run."""
+        if self.status == "pending" or self.run.elapsed <= 0:
+            return None
+        return self.measured_deleted / self.run.elapsed
+
+    @property
+    def new_kept(self) -> bool:
+        """Every trace newer than the cutoff is still there."""
+        return self.new_after == self.new_before
+
+    @property
+    def count_consistent(self) -> bool:
+        """The variant's own count matches what disappeared (within its ambiguous calls)."""
+        ambiguous = int(sum(job["ambiguous"] for job in self.run.details.get("jobs", [])))
+        return self.run.deleted <= self.measured_deleted <= self.run.deleted + ambiguous
+
+    @property
+    def old_gone(self) -> bool:
+        """No old trace left: after the variant, or after the untimed cleanup of a time box."""
+        left = self.old_after if self.old_after_cleanup is None else self.old_after_cleanup
+        return left == 0
+
+    @property
+    def verified(self) -> bool | None:
+        """What the database confirms of the variant's work.
+
+        Always: every new trace kept, no orphaned tag or metadata row, and the variant's own
+        count equal to what disappeared. A completed variant must also have left no old trace;
+        a time-boxed one must have deleted the oldest first (the rest is cleaned untimed and
+        checked with `--clean-rest`); a failed one is only checked not to have done harm.
+        """
+        if self.status == "pending":
+            return None
+        base = self.new_kept and self.count_consistent and self.orphans == 0
+        if self.status == "done":
+            return base and self.old_gone
+        if self.status == "time-boxed":
+            cleaned = self.old_after_cleanup is None or self.old_after_cleanup == 0
+            return base and bool(self.oldest_first) and cleaned
+        return base
+
+
+def build_variants(settings: Settings) -> list[Variant]:
+    """The variants of the main scenario, in run order, filtered by `--variants`."""
+    target = settings.target_latency
+    variants: list[Variant] = [
+        DocsRecipe(),
+        *(FixedBatch(size) for size in settings.fixed_sizes),
+        Unbounded(),
+        EngineVariant(
+            "engine",
+            f"engine defaults (target {target:g} s), experiments in turn (max_concurrency=1)",
+            target_latency=target,
+            max_concurrency=1,
+        ),
+        EngineVariant(
+            "engine-concurrent",
+            f"engine defaults (target {target:g} s), all experiments at once, adaptive "
+            "concurrency up to 4",
+            target_latency=target,
+            max_concurrency=4,
+        ),
+        EngineVariant(
+            f"engine-{settings.large_target:g}s",
+            f"engine, target {settings.large_target:g} s, experiments in turn",
+            target_latency=settings.large_target,
+            max_concurrency=1,
+        ),
+    ]
+    if settings.variants is None:
+        return variants
+    wanted = set(settings.variants)
+    return [
+        v
+        for v in variants
+        if v.name in wanted or (v.name.startswith("fixed-") and "fixed" in wanted)
+    ]
+
+
+def _time_boxed(variant: Variant) -> bool:
+    return variant.name.startswith(TIME_BOXED_KINDS)
+
+
+async def _in_thread(function: Callable[..., Any], *args: Any) -> Any:
+    return await anyio.to_thread.run_sync(function, *args)
+
+
+class BackendRun:
+    """All the variants on one backend."""
+
+    def __init__(self, backend: Backend, settings: Settings, log: Log) -> None:
+        self.backend = backend
+        self.settings = settings
+        self.log = log
+        self.experiment_ids: tuple[str, ...] = ()
+        self.probe_experiment = ""
+        self.seed_log: list[dict[str, Any]] = []
+
+    def _say(self, message: str) -> None:
+        self.log(f"[bench {self.backend.name}] {message}")
+
+    async def setup(self, *, seeded: bool = True) -> None:
+        """Create the probe's experiment and, when `seeded`, the bench experiments.
+
+        Without `seeded` (a user's server without `--seed`) only the probe's experiment is
+        created, for the probe's own writes; nothing is seeded and nothing deleted.
+        """
+        run_id = uuid.uuid4().hex[:8]
+        url = self.backend.base_url
+        self.probe_experiment = await create_experiment(url, f"bench-{run_id}-probe")
+        self._say(f"probe experiment {self.probe_experiment} (the probe writes its traces there)")
+        if not seeded:
+            return
+        ids = [
+            await create_experiment(url, f"bench-{run_id}-{index}")
+            for index in range(self.settings.scenario.experiments)
+        ]
+        self.experiment_ids = tuple(ids)
+        await self._seed_probe_experiment()
+
+    async def _seed_probe_experiment(self) -> None:
+        """Give the probe's searches the same rows to page through before every variant."""
+        database = self.backend.database
+        cutoff = self.settings.scenario.cutoff_ms
+        # Through the API (a user's server) seeding is slow: a small page to search is enough.
+        count = PROBE_EXPERIMENT_TRACES if self.backend.bulk_seeding else 20
+
+        def reseed() -> None:
+            database.delete_traces([self.probe_experiment])
+            for batch in generate_rows(int(self.probe_experiment), "new", count, cutoff):
+                database.insert(batch)
+
+        await _in_thread(reseed)
+
+    async def ensure_seeded(self, experiment_ids: Sequence[str], old: int | None = None) -> None:
+        """Restore the seeded state, inserting exactly the traces the last variant deleted."""
+        database = self.backend.database
+        started = time.perf_counter()
+        inserted = await _in_thread(
+            lambda: restore(database, self.settings.scenario, experiment_ids, old=old)
+        )
+        elapsed = time.perf_counter() - started
+        if not inserted:
+            return
+        how = "bulk SQL insert" if self.backend.bulk_seeding else "the REST API (slow)"
+        self.seed_log.append({"traces": inserted, "seconds": round(elapsed, 2)})
+        self._say(
+            f"seeded {inserted:,} traces by {how} in {elapsed:.1f} s"
+            f" ({inserted / elapsed:,.0f} traces/s)"
+        )
+        await self._seed_probe_experiment()
+
+    async def idle_probe(self) -> dict[str, LatencySummary]:
+        """Probe the idle server: the latency other users see without any cleanup."""
+        probe = Probe(self.backend.base_url, self.probe_experiment, self.settings.probe_interval)
+        stop = anyio.Event()
+        async with anyio.create_task_group() as group:
+            group.start_soon(probe.run, stop)
+            await anyio.sleep(self.settings.idle_seconds)
+            stop.set()
+        return {kind: probe.summary(None if kind == "all" else kind) for kind in _KINDS}
+
+    async def measure(
+        self, variant: Variant, experiment_ids: Sequence[str], scenario_name: str
+    ) -> VariantResult:
+        """Run one variant with the probe alongside, then check the database."""
+        result = VariantResult(variant.name, variant.description, "done", scenario_name)
+        if isinstance(variant, EngineVariant) and (reason := engine_available()) is not None:
+            result.status = "pending"
+            result.note = f"engine not importable yet ({reason})"
+            self._say(f"{variant.name}: pending, {result.note}")
+            return result
+        old = self.settings.big_old if scenario_name == "big" else None
+        await self.ensure_seeded(experiment_ids, old)
+        database = self.backend.database
+        cutoff = self.settings.scenario.cutoff_ms
+        before = await _in_thread(database.counts, experiment_ids, cutoff)
+        result.old_before = sum(old_new[0] for old_new in before.values())
+        result.new_before = sum(old_new[1] for old_new in before.values())
+        target = Target(self.backend.base_url, tuple(experiment_ids), cutoff)
+        time_box = self.settings.time_box if _time_boxed(variant) else None
+        probe = Probe(self.backend.base_url, self.probe_experiment, self.settings.probe_interval)
+        stop = anyio.Event()
+        self._say(f"{variant.name}: running" + (f" (time box {time_box:g} s)" if time_box else ""))
+        probe_started = time.perf_counter()
+        async with anyio.create_task_group() as group:
+            group.start_soon(probe.run, stop)
+            try:
+                deadline = time.monotonic() + time_box if time_box else None
+                with anyio.move_on_after(self.settings.variant_timeout) as scope:
+                    result.run = await variant.run(target, deadline)
+                if scope.cancelled_caught:
+                    result.run.errors.append(
+                        f"stopped after the {self.settings.variant_timeout:g} s variant timeout"
+                    )
+                    result.run.elapsed = time.perf_counter() - probe_started
+            except Exception as error:  # a crashing variant is a result too
+                result.run.errors.append(f"{type(error).__name__}: {error}")
+            finally:
+                stop.set()
+        result.probe_window = time.perf_counter() - probe_started
+        result.probe = {kind: probe.summary(None if kind == "all" else kind) for kind in _KINDS}
+        after = await _in_thread(database.counts, experiment_ids, cutoff)
+        result.old_after = sum(old_new[0] for old_new in after.values())
+        result.new_after = sum(old_new[1] for old_new in after.values())
+        result.measured_deleted = result.old_before - result.old_after
+        if result.run.time_boxed:
+            result.status = "time-boxed"
+            result.oldest_first = await _in_thread(
+                lambda: deleted_oldest_first(
+                    database, self.settings.scenario, experiment_ids, old=old
+                )
+            )
+            if self.settings.clean_rest:
+                await self._clean_rest(result, target)
+        elif result.run.errors or result.old_after:
+            result.status = "failed"
+        result.orphans = await _in_thread(database.orphans)
+        self._say(_one_line(result))
+        return result
+
+    async def _clean_rest(self, result: VariantResult, target: Target) -> None:
+        """Delete what a time-boxed variant left, untimed, so 'old all gone' is still checked."""
+        started = time.perf_counter()
+        cleanup = await sequential_deletes(target, CLEANUP_BATCH, None)
+        result.cleanup_seconds = time.perf_counter() - started
+        counts = await _in_thread(
+            self.backend.database.counts, target.experiment_ids, target.cutoff_ms
+        )
+        result.old_after_cleanup = sum(old for old, _ in counts.values())
+        result.new_after = sum(new for _, new in counts.values())
+        if cleanup.errors:
+            result.note = f"cleanup errors: {cleanup.errors[:3]}"
+        self._say(
+            f"{result.name}: rest ({result.old_after:,} old traces) cleaned untimed in"
+            f" {result.cleanup_seconds:.1f} s"
+        )
+
+    async def run_big(self) -> list[VariantResult]:
+        """One experiment too big for a single call: the unbounded call, then the engine."""
+        url = self.backend.base_url
+        big = await create_experiment(url, f"bench-big-{uuid.uuid4().hex[:8]}")
+        large = self.settings.large_target
+        variants: list[Variant] = [
+            Unbounded(
+                name="unbounded-big",
+                description=f"one unbounded call on {self.settings.big_old:,} old traces",
+            ),
+            EngineVariant(
+                f"engine-{large:g}s-big",
+                f"engine, target {large:g} s, on {self.settings.big_old:,} old traces",
+                target_latency=large,
+                max_concurrency=1,
+            ),
+        ]
+        results = [await self.measure(variant, [big], "big") for variant in variants]
+        await _in_thread(self.backend.database.delete_traces, [big])
+        return results
+
+
+_KINDS = ("all", "read", "write")
+
+
+def _one_line(result: VariantResult) -> str:
+    throughput = result.throughput
+    p99 = result.probe["all"].p99 if result.probe else None
+    return (
+        f"{result.name}: {result.status}, {result.measured_deleted:,} deleted in"
+        f" {result.run.elapsed:.1f} s"
+        + (f" = {throughput:,.0f} traces/s" if throughput is not None else "")
+        + (f", probe p99 {p99 * 1000:,.0f} ms" if p99 is not None else "")
+        + f", verified {result.verified}"
+        + (f", errors: {result.run.errors[:2]}" if result.run.errors else "")
+    )
+
+
+async def preload_mlflow() -> None:
+    """Import mlflow once, before any clock starts (the docs recipe uses its client)."""
+    await _in_thread(importlib.import_module, "mlflow")

@@ -1,0 +1,68 @@
+"""Smoke test of the benchmark runner: quick mode on SQLite, every variant verified correct."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+REPO_ROOT = Path(__file__).resolve().parent.parent
+RUN_TIMEOUT_SECONDS = 170.0  # typically ~35 s; the slack is for a busy 2-core machine
+EXPECTED_VARIANTS = {
+    "docs-recipe",
+    "fixed-300",
+    "fixed-3000",
+    "unbounded",
+    "engine",
+    "engine-concurrent",
+    "engine-5s",
+    "unbounded-big",
+    "engine-5s-big",
+}
+
+
+@pytest.mark.integration
+@pytest.mark.timeout(RUN_TIMEOUT_SECONDS + 10)
+def test_quick_benchmark_verifies_every_variant(tmp_path: Path) -> None:
+    """`python -m benchmarks --quick` deletes every old trace, keeps every new one, writes JSON."""
+    completed = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "benchmarks",
+            "--quick",
+            "--backends",
+            "sqlite",
+            "--no-plot",
+            "--output",
+            str(tmp_path),
+        ],
+        cwd=REPO_ROOT,
+        capture_output=True,
+        text=True,
+        timeout=RUN_TIMEOUT_SECONDS,
+        check=False,
+    )
+    assert completed.returncode == 0, completed.stdout + completed.stderr[-4000:]
+
+    document: dict[str, Any] = json.loads((tmp_path / "quick.json").read_text())
+    [section] = document["backends"]
+    assert section["backend"] == "sqlite"
+    variants = {variant["name"]: variant for variant in section["variants"]}
+    assert set(variants) == EXPECTED_VARIANTS
+    for name, variant in variants.items():
+        verification = variant["verification"]
+        assert variant["status"] in {"done", "time-boxed"}, (name, variant["errors"])
+        assert verification["verified"] is True, (name, verification)
+        assert verification["new_kept"], name
+        assert verification["old_gone"], name  # quick mode cleans the rest of a time box
+        assert verification["orphan_child_rows"] == 0, name
+        if variant["status"] == "done":
+            assert variant["deleted_measured"] == verification["old_before"], name
+        else:
+            assert verification["deleted_oldest_first"], name
+    assert "== sqlite" in completed.stdout
