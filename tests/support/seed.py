@@ -225,7 +225,7 @@ async def create_experiment(base_url: str, name: str | None = None) -> str:
 
 
 async def seed_traces_api(
-    base_url: str, experiment_id: str, traces: Sequence[SeedTrace], *, concurrency: int = 16
+    base_url: str, experiment_id: str, traces: Sequence[SeedTrace], *, concurrency: int = 8
 ) -> None:
     """Create `traces` in the experiment through `POST /api/3.0/mlflow/traces`.
 
@@ -233,7 +233,9 @@ async def seed_traces_api(
         base_url: Server URL, e.g. `http://127.0.0.1:5000`.
         experiment_id: Experiment to put the traces in.
         traces: Traces to create.
-        concurrency: Requests in flight at most.
+        concurrency: Requests in flight at most. Keep it under the server's SQLAlchemy pool
+            (5 + 10 overflow connections by default): 16 can exhaust it and get a 400
+            "QueuePool limit ... reached".
 
     Raises:
         SeedError: Any request did not answer 200 (the remaining requests are cancelled).
