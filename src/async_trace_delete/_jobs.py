@@ -562,10 +562,3 @@ def _leaves(group: BaseExceptionGroup[Exception]) -> list[Exception]:
 class _Found:
     trace_id: str
     timestamp_ms: int
-
-
-def describe_failure(error: BaseException) -> str:
-    """One line for a job's failure."""
-    if isinstance(error, TraceDeleteError):
-        return str(error)
-    return f"{type(error).__name__}: {error}"
