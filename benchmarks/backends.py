@@ -120,6 +120,12 @@ class ApiStore:
     def orphans(self) -> int:
         return 0  # not visible through the API
 
+    def snapshot(self, experiment_ids: Sequence[str]) -> bool:
+        return False  # no staging tables behind the API: every restore goes through it
+
+    def restore_snapshot(self, experiment_ids: Sequence[str]) -> int | None:
+        return None
+
     def settle(self) -> None:
         return None
 

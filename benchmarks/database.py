@@ -18,6 +18,9 @@ from benchmarks.scenario import KeyValueRow, Scenario, TraceBatch, generate_rows
 TRACE_COLUMNS = "request_id, experiment_id, timestamp_ms, execution_time_ms, status"
 KEY_VALUE_COLUMNS = '"key", value, request_id'
 CHILD_TABLES = ("trace_tags", "trace_request_metadata")
+STAGING = "bench_staging"
+"""PostgreSQL's staging copy of the seeded rows: a schema outside the server's `search_path`.
+SQLite keeps an in-memory backup of the whole seeded file instead (see `SqliteDatabase`)."""
 
 ExperimentCounts = dict[str, tuple[int, int]]
 """experiment ID -> (traces at or before the cutoff, traces after it)."""
@@ -42,6 +45,14 @@ class TraceDatabase(Protocol):
 
     def orphans(self) -> int:
         """Child rows whose trace is gone: a delete that forgot its cascade."""
+
+    def snapshot(self, experiment_ids: Sequence[str]) -> bool:
+        """Keep a pristine copy of the experiments' rows in staging tables the server never
+        reads; False when the store cannot (the REST API)."""
+
+    def restore_snapshot(self, experiment_ids: Sequence[str]) -> int | None:
+        """Insert, set-based, the snapshot's traces (and their child rows) that are missing;
+        None when these experiments have no snapshot."""
 
     def settle(self) -> None:
         """Bring the store to a steady state after seeding (statistics, vacuum)."""
@@ -74,6 +85,12 @@ def restore(
     only those are inserted again; an experiment in any other state (a new trace lost, an
     unexpected row) is emptied and seeded from scratch.
 
+    The first full seed of the main experiments (generated rows, inserted with executemany or
+    COPY) is kept once in a copy the server never reads: PostgreSQL staging tables (`STAGING`),
+    restored with one set-based `INSERT ... SELECT` per table of exactly the missing traces;
+    for SQLite an in-memory backup of the whole file, written back page for page. Either way
+    the counts are checked whole again afterwards.
+
     Args:
         database: where to insert.
         scenario: the shape of the backfill.
@@ -84,6 +101,26 @@ def restore(
         How many traces were inserted.
     """
     expected_old = scenario.old if old is None else old
+    counts = database.counts(experiment_ids, scenario.cutoff_ms)
+    broken = [
+        experiment_id
+        for experiment_id, (old_count, new_count) in counts.items()
+        if new_count != scenario.new or old_count > expected_old
+    ]
+    if all(counts[e] == (expected_old, scenario.new) for e in experiment_ids):
+        return 0
+    if broken:
+        database.delete_traces(broken)
+    staged = database.restore_snapshot(experiment_ids)
+    if staged is not None:
+        # The staging copy was taken right after the first seed (generate_rows): the rows
+        # inserted back are those rows, value for value. Prove the counts are whole again.
+        after = database.counts(experiment_ids, scenario.cutoff_ms)
+        if any(after[e] != (expected_old, scenario.new) for e in experiment_ids):
+            raise RuntimeError(f"restore from the staging copy left {after}")
+        if staged:
+            database.settle()
+        return staged
     counts = database.counts(experiment_ids, scenario.cutoff_ms)
     inserted = 0
     for experiment_id in experiment_ids:
@@ -106,6 +143,10 @@ def restore(
                     inserted += len(missing.traces)
     if inserted:
         database.settle()
+    seeded = dict.fromkeys(experiment_ids, (expected_old, scenario.new))
+    if old is None and database.counts(experiment_ids, scenario.cutoff_ms) == seeded:
+        # First seed of the main experiments: keep the pristine rows for every later restore.
+        database.snapshot(experiment_ids)
     return inserted
 
 
@@ -152,12 +193,24 @@ class SqliteDatabase:
         # Only this connection's own writes: a big page cache, and no fsync of the seed rows.
         self._connection.execute("PRAGMA cache_size = -262144")
         self._connection.execute("PRAGMA synchronous = OFF")
+        self._staged: frozenset[str] = frozenset()
+        self._pristine: sqlite3.Connection | None = None
+        self._snapshot_experiments: tuple[Any, ...] = ()
 
     def journal_mode(self) -> str:
         """The file's journal mode (MLflow leaves SQLite's default, `delete`)."""
         return str(self._connection.execute("PRAGMA journal_mode").fetchone()[0])
 
     def insert(self, batch: TraceBatch) -> None:
+        # The rows are consistent by construction: no per-row foreign-key lookups while
+        # inserting (like PostgreSQL's replica role below); cascading deletes stay enforced.
+        self._connection.execute("PRAGMA foreign_keys = OFF")
+        try:
+            self._insert(batch)
+        finally:
+            self._connection.execute("PRAGMA foreign_keys = ON")
+
+    def _insert(self, batch: TraceBatch) -> None:
         cursor = self._connection.cursor()
         cursor.execute("BEGIN IMMEDIATE")
         try:
@@ -175,6 +228,44 @@ class SqliteDatabase:
             cursor.execute("ROLLBACK")
             raise
         cursor.execute("COMMIT")
+
+    def snapshot(self, experiment_ids: Sequence[str]) -> bool:
+        # SQLite's online backup API: a page-for-page copy of the whole seeded file into an
+        # in-memory database of the runner's own, which the server never sees.
+        pristine = sqlite3.connect(":memory:", check_same_thread=False)
+        self._connection.backup(pristine)
+        if self._pristine is not None:
+            self._pristine.close()
+        self._pristine = pristine
+        self._snapshot_experiments = self._experiments()
+        self._staged = frozenset(experiment_ids)
+        return True
+
+    def _experiments(self) -> tuple[Any, ...]:
+        return tuple(self._connection.execute("SELECT MAX(experiment_id) FROM experiments"))
+
+    def _trace_count(self, experiment_ids: Sequence[str]) -> int:
+        marks = ", ".join("?" for _ in experiment_ids)
+        row = self._connection.execute(
+            f"SELECT COUNT(*) FROM trace_info WHERE experiment_id IN ({marks})",
+            [int(e) for e in experiment_ids],
+        ).fetchone()
+        return int(row[0])
+
+    def restore_snapshot(self, experiment_ids: Sequence[str]) -> int | None:
+        # The copy is of the whole file: only usable while no experiment was created since
+        # (the big experiment comes after the main ones and is seeded from generated rows).
+        if (
+            self._pristine is None
+            or not set(experiment_ids) <= self._staged
+            or self._experiments() != self._snapshot_experiments
+        ):
+            return None
+        before = self._trace_count(experiment_ids)
+        # One write transaction on the live file; the server's connections see the new pages
+        # when they next read (SQLite's file change counter), as after any other writer.
+        self._pristine.backup(self._connection)
+        return self._trace_count(experiment_ids) - before
 
     def delete_traces(self, experiment_ids: Sequence[str]) -> None:
         marks = ", ".join("?" for _ in experiment_ids)
@@ -217,6 +308,8 @@ class SqliteDatabase:
         self._connection.execute("PRAGMA wal_checkpoint(TRUNCATE)")
 
     def close(self) -> None:
+        if self._pristine is not None:
+            self._pristine.close()
         self._connection.close()
 
 
@@ -237,6 +330,7 @@ class PostgresDatabase:
         import psycopg2  # optional `[bench]` dependency, needed only for this backend
 
         self._connection: Any = psycopg2.connect(dsn)
+        self._staged: frozenset[str] = frozenset()
 
     def insert(self, batch: TraceBatch) -> None:
         with self._connection, self._connection.cursor() as cursor:
@@ -254,6 +348,56 @@ class PostgresDatabase:
                 cursor.copy_expert(
                     f"COPY {table} ({KEY_VALUE_COLUMNS}) FROM STDIN", _copy_text(rows)
                 )
+
+    def snapshot(self, experiment_ids: Sequence[str]) -> bool:
+        ids = [int(e) for e in experiment_ids]
+        with self._connection, self._connection.cursor() as cursor:
+            cursor.execute(f"DROP SCHEMA IF EXISTS {STAGING} CASCADE")
+            cursor.execute(f"CREATE SCHEMA {STAGING}")
+            cursor.execute(
+                f"CREATE TABLE {STAGING}.trace_info AS SELECT {TRACE_COLUMNS} FROM"
+                " public.trace_info WHERE experiment_id = ANY(%s)",
+                (ids,),
+            )
+            cursor.execute(f"CREATE UNIQUE INDEX ON {STAGING}.trace_info (request_id)")
+            cursor.execute(f"CREATE INDEX ON {STAGING}.trace_info (experiment_id)")
+            for table in CHILD_TABLES:
+                cursor.execute(
+                    f"CREATE TABLE {STAGING}.{table} AS SELECT {KEY_VALUE_COLUMNS} FROM"
+                    f" public.{table} WHERE request_id IN"
+                    f" (SELECT request_id FROM {STAGING}.trace_info)"
+                )
+                cursor.execute(f"CREATE INDEX ON {STAGING}.{table} (request_id)")
+            for table in ("trace_info", *CHILD_TABLES):
+                cursor.execute(f"ANALYZE {STAGING}.{table}")
+        self._staged = frozenset(str(e) for e in ids)
+        return True
+
+    def restore_snapshot(self, experiment_ids: Sequence[str]) -> int | None:
+        if not set(experiment_ids) <= self._staged:
+            return None
+        with self._connection, self._connection.cursor() as cursor:
+            cursor.execute("SET LOCAL session_replication_role = replica")
+            cursor.execute(
+                "CREATE TEMP TABLE bench_missing ON COMMIT DROP AS SELECT s.request_id FROM"
+                f" {STAGING}.trace_info AS s WHERE s.experiment_id = ANY(%s) AND NOT EXISTS"
+                " (SELECT 1 FROM public.trace_info AS t WHERE t.request_id = s.request_id)",
+                ([int(e) for e in experiment_ids],),
+            )
+            cursor.execute("ANALYZE bench_missing")
+            cursor.execute(
+                f"INSERT INTO public.trace_info ({TRACE_COLUMNS}) SELECT {TRACE_COLUMNS} FROM"
+                f" {STAGING}.trace_info JOIN bench_missing USING (request_id)"
+                " ORDER BY request_id"
+            )
+            inserted = int(cursor.rowcount)
+            for table in CHILD_TABLES:
+                cursor.execute(
+                    f"INSERT INTO public.{table} ({KEY_VALUE_COLUMNS}) SELECT"
+                    f" {KEY_VALUE_COLUMNS} FROM {STAGING}.{table} JOIN bench_missing"
+                    ' USING (request_id) ORDER BY "key", request_id'
+                )
+        return inserted
 
     def delete_traces(self, experiment_ids: Sequence[str]) -> None:
         with self._connection, self._connection.cursor() as cursor:

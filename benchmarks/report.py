@@ -20,7 +20,9 @@ from benchmarks.variants import peak_in_flight
 SEEDING_NOTE = (
     "Seeding bypasses MLflow's API (~50-200 traces/s): once the server has created the schema, "
     "rows are bulk-inserted into trace_info, trace_tags and trace_request_metadata "
-    "(sqlite3 executemany / psycopg2 COPY), identically before each variant."
+    "(sqlite3 executemany / psycopg2 COPY) and copied once into staging tables the server "
+    "never reads; before each variant exactly the missing traces are restored from that copy "
+    "by set-based INSERT ... SELECT, so every variant starts from identical rows."
 )
 TIME_BOX_NOTE = (
     "Time-boxed variants (docs recipe, fixed batches) stop sending calls after the time box "

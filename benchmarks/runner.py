@@ -182,6 +182,7 @@ class BackendRun:
         self.experiment_ids: tuple[str, ...] = ()
         self.probe_experiment = ""
         self.seed_log: list[dict[str, Any]] = []
+        self._restored_from: set[tuple[str, ...]] = set()
 
     def _say(self, message: str) -> None:
         self.log(f"[bench {self.backend.name}] {message}")
@@ -230,6 +231,9 @@ class BackendRun:
         if not inserted:
             return
         how = "bulk SQL insert" if self.backend.bulk_seeding else "the REST API (slow)"
+        if self.backend.bulk_seeding and tuple(experiment_ids) in self._restored_from:
+            how += " / restore from the pristine copy"
+        self._restored_from.add(tuple(experiment_ids))
         self.seed_log.append({"traces": inserted, "seconds": round(elapsed, 2)})
         self._say(
             f"seeded {inserted:,} traces by {how} in {elapsed:.1f} s"
