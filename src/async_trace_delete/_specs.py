@@ -133,7 +133,7 @@ class DeleteSpec(BaseModel):
     def _mlflow_rules(self) -> Self:
         if (self.experiment_id is None) == (self.experiment_name is None):
             raise ValueError("give exactly one of experiment_id and experiment_name")
-        has_cutoff = self.max_timestamp_millis is not None or self.older_than is not None
+        has_cutoff = self._has_cutoff
         if self.max_timestamp_millis is not None and self.older_than is not None:
             raise ValueError(
                 "give max_timestamp_millis or older_than, not both (they are the same cutoff)"
