@@ -133,9 +133,11 @@ class ApiStore:
         return None
 
 
-def _open_sqlite(workdir: Path) -> tuple[Backend, Callable[[], None]]:
+def _open_sqlite(workdir: Path, directory: str = "sqlite") -> tuple[Backend, Callable[[], None]]:
     started = time.perf_counter()
-    server = start_mlflow_server(workdir / "sqlite", startup_timeout=SERVER_STARTUP_TIMEOUT_SECONDS)
+    server = start_mlflow_server(
+        workdir / directory, startup_timeout=SERVER_STARTUP_TIMEOUT_SECONDS
+    )
     assert server.db_path is not None
     database = SqliteDatabase(str(server.db_path))
     info = {
@@ -177,35 +179,48 @@ def _open_postgres(workdir: Path) -> tuple[Backend, Callable[[], None]]:
 
 
 @contextlib.contextmanager
-def open_backends(names: Sequence[str], *, keep_workdir: bool = False) -> Iterator[list[Backend]]:
+def open_backends(
+    names: Sequence[str], *, big: Sequence[str] = (), keep_workdir: bool = False
+) -> Iterator[tuple[list[Backend], dict[str, Backend]]]:
     """Start the local backends in parallel (server startup is mostly imports) and stop them after.
 
+    Args:
+        names: the backends of the main scenario.
+        big: backends whose big experiment gets a server of its own (SQLite only): seeded while
+            the others seed, and its 400,000 rows never slow the main scenario's calls (on
+            SQLite a delete's cost grows with the size of the whole file).
+
     Yields:
-        The backends, in the order of `names`.
+        The main backends, in the order of `names`, and the big experiment's servers by name.
     """
     workdir = Path(tempfile.mkdtemp(prefix="bench-mlflow-"))
-    openers = {"sqlite": _open_sqlite, "postgres": _open_postgres}
+    openers: dict[str, Callable[[Path], tuple[Backend, Callable[[], None]]]] = {
+        "sqlite": _open_sqlite,
+        "postgres": _open_postgres,
+    }
     unknown = [name for name in names if name not in openers]
     if unknown:
         raise ValueError(f"unknown backend(s) {unknown}; choose from {sorted(openers)}")
+    big_names = [name for name in big if name == "sqlite" and name in names]
     with contextlib.ExitStack() as stack:
         if not keep_workdir:
             stack.callback(shutil.rmtree, workdir, ignore_errors=True)
-        with ThreadPoolExecutor(max_workers=len(names) or 1) as pool:
+        with ThreadPoolExecutor(max_workers=len(names) + len(big_names) or 1) as pool:
             futures = [pool.submit(openers[name], workdir) for name in names]
-        backends: list[Backend] = []
+            big_futures = [pool.submit(_open_sqlite, workdir, "sqlite-big") for _ in big_names]
+        opened: list[Backend] = []
         failures: list[BaseException] = []
-        for future in futures:
+        for future in [*futures, *big_futures]:
             error = future.exception()
             if error is not None:
                 failures.append(error)
                 continue
             backend, close = future.result()
             stack.callback(close)
-            backends.append(backend)
+            opened.append(backend)
         if failures:
             raise failures[0]
-        yield backends
+        yield opened[: len(names)], dict(zip(big_names, opened[len(names) :], strict=True))
 
 
 def external_backend(tracking_uri: str) -> Backend:

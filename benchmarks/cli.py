@@ -8,7 +8,8 @@ import signal
 import sys
 import threading
 import time
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
+from functools import partial
 from pathlib import Path
 from types import FrameType
 from typing import Any
@@ -36,7 +37,9 @@ DEFAULTS: dict[str, dict[str, Any]] = {
         "experiments": 8,
         "old": 25_000,
         "new": 2_000,
-        "time_box": 6.0,
+        "time_box": 5.0,
+        "sqlite_engine_box": 60.0,
+        "sqlite_concurrent_box": 30.0,
         "fixed_sizes": "300,1000,3000,10000",
         "big_old": 400_000,
         "idle_seconds": 5.0,
@@ -48,6 +51,8 @@ DEFAULTS: dict[str, dict[str, Any]] = {
         "old": 2_000,
         "new": 200,
         "time_box": 2.0,
+        "sqlite_engine_box": 0.0,
+        "sqlite_concurrent_box": 0.0,
         "fixed_sizes": "300,3000",
         "big_old": 3_000,
         "idle_seconds": 2.0,
@@ -95,8 +100,20 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--time-box",
         type=float,
-        help="seconds for the slow variants (docs recipe, fixed; default 6, quick 2): their "
+        help="seconds for the slow variants (docs recipe, fixed; default 5, quick 2): their "
         "rate within the box is a steady rate",
+    )
+    p.add_argument(
+        "--sqlite-engine-box",
+        type=float,
+        help="time box of the engine at the default target on SQLite, stopped with "
+        "Engine.stop_all() (default 60 s; 0 = run to the end, the default with --quick)",
+    )
+    p.add_argument(
+        "--sqlite-concurrent-box",
+        type=float,
+        help="time box of engine-concurrent on SQLite, stopped with Engine.stop_all() (default "
+        "30 s; 0 = run to the end, the default with --quick)",
     )
     p.add_argument("--target-latency", type=float, default=1.0, help="engine target (s)")
     p.add_argument("--large-target", type=float, default=5.0, help="the large target (s)")
@@ -153,6 +170,8 @@ def settings_from(args: argparse.Namespace) -> Settings:
         variants=args.variants,
         fixed_sizes=args.fixed_sizes or _sizes(defaults["fixed_sizes"]),
         time_box=pick("time_box"),
+        sqlite_engine_box=pick("sqlite_engine_box"),
+        sqlite_concurrent_box=pick("sqlite_concurrent_box"),
         target_latency=args.target_latency,
         large_target=args.large_target,
         big_old=defaults["big_old"] if args.big is None else args.big,
@@ -173,34 +192,57 @@ def log(message: str) -> None:
     print(f"{time.strftime('%H:%M:%S')} {message}", file=sys.stderr, flush=True)
 
 
-async def run_backend(backend: Backend, settings: Settings) -> dict[str, Any]:
-    """Every variant on one backend; returns its section of the document."""
-    run = BackendRun(backend, settings, log)
+async def run_backend(run: BackendRun, big_run: BackendRun | None) -> dict[str, Any]:
+    """Every variant on one (prepared) backend; returns its section of the document."""
+    settings = run.settings
+    backend = run.backend
     measure_only = backend.name == "external" and not settings.seed
-    await run.setup(seeded=not measure_only)
     idle = await run.idle_probe()
     results: list[VariantResult] = []
     if measure_only:
         log("[bench external] no --seed: measured the idle probe only; nothing is deleted")
     else:
-        await run.ensure_seeded(run.experiment_ids)
         for variant in build_variants(settings):
             results.append(await run.measure(variant, run.experiment_ids, "main"))
-        if settings.big_old > 0 and backend.name in settings.big_backends:
-            results.extend(await run.run_big())
+        if big_run is not None:
+            results.extend(await big_run.run_big())
     checks = evaluate(
         backend.name,
         results,
         target_latency=settings.target_latency,
         large_target=settings.large_target,
     )
-    return backend_json(backend.name, backend.info, idle, results, checks, run.seed_log)
+    info = dict(backend.info)
+    seed_log = list(run.seed_log)
+    if big_run is not None and big_run is not run:
+        info["big_experiment_server"] = big_run.backend.info
+        seed_log += big_run.seed_log
+    return backend_json(backend.name, info, idle, results, checks, seed_log)
 
 
-async def run_all(backends: Sequence[Backend], settings: Settings) -> list[dict[str, Any]]:
-    """The backends one after another (never in parallel: they would share the 2 cores)."""
+async def run_all(
+    backends: Sequence[Backend], settings: Settings, big_servers: Mapping[str, Backend]
+) -> list[dict[str, Any]]:
+    """Seed every backend at once (nothing is timed yet), then measure them one after another.
+
+    Measuring is never parallel: the backends would share the 2 cores. Seeding is, because it
+    is only setup; a big experiment with a server of its own is seeded then too.
+    """
     await preload_mlflow()
-    return [await run_backend(backend, settings) for backend in backends]
+    runs = [BackendRun(backend, settings, log) for backend in backends]
+    big_runs: list[BackendRun | None] = []
+    for run in runs:
+        wants_big = settings.big_old > 0 and run.backend.name in settings.big_backends
+        own = big_servers.get(run.backend.name)
+        big_runs.append(None if not wants_big else BackendRun(own, settings, log) if own else run)
+    async with anyio.create_task_group() as group:
+        for run in runs:
+            seeded = not (run.backend.name == "external" and not settings.seed)
+            group.start_soon(partial(run.prepare, seeded=seeded))
+        for run, big_run in zip(runs, big_runs, strict=True):
+            if big_run is not None and big_run is not run:
+                group.start_soon(big_run.prepare_big)
+    return [await run_backend(run, big_run) for run, big_run in zip(runs, big_runs, strict=True)]
 
 
 def _interrupt_on_sigterm() -> None:
@@ -229,12 +271,18 @@ def main(argv: Sequence[str] | None = None) -> int:
     )
     log(seeding_note(settings))
     if settings.tracking_uri:
-        sections = anyio.run(run_all, [external_backend(settings.tracking_uri)], settings)
+        sections = anyio.run(run_all, [external_backend(settings.tracking_uri)], settings, {})
     else:
-        with open_backends(settings.backends) as backends:
+        big = settings.big_backends if settings.big_old > 0 else ()
+        with open_backends(settings.backends, big=big) as (backends, big_servers):
             for backend in backends:
                 log(f"[bench {backend.name}] server at {backend.base_url}: {backend.info}")
-            sections = anyio.run(run_all, backends, settings)
+            for name, backend in big_servers.items():
+                log(
+                    f"[bench {name}] big experiment's own server at {backend.base_url}:"
+                    f" {backend.info}"
+                )
+            sections = anyio.run(run_all, backends, settings, big_servers)
     wall = time.perf_counter() - started
     doc = document(settings, sections, wall)
     json_path = settings.output / f"{settings.mode}.json"

@@ -277,13 +277,16 @@ class EngineVariant:
         ]
         result = VariantRun()
         started = time.perf_counter()
-        async with Engine(config) as engine:
+        async with Engine(config) as engine, anyio.create_task_group() as group:
             opened = time.perf_counter()
+            if deadline is not None:
+                group.start_soon(_stop_at_deadline, engine, deadline, result)
             if self.max_concurrency == 1:
                 # One after another, as an operator would with the defaults and one call at a time.
                 reports = [(await engine.run([spec])).jobs[0] for spec in specs]
             else:
                 reports = list((await engine.run(specs)).jobs)
+            group.cancel_scope.cancel()
         result.elapsed = time.perf_counter() - started
         for job in reports:
             result.deleted += job.deleted
@@ -319,6 +322,13 @@ class EngineVariant:
             ],
         }
         return result
+
+
+async def _stop_at_deadline(engine: Any, deadline: float, result: VariantRun) -> None:
+    """At the time box, stop the engine as a user would: `stop_all()` (calls in flight finish)."""
+    await anyio.sleep(max(0.0, deadline - time.monotonic()))
+    result.time_boxed = True
+    engine.stop_all()
 
 
 def engine_available() -> str | None:
