@@ -37,12 +37,12 @@ DEFAULTS: dict[str, dict[str, Any]] = {
         "experiments": 8,
         "old": 25_000,
         "new": 2_000,
-        "time_box": 5.0,
-        "sqlite_engine_box": 60.0,
+        "time_box": 4.0,
+        "sqlite_engine_box": 45.0,
         "sqlite_concurrent_box": 30.0,
         "fixed_sizes": "300,1000,3000,10000",
         "big_old": 400_000,
-        "idle_seconds": 5.0,
+        "idle_seconds": 3.0,
         "variant_timeout": 600.0,
         "clean_rest": False,
     },
@@ -100,14 +100,14 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--time-box",
         type=float,
-        help="seconds for the slow variants (docs recipe, fixed; default 5, quick 2): their "
+        help="seconds for the slow variants (docs recipe, fixed; default 4, quick 2): their "
         "rate within the box is a steady rate",
     )
     p.add_argument(
         "--sqlite-engine-box",
         type=float,
         help="time box of the engine at the default target on SQLite, stopped with "
-        "Engine.stop_all() (default 60 s; 0 = run to the end, the default with --quick)",
+        "Engine.stop_all() (default 45 s; 0 = run to the end, the default with --quick)",
     )
     p.add_argument(
         "--sqlite-concurrent-box",
