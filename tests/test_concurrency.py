@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import statistics
 from collections import Counter
 from collections.abc import Callable
@@ -199,6 +200,58 @@ def test_probe_kept_on_gain_then_rejected_without() -> None:
     assert controller.limit == 3
 
 
+def _limit_changes(
+    controller: ConcurrencyController, calls: int, interval: Callable[[int, int], float]
+) -> list[tuple[int, int, int]]:
+    """Feed ``calls`` completions, one every ``interval(index, limit)`` seconds, with demand.
+
+    Returns (index, old limit, new limit) for every change of the limit.
+    """
+    changes: list[tuple[int, int, int]] = []
+    now = 0.0
+    for index in range(calls):
+        now += interval(index, controller.limit)
+        before = controller.limit
+        controller.record(now=now, deleted=100, latency=1.0, outcome=Outcome.OK, waiting=3)
+        if controller.limit != before:
+            changes.append((index, before, controller.limit))
+    return changes
+
+
+def test_rejected_probes_in_a_row_wait_longer_each_time() -> None:
+    """Each rejection in a row doubles the wait before the next probe, up to the maximum."""
+    controller = ConcurrencyController(
+        max_limit=2, window_calls=4, reprobe_interval=1, max_reprobe_interval=4
+    )
+    changes = _limit_changes(controller, 200, lambda index, limit: 1.0)  # no gain at 2
+    starts = [index for index, old, new in changes if new > old]
+    gaps = [later - earlier for earlier, later in itertools.pairwise(starts)]
+    # probe window (4) + warm-up (1) + the wait (1, 2, 4, 4... windows of 4) + a window (4)
+    assert gaps[:5] == [13, 17, 25, 25, 25]
+
+
+def test_a_kept_probe_resets_the_wait() -> None:
+    """After parallelism starts to pay, the next rejected probe waits the base interval again."""
+    controller = ConcurrencyController(
+        max_limit=3, window_calls=4, reprobe_interval=1, max_reprobe_interval=8
+    )
+
+    def interval(index: int, limit: int) -> float:
+        return 0.5 if index >= 40 and limit >= 2 else 1.0  # from call 40 on, 2 in flight pay
+
+    changes = _limit_changes(controller, 120, interval)
+    assert changes[:7] == [
+        (3, 1, 2), (7, 2, 1),  # rejected: wait 1 window
+        (16, 1, 2), (20, 2, 1),  # rejected: wait 2
+        (33, 1, 2), (37, 2, 1),  # rejected: wait 4
+        (58, 1, 2),  # by now 2 in flight pay: kept, and the climb goes on
+    ]  # fmt: skip
+    assert changes[7:11] == [
+        (62, 2, 3), (69, 3, 2),  # 3 gains nothing over 2: rejected, and the wait is back to 1
+        (79, 2, 3), (86, 3, 2),  # warm-up (2) + 1 window + a window: 10 calls later
+    ]  # fmt: skip
+
+
 def test_probe_rejected_when_latency_too_high() -> None:
     """More throughput at the price of latency beyond the tolerance is not kept."""
     controller = ConcurrencyController(max_limit=4, target_latency=1.0, latency_tolerance=1.5)
@@ -281,6 +334,7 @@ def test_too_large_is_not_an_overload() -> None:
         ({"max_limit": 2, "latency_tolerance": 0.5}, "latency_tolerance"),
         ({"max_limit": 2, "window_calls": 0}, "window_calls"),
         ({"max_limit": 2, "reprobe_interval": -1}, "reprobe_interval"),
+        ({"max_limit": 2, "max_reprobe_interval": -1}, "max_reprobe_interval"),
     ],
 )
 def test_rejects_bad_settings(arguments: dict[str, float], name: str) -> None:

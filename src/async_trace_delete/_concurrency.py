@@ -24,11 +24,16 @@ The algorithm is hill climbing on measured throughput, in windows:
   ``(1 + min_gain)`` times the window before it *and* its mean latency is at most
   ``target_latency * latency_tolerance``; then probe again if demand is still there (the
   climb). Otherwise go back to the previous limit and do not probe for ``reprobe_interval``
-  windows.
+  windows; each further rejection in a row doubles that wait (up to ``max_reprobe_interval``),
+  and a kept probe resets it. A probe judged early, while the batch sizer still ramps from
+  small batches, can fail on a backend where parallelism pays once batches are larger (on
+  PostgreSQL a first probe at 1,000 traces per call was rejected in two of four benchmark
+  runs): it gets a second chance soon. On a backend where it never pays (SQLite), probes
+  become rare quickly.
 * **Overload** (THROTTLED, UNAVAILABLE, TIMEOUT, SERVER_ERROR) halves the limit at once
   (at least 1) and restarts the window, as TCP halves its window on loss. Overload answers
   from calls still in flight from before the cut (the warm-up) do not cut again: one cut per
-  congestion episode. Reprobing then waits ``reprobe_interval`` windows.
+  congestion episode. Reprobing then waits as after a rejected probe.
 
 Anchors: Netflix concurrency-limits separates the limit algorithm (``Limit.onSample``) from its
 enforcement, and its Vegas and Gradient limits grow the limit while latency does not rise; this
@@ -83,7 +88,10 @@ class ConcurrencyController:
         min_gain: Relative throughput gain a probe must show to be kept.
         latency_tolerance: See ``target_latency``.
         window_calls: Minimum completions per window.
-        reprobe_interval: Windows to wait after a rejected probe or an overload.
+        reprobe_interval: Windows to wait after a rejected probe or an overload; doubled
+            after each further one in a row, reset by a kept probe.
+        max_reprobe_interval: The most windows that wait can grow to (at least
+            ``reprobe_interval``).
 
     Raises:
         UsageError: an argument is out of range (the message names it).
@@ -98,7 +106,8 @@ class ConcurrencyController:
         min_gain: float = 0.10,
         latency_tolerance: float = 1.5,
         window_calls: int = 4,
-        reprobe_interval: int = 8,
+        reprobe_interval: int = 2,
+        max_reprobe_interval: int = 16,
     ) -> None:
         for name, value in (("max_limit", max_limit), ("initial_limit", initial_limit)):
             if isinstance(value, bool) or not isinstance(value, int) or value < 1:
@@ -119,6 +128,14 @@ class ConcurrencyController:
             or reprobe_interval < 0
         ):
             raise UsageError(f"reprobe_interval must be an integer >= 0, got {reprobe_interval!r}")
+        if (
+            isinstance(max_reprobe_interval, bool)
+            or not isinstance(max_reprobe_interval, int)
+            or max_reprobe_interval < 0
+        ):
+            raise UsageError(
+                f"max_reprobe_interval must be an integer >= 0, got {max_reprobe_interval!r}"
+            )
         self._max_limit = max_limit
         self._limit = initial_limit
         self._target_latency = float(target_latency)
@@ -126,6 +143,8 @@ class ConcurrencyController:
         self._latency_tolerance = float(latency_tolerance)
         self._window_calls = window_calls
         self._reprobe_interval = reprobe_interval
+        self._max_reprobe_interval = max(max_reprobe_interval, reprobe_interval)
+        self._next_cooldown = reprobe_interval  # doubles with each rejection in a row
 
         self._previous: WindowResult | None = None  # the last closed window
         self._last: WindowResult | None = None  # exposed for events and tests
@@ -226,7 +245,7 @@ class ConcurrencyController:
         self._limit = max(1, old // 2)
         self._probe_from = None
         self._previous = None
-        self._cooldown = self._reprobe_interval
+        self._start_cooldown()
         # The calls in flight now were scheduled under the old limit (this one has finished).
         self._warmup = old - 1
         self._after_overload = self._warmup > 0
@@ -260,11 +279,12 @@ class ConcurrencyController:
             if kept:
                 self._probe_from = None
                 self._previous = window
+                self._next_cooldown = self._reprobe_interval
                 self._maybe_probe(window)
             else:
                 self._limit = self._probe_from
                 self._probe_from = None
-                self._cooldown = self._reprobe_interval
+                self._start_cooldown()
                 # Keep the window from before the probe as the reference at this limit.
         else:
             self._previous = window
@@ -276,6 +296,10 @@ class ConcurrencyController:
         # skip them, then start measuring. Without any, the next window starts now.
         self._warmup = old - 1 if self._limit != old else 0
         self._reset_window(start=now)
+
+    def _start_cooldown(self) -> None:
+        self._cooldown = self._next_cooldown
+        self._next_cooldown = min(2 * self._next_cooldown, self._max_reprobe_interval)
 
     def _maybe_probe(self, window: WindowResult) -> None:
         if window.demand and self._limit < self._max_limit:
