@@ -54,6 +54,11 @@ from ._exceptions import UsageError
 __all__ = ["ConcurrencyController", "WindowResult"]
 
 
+def _check_int(name: str, value: object, *, minimum: int) -> None:
+    if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
+        raise UsageError(f"{name} must be an integer >= {minimum}, got {value!r}")
+
+
 @dataclass(frozen=True, slots=True)
 class WindowResult:
     """What one closed measurement window saw.
@@ -109,9 +114,8 @@ class ConcurrencyController:
         reprobe_interval: int = 2,
         max_reprobe_interval: int = 16,
     ) -> None:
-        for name, value in (("max_limit", max_limit), ("initial_limit", initial_limit)):
-            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-                raise UsageError(f"{name} must be an integer >= 1, got {value!r}")
+        _check_int("max_limit", max_limit, minimum=1)
+        _check_int("initial_limit", initial_limit, minimum=1)
         if initial_limit > max_limit:
             raise UsageError(f"initial_limit ({initial_limit}) must be <= max_limit ({max_limit})")
         if not (math.isfinite(target_latency) and target_latency > 0):
@@ -120,22 +124,9 @@ class ConcurrencyController:
             raise UsageError(f"min_gain must be >= 0, got {min_gain!r}")
         if not (math.isfinite(latency_tolerance) and latency_tolerance >= 1):
             raise UsageError(f"latency_tolerance must be >= 1, got {latency_tolerance!r}")
-        if isinstance(window_calls, bool) or not isinstance(window_calls, int) or window_calls < 1:
-            raise UsageError(f"window_calls must be an integer >= 1, got {window_calls!r}")
-        if (
-            isinstance(reprobe_interval, bool)
-            or not isinstance(reprobe_interval, int)
-            or reprobe_interval < 0
-        ):
-            raise UsageError(f"reprobe_interval must be an integer >= 0, got {reprobe_interval!r}")
-        if (
-            isinstance(max_reprobe_interval, bool)
-            or not isinstance(max_reprobe_interval, int)
-            or max_reprobe_interval < 0
-        ):
-            raise UsageError(
-                f"max_reprobe_interval must be an integer >= 0, got {max_reprobe_interval!r}"
-            )
+        _check_int("window_calls", window_calls, minimum=1)
+        _check_int("reprobe_interval", reprobe_interval, minimum=0)
+        _check_int("max_reprobe_interval", max_reprobe_interval, minimum=0)
         self._max_limit = max_limit
         self._limit = initial_limit
         self._target_latency = float(target_latency)
