@@ -196,10 +196,9 @@ async def run_backend(run: BackendRun, big_run: BackendRun | None) -> dict[str, 
     """Every variant on one (prepared) backend; returns its section of the document."""
     settings = run.settings
     backend = run.backend
-    measure_only = backend.name == "external" and not settings.seed
     idle = await run.idle_probe()
     results: list[VariantResult] = []
-    if measure_only:
+    if run.measure_only:
         log("[bench external] no --seed: measured the idle probe only; nothing is deleted")
     else:
         for variant in build_variants(settings):
@@ -232,13 +231,12 @@ async def run_all(
     runs = [BackendRun(backend, settings, log) for backend in backends]
     big_runs: list[BackendRun | None] = []
     for run in runs:
-        wants_big = settings.big_old > 0 and run.backend.name in settings.big_backends
         own = big_servers.get(run.backend.name)
+        wants_big = settings.runs_big(run.backend.name)
         big_runs.append(None if not wants_big else BackendRun(own, settings, log) if own else run)
     async with anyio.create_task_group() as group:
         for run in runs:
-            seeded = not (run.backend.name == "external" and not settings.seed)
-            group.start_soon(partial(run.prepare, seeded=seeded))
+            group.start_soon(partial(run.prepare, seeded=not run.measure_only))
         for run, big_run in zip(runs, big_runs, strict=True):
             if big_run is not None and big_run is not run:
                 group.start_soon(big_run.prepare_big)
@@ -273,7 +271,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     if settings.tracking_uri:
         sections = anyio.run(run_all, [external_backend(settings.tracking_uri)], settings, {})
     else:
-        big = settings.big_backends if settings.big_old > 0 else ()
+        big = [name for name in settings.backends if settings.runs_big(name)]
         with open_backends(settings.backends, big=big) as (backends, big_servers):
             for backend in backends:
                 log(f"[bench {backend.name}] server at {backend.base_url}: {backend.info}")

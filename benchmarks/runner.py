@@ -62,6 +62,10 @@ class Settings:
     variant_timeout: float
     clean_rest: bool
 
+    def runs_big(self, backend: str) -> bool:
+        """Whether `backend` runs the big experiment too."""
+        return self.big_old > 0 and backend in self.big_backends
+
 
 @dataclass
 class VariantResult:
@@ -186,6 +190,11 @@ class BackendRun:
         self.seed_log: list[dict[str, Any]] = []
         self.big_experiment = ""
         self._restored_from: set[tuple[str, ...]] = set()
+
+    @property
+    def measure_only(self) -> bool:
+        """A user's server without `--seed`: only the idle probe runs, nothing is deleted."""
+        return self.backend.name == "external" and not self.settings.seed
 
     def _say(self, message: str) -> None:
         self.log(f"[bench {self.backend.name}] {message}")
