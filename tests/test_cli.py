@@ -7,6 +7,7 @@ every request, so "nothing was sent" is checked, not assumed.
 
 from __future__ import annotations
 
+import argparse
 import json
 import os
 import shlex
@@ -24,7 +25,7 @@ import httpx
 import pytest
 
 from async_trace_delete._audit import Redactor, read_confirmed_ids
-from async_trace_delete._cli import build_parser, main, run_cli
+from async_trace_delete._cli import build_parser, main, prepare, run_cli
 from async_trace_delete._cli_inputs import (
     EXIT_BAD_INPUT,
     EXIT_FAILED,
@@ -156,6 +157,48 @@ def test_parse_duration_rejects_other_forms(text: str) -> None:
         parse_duration(text)
 
 
+# Months and years have no fixed length; `M` must not quietly mean minutes.
+MONTHS_OR_YEARS = ["6M", "1mo", "6MO", "3Mo", "1y", "1Y", "2yr", "6months", "1year", "1d6M"]
+# A unit means exactly one thing: uppercase spellings of s, m, h, d, w are refused.
+UPPERCASE_UNITS = [("1D", "1d"), ("2W", "2w"), ("30S", "30s"), ("12H", "12h"), ("1D12h", "1d12h")]
+DURATION_REFUSALS = [
+    *[
+        pytest.param(text, "months and years have no fixed length", id=text)
+        for text in MONTHS_OR_YEARS
+    ],
+    *[
+        pytest.param(text, f"units are lowercase: write {lowercase}", id=text)
+        for text, lowercase in UPPERCASE_UNITS
+    ],
+]
+GOOD_DURATIONS = [
+    ("30m", timedelta(minutes=30)),
+    ("12h", timedelta(hours=12)),
+    ("7d", timedelta(days=7)),
+    ("2w", timedelta(weeks=2)),
+    ("1d12h", timedelta(days=1, hours=12)),
+    ("1.5h", timedelta(minutes=90)),
+]
+
+
+@pytest.mark.parametrize("text", MONTHS_OR_YEARS)
+def test_parse_duration_refuses_months_and_years(text: str) -> None:
+    """Months and years are refused with a hint to write days, and `m` is said to be minutes."""
+    with pytest.raises(ValueError, match="months and years have no fixed length") as raised:
+        parse_duration(text)
+    message = str(raised.value)
+    assert "180d" in message
+    assert "365d" in message
+    assert "m means minutes" in message
+
+
+@pytest.mark.parametrize(("text", "lowercase"), UPPERCASE_UNITS)
+def test_parse_duration_refuses_uppercase_units(text: str, lowercase: str) -> None:
+    """An uppercase unit is refused, naming the lowercase spelling to write instead."""
+    with pytest.raises(ValueError, match=rf"units are lowercase: write {lowercase}$"):
+        parse_duration(text)
+
+
 def test_parse_instant_needs_a_zone() -> None:
     """ISO 8601 with Z or an offset gives epoch ms; a naive time or garbage is refused."""
     assert parse_instant("2024-01-01T00:00:00Z") == BASE_MS
@@ -252,6 +295,210 @@ def test_ids_with_max_traces_names_both_flags(
     assert result.code == EXIT_BAD_INPUT
     assert "--max-traces cannot be used with --trace-ids-file" in result.err
     assert recorder.requests == []
+
+
+def one_error_line(result: Result) -> str:
+    """The single stderr line of a run refused as bad input."""
+    assert result.code == EXIT_BAD_INPUT, result
+    assert result.out == ""
+    lines = result.err.splitlines()
+    assert len(lines) == 1, result.err
+    assert lines[0].startswith("async-trace-delete: error: ")
+    return lines[0]
+
+
+@pytest.mark.parametrize("flag", ["--older-than", "--min-retention"])
+@pytest.mark.parametrize(("text", "fragment"), DURATION_REFUSALS)
+def test_duration_flags_refuse_months_years_and_uppercase(
+    recorder: Recorder, capsys: pytest.CaptureFixture[str], flag: str, text: str, fragment: str
+) -> None:
+    """`--older-than 6M` (or `1D`, `1y`, ...) exits 2 naming the flag, before any request."""
+    cutoff = [] if flag == "--older-than" else ["--older-than", "30d"]
+    result = cli(recorder, capsys, "delete", "--experiment-id", "1", *cutoff, flag, text)
+    line = one_error_line(result)
+    assert f"{flag}: " in line
+    assert fragment in line
+    assert recorder.requests == []
+
+
+@pytest.mark.parametrize("key", ["older_than", "min_retention"])
+@pytest.mark.parametrize(("text", "fragment"), DURATION_REFUSALS)
+def test_duration_keys_refuse_months_years_and_uppercase(
+    recorder: Recorder,
+    capsys: pytest.CaptureFixture[str],
+    tmp_path: Path,
+    key: str,
+    text: str,
+    fragment: str,
+) -> None:
+    """`older_than = "6M"` in a policy exits 2 naming the job and the key, before any request."""
+    values = {"older_than": "30d", key: text}
+    lines = "".join(f'{name} = "{value}"\n' for name, value in values.items())
+    policy = write_policy(tmp_path, "[[jobs]]\nexperiment_ids = [1]\n" + lines)
+    line = one_error_line(cli(recorder, capsys, "run", str(policy)))
+    assert f"policy.toml: jobs[1]: {key}: " in line
+    assert fragment in line
+    assert recorder.requests == []
+
+
+@pytest.mark.parametrize(("text", "expected"), GOOD_DURATIONS)
+def test_lowercase_durations_still_work_as_flags_and_keys(
+    tmp_path: Path, text: str, expected: timedelta
+) -> None:
+    """The lowercase units keep working for both duration flags and both policy keys."""
+    environ = {"MLFLOW_TRACKING_URI": SIM_URL}
+    flags = ["delete", "--experiment-id", "1", "--older-than", text]
+    retention = ["delete", "--experiment-id", "1", "--older-than", "30d", "--min-retention", text]
+    policy = write_policy(
+        tmp_path,
+        f"""
+        [[jobs]]
+        name = "age"
+        experiment_ids = [1]
+        older_than = "{text}"
+
+        [[jobs]]
+        name = "retention"
+        experiment_ids = [1]
+        older_than = "30d"
+        min_retention = "{text}"
+        """,
+    )
+    by_age, by_retention, by_policy = (
+        [spec for spec, _ in prepare(argv, environ=environ, stdin=None, now_ms=NOW_MS).jobs]
+        for argv in (flags, retention, ["run", str(policy)])
+    )
+    assert [spec.older_than for spec in by_age] == [expected]
+    assert [spec.min_retention for spec in by_retention] == [expected]
+    assert [(spec.older_than, spec.min_retention) for spec in by_policy] == [
+        (expected, None),
+        (timedelta(days=30), expected),
+    ]
+
+
+@pytest.mark.parametrize(
+    ("value", "expected"),
+    [
+        ("tr-abc,tr-def", ("tr-abc", "tr-def")),
+        (" tr-abc , tr-def ", ("tr-abc", "tr-def")),
+        ("tr-abc", ("tr-abc",)),
+    ],
+)
+def test_trace_ids_flag_takes_mlflows_comma_separated_list(
+    value: str, expected: tuple[str, ...]
+) -> None:
+    """`--trace-ids a,b` (MLflow's own spelling) gives a spec with exactly those IDs."""
+    for argv in (["--trace-ids", value], [f"--trace-ids={value}"]):
+        invocation = prepare(
+            ["delete", "--experiment-id", "1", *argv],
+            environ={"MLFLOW_TRACKING_URI": SIM_URL},
+            stdin=None,
+            now_ms=NOW_MS,
+        )
+        assert [spec.trace_ids for spec, _ in invocation.jobs] == [expected]
+
+
+@pytest.mark.parametrize("value", ["tr-abc,,tr-def", "tr-abc,", ",tr-abc", "tr-abc, ,tr-def", ""])
+def test_trace_ids_flag_refuses_empty_items(
+    recorder: Recorder, capsys: pytest.CaptureFixture[str], value: str
+) -> None:
+    """An empty item in `--trace-ids` (`a,,b`, a trailing comma) is refused naming the flag."""
+    result = cli(recorder, capsys, "delete", "--experiment-id", "1", "--trace-ids", value)
+    line = one_error_line(result)
+    assert "--trace-ids: " in line
+    assert "empty trace ID" in line
+    assert recorder.requests == []
+
+
+@pytest.mark.parametrize(
+    "other",
+    [["--trace-ids-file", "ids"], ["--older-than", "7d"], ["--max-timestamp-millis", "5"]],
+)
+def test_trace_ids_flag_is_one_selection(
+    recorder: Recorder,
+    capsys: pytest.CaptureFixture[str],
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    other: list[str],
+) -> None:
+    """`--trace-ids` with `--trace-ids-file` or a cutoff is refused by argparse, exit 2."""
+    monkeypatch.chdir(tmp_path)
+    Path("ids").write_text("tr-1\n")
+    result = cli(recorder, capsys, "delete", "--experiment-id", "1", "--trace-ids", "a", *other)
+    line = one_error_line(result)
+    assert line.endswith(f"argument {other[0]}: not allowed with argument --trace-ids")
+    assert recorder.requests == []
+
+
+@pytest.mark.parametrize(("flag", "value"), [("--trace-ids", "tr-1"), ("--trace-ids-file", "ids")])
+@pytest.mark.parametrize(
+    ("extra", "rule"),
+    [
+        (["--max-traces", "3"], "--max-traces cannot be used with {flag} (MLflow's rule)"),
+        (["--filter", "status = 'OK'"], "--filter cannot be combined with {flag}"),
+    ],
+)
+def test_trace_id_errors_name_the_flag_typed(
+    recorder: Recorder,
+    capsys: pytest.CaptureFixture[str],
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    flag: str,
+    value: str,
+    extra: list[str],
+    rule: str,
+) -> None:
+    """A rule on the trace IDs names `--trace-ids` or `--trace-ids-file`, whichever was typed."""
+    monkeypatch.chdir(tmp_path)
+    Path("ids").write_text("tr-1\n")
+    result = cli(recorder, capsys, "delete", "--experiment-id", "1", flag, value, *extra)
+    line = one_error_line(result)
+    assert rule.format(flag=flag) in line
+    if flag == "--trace-ids":
+        assert "--trace-ids-file" not in line
+    assert recorder.requests == []
+
+
+@pytest.mark.parametrize(
+    ("argv", "unrecognized"),
+    [
+        (["delete", "--experiment", "1", "--older-than", "7d"], "--experiment 1"),
+        (["delete", "--experiment-i", "1", "--older-than", "7d"], "--experiment-i 1"),
+        (["delete", "--experiment-id", "1", "--trace-ids-f", "ids"], "--trace-ids-f ids"),
+        (
+            ["delete", "--experiment-id", "1", "--older-than", "7d", "--max-trace", "5"],
+            "--max-trace 5",
+        ),
+        (["delete", "--experiment-id", "1", "--older-than", "7d", "--exec"], "--exec"),
+        (["run", "policy.toml", "--exec"], "--exec"),
+        (["--vers", "delete", "--experiment-id", "1", "--older-than", "7d"], "--vers"),
+    ],
+)
+def test_abbreviated_flags_are_refused(
+    recorder: Recorder,
+    capsys: pytest.CaptureFixture[str],
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    argv: list[str],
+    unrecognized: str,
+) -> None:
+    """A prefix of a flag is not that flag (a new flag could shadow it): argparse exits 2."""
+    monkeypatch.chdir(tmp_path)
+    write_policy(tmp_path, "[[jobs]]\nexperiment_ids = [1]\nolder_than = '7d'\n")
+    line = one_error_line(cli(recorder, capsys, *argv))
+    assert line.endswith(f"unrecognized arguments: {unrecognized}")
+    assert recorder.requests == []
+
+
+def test_no_parser_allows_abbreviations() -> None:
+    """The program's parser and each subcommand's parser match flags exactly."""
+    parser = build_parser()
+    subcommands = next(
+        action for action in parser._actions if isinstance(action, argparse._SubParsersAction)
+    )
+    parsers = [parser, *subcommands.choices.values()]
+    assert sorted(subcommands.choices) == ["delete", "run"]
+    assert [p.allow_abbrev for p in parsers] == [False, False, False]
 
 
 def test_missing_tracking_uri_names_the_flag(
@@ -433,6 +680,21 @@ def test_trace_ids_from_stdin(recorder: Recorder, capsys: pytest.CaptureFixture[
     assert result.code == EXIT_OK, result.err
     assert result.json()["deleted"] == 7
     assert recorder.server.deleted("1") == 7
+
+
+def test_trace_ids_inline_are_deleted(
+    recorder: Recorder, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """`--trace-ids a,b,c --execute` deletes exactly those traces, like MLflow's CLI."""
+    ids = [trace.trace_id for trace in recorder.server.remaining("1")[:3]]
+    result = cli(
+        recorder, capsys, "delete", "--experiment-id", "1", "--trace-ids", ", ".join(ids),
+        "--execute", "--json", *FAST,
+    )  # fmt: skip
+    assert result.code == EXIT_OK, result.err
+    assert result.json()["deleted"] == 3
+    assert recorder.server.deleted("1") == 3
+    assert not {trace.trace_id for trace in recorder.server.remaining("1")} & set(ids)
 
 
 class _Stdin:

@@ -36,6 +36,7 @@ from ._cli_inputs import (
     check_cutoffs,
     parse_duration,
     parse_instant,
+    parse_trace_ids,
     read_trace_ids,
     rename_fields,
 )
@@ -65,7 +66,16 @@ _CLIENT_NAMES = {
 
 
 class _Parser(argparse.ArgumentParser):
-    """argparse, but a usage error is one line naming the flag (exit 2)."""
+    """argparse, but flags match exactly and a usage error is one line naming the flag (exit 2).
+
+    Abbreviations are off (``allow_abbrev=False``): otherwise ``--trace-ids`` silently meant
+    ``--trace-ids-file`` and ``--exec`` meant ``--execute``, and any new flag could change
+    what an abbreviation means. Subcommand parsers are this class too (``parser_class``).
+    """
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        kwargs["allow_abbrev"] = False
+        super().__init__(*args, **kwargs)
 
     def error(self, message: str) -> NoReturn:
         self.exit(EXIT_BAD_INPUT, f"{PROG}: error: {message}\n")
@@ -130,7 +140,9 @@ def build_parser() -> argparse.ArgumentParser:
         epilog="Exit codes: 0 done, 1 failed job(s), 2 bad input, 130 interrupted.",
     )
     parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
-    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    commands = parser.add_subparsers(
+        dest="command", required=True, metavar="COMMAND", parser_class=_Parser
+    )
     common = _common_options()
     delete = commands.add_parser(
         "delete", parents=[common], help="delete traces of some experiments", prog=f"{PROG} delete"
@@ -154,13 +166,19 @@ def build_parser() -> argparse.ArgumentParser:
         "--older-than",
         type=_argument_type(parse_duration),
         metavar="AGE",
-        help="e.g. 30m, 12h, 7d, 2w",
+        help="e.g. 30m, 12h, 7d, 2w (m = minutes; lowercase units; no months or years)",
     )
     selection.add_argument(
         "--before",
         type=_argument_type(parse_instant),
         metavar="TIME",
         help="ISO 8601 with a zone, e.g. 2026-11-01T00:00:00Z",
+    )
+    selection.add_argument(
+        "--trace-ids",
+        type=_argument_type(parse_trace_ids),
+        metavar="ID,...",
+        help="these trace IDs, comma-separated (as in mlflow traces delete --trace-ids)",
     )
     selection.add_argument("--trace-ids-file", metavar="PATH", help="one ID per line; - = stdin")
     where.add_argument("--filter", metavar="FILTER", help="MLflow search filter")
@@ -197,8 +215,12 @@ def _definition_from_args(args: argparse.Namespace, stdin: TextIO | None) -> Job
         fields["min_retention"] = args.min_retention
     if args.filter is not None:
         fields["filter_string"] = args.filter
+    if args.trace_ids is not None:
+        fields["trace_ids"] = args.trace_ids
+        names["trace_ids"] = "--trace-ids"
     if args.trace_ids_file is not None:
         fields["trace_ids"] = read_trace_ids(args.trace_ids_file, "--trace-ids-file", stdin)
+        names["trace_ids"] = "--trace-ids-file"
     if args.force:
         fields["force"] = True
     if args.allow_match_all:

@@ -44,6 +44,7 @@ __all__ = [
     "name_of",
     "parse_duration",
     "parse_instant",
+    "parse_trace_ids",
     "read_trace_ids",
     "rename_fields",
 ]
@@ -53,13 +54,15 @@ EXIT_FAILED = 1
 EXIT_BAD_INPUT = 2
 EXIT_INTERRUPTED = 130
 PROG = "async-trace-delete"
-# DeleteSpec field -> the flag that sets it (policy keys are the flag without dashes).
+# DeleteSpec field -> the flag that sets it (policy keys are the flag without dashes). A
+# field two flags set is named as the one the user typed (JobDefinition.names); the name
+# here is for messages about a field the user did not set.
 SPEC_FLAGS: Mapping[str, str] = {
     "experiment_id": "--experiment-id",
     "experiment_name": "--experiment-name",
     "max_timestamp_millis": "--max-timestamp-millis",
     "older_than": "--older-than",
-    "trace_ids": "--trace-ids-file",
+    "trace_ids": "--trace-ids / --trace-ids-file",
     "filter_string": "--filter",
     "max_traces": "--max-traces",
     "expect_at_most": "--expect-at-most",
@@ -81,8 +84,17 @@ ENGINE_OPTIONS: Mapping[str, str] = {
     "request_timeout": "request_timeout",
 }
 
+# A unit means exactly one thing: only these, lowercase (``m`` is minutes, never months).
 _DURATION_UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86_400, "w": 604_800}
-_DURATION = re.compile(r"(\d+(?:\.\d+)?)([smhdw])")
+_DURATION = re.compile(r"(\d+(?:\.\d+)?)([A-Za-z]+)")
+_DURATION_HINT = (
+    "cannot read {text!r} as a duration; write a number and a unit "
+    "(s, m = minutes, h, d, w), e.g. 30m, 12h, 7d, 2w or 1d12h"
+)
+# Spellings of months and years (any case; ``M`` too, but not ``m``): no fixed length.
+_CALENDAR_UNITS = frozenset(
+    {"mo", "mos", "mon", "mons", "month", "months", "y", "yr", "yrs", "year", "years"}
+)
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 
 
@@ -117,16 +129,31 @@ class JobDefinition:
 def parse_duration(text: str) -> timedelta:
     """Parse ``30m``, ``12h``, ``7d``, ``2w`` or combinations such as ``1d12h``.
 
+    Units are case-sensitive so that each means exactly one thing: ``s``, ``m`` (minutes),
+    ``h``, ``d`` and ``w``. Months and years (``6M``, ``1mo``, ``1y``) are refused, since
+    they have no fixed length, and so are uppercase units (``1D``), naming the lowercase one.
+
     Raises:
         ValueError: not a duration in that form.
     """
-    compact = text.strip().lower().replace(" ", "")
-    parts = _DURATION.findall(compact)
+    compact = text.strip().replace(" ", "")
+    parts: list[tuple[str, str]] = _DURATION.findall(compact)
     if not compact or "".join(number + unit for number, unit in parts) != compact:
+        raise ValueError(_DURATION_HINT.format(text=text))
+    units = [unit for _, unit in parts]
+    if any(unit == "M" or unit.lower() in _CALENDAR_UNITS for unit in units):
         raise ValueError(
-            f"cannot read {text!r} as a duration; write a number and a unit "
-            "(s, m, h, d, w), e.g. 30m, 12h, 7d, 2w or 1d12h"
+            f"cannot read {text!r} as a duration: months and years have no fixed length; "
+            "write days instead, e.g. 180d for about six months or 365d for a year "
+            "(m means minutes)"
         )
+    if not all(unit in _DURATION_UNITS for unit in units):
+        if all(unit.lower() in _DURATION_UNITS for unit in units):
+            lowercase = "".join(number + unit.lower() for number, unit in parts)
+            raise ValueError(
+                f"cannot read {text!r} as a duration: units are lowercase: write {lowercase}"
+            )
+        raise ValueError(_DURATION_HINT.format(text=text))
     seconds = sum(float(number) * _DURATION_UNITS[unit] for number, unit in parts)
     return timedelta(seconds=seconds)
 
@@ -155,6 +182,21 @@ def parse_instant(value: str | datetime) -> int:
     if millis <= 0:
         raise ValueError(f"{moment.isoformat()} is not after 1970-01-01T00:00:00Z")
     return millis
+
+
+def parse_trace_ids(text: str) -> tuple[str, ...]:
+    """Split MLflow's comma-separated spelling (``tr-abc,tr-def``); spaces around IDs dropped.
+
+    Raises:
+        ValueError: an item is empty (``a,,b``, a leading or trailing comma, nothing at all).
+    """
+    ids = tuple(item.strip() for item in text.split(","))
+    if not all(ids):
+        raise ValueError(
+            f"empty trace ID in {text!r}; write one or more IDs separated by commas, "
+            "e.g. tr-abc,tr-def"
+        )
+    return ids
 
 
 def read_trace_ids(path: str, flag: str, stdin: TextIO | None = None) -> tuple[str, ...]:

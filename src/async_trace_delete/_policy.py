@@ -17,7 +17,8 @@ Format (every key optional unless noted)::
     name = "chat-prod"      # label prefix in reports
     experiment_ids = ["12"]           # and/or
     experiment_names = ["chat-prod"]  # (at least one experiment)
-    older_than = "30d"      # or before = 2026-11-01T00:00:00Z, or max_timestamp_millis,
+    older_than = "30d"      # s, m (minutes), h, d, w: lowercase, no months or years;
+                            # or before = 2026-11-01T00:00:00Z, or max_timestamp_millis,
                             # or trace_ids_file = "ids.txt" (relative to the policy file)
     filter = "status = 'ERROR'"
     max_traces = 100000
