@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import json
 import time
+from collections import Counter
 from collections.abc import AsyncIterator
 
 import httpx
@@ -229,6 +230,109 @@ async def test_invalid_json_answers_html_without_forwarding(
     with pytest.raises(json.JSONDecodeError):
         response.json()
     assert await remaining_ids(mlflow_server.url, experiment_id) == set(trace_ids)
+
+
+@pytest.mark.asyncio
+@pytest.mark.parametrize(
+    ("fault", "status", "content_type", "text"),
+    [
+        (Fault.envoy_503_after(), 503, "text/plain", "reset before headers"),
+        (Fault.nginx_500_after(), 500, "text/html", "<center>nginx</center>"),
+        (Fault.cloudflare_after(522), 522, "text/html", "522: Connection timed out"),
+        (Fault.status_after(599, body=b""), 599, None, ""),
+    ],
+    ids=["envoy-503", "nginx-500", "cloudflare-522", "empty-599"],
+)
+async def test_status_after_deletes_upstream_and_answers_an_error(
+    mlflow_server: MlflowServer,
+    proxy: FaultProxy,
+    client: httpx.AsyncClient,
+    experiment_id: str,
+    trace_ids: list[str],
+    fault: Fault,
+    status: int,
+    content_type: str | None,
+    text: str,
+) -> None:
+    """`status_after` lets the server delete, then answers the gateway's error instead."""
+    proxy.script(path_contains="delete-traces", faults=[fault])
+    response = await delete_ids(client, experiment_id, trace_ids)
+    assert response.status_code == status
+    assert response.headers.get("content-type", "").startswith(content_type or "")
+    assert ("content-type" in response.headers) is (content_type is not None)
+    assert text in response.text
+    assert response.content == fault.body
+    assert await remaining_ids(mlflow_server.url, experiment_id) == set()
+    entry = proxy.stats.log[0]
+    assert (entry.fault, entry.forwarded) == (FaultKind.STATUS_AFTER, True)
+    assert (entry.upstream_status, entry.response_status) == (200, status)
+    assert proxy.stats.injected == {"status_after": 1}
+    assert proxy.stats.injected_statuses == {status: 1}
+    assert proxy.stats.injected_kind_statuses == {("status_after", status): 1}
+
+
+@pytest.mark.asyncio
+async def test_redirect_answers_a_login_location_and_deletes_nothing(
+    mlflow_server: MlflowServer,
+    proxy: FaultProxy,
+    client: httpx.AsyncClient,
+    experiment_id: str,
+    trace_ids: list[str],
+) -> None:
+    """`redirect` answers 302 to the SSO login page and the server never sees the delete."""
+    proxy.script(path_contains="delete-traces", faults=[Fault.redirect()])
+    response = await delete_ids(client, experiment_id, trace_ids)
+    assert response.status_code == 302
+    assert response.headers["Location"] == "https://sso.example.com/login?next=/"
+    assert response.headers["content-type"].startswith("text/html")
+    assert await remaining_ids(mlflow_server.url, experiment_id) == set(trace_ids)
+    assert (proxy.stats.forwarded, proxy.stats.log[0].forwarded) == (0, False)
+    assert proxy.stats.injected == {"redirect": 1}
+    assert proxy.stats.injected_kind_statuses == {("redirect", 302): 1}
+
+
+def test_gateway_fault_constructors_check_their_codes() -> None:
+    """Cloudflare faults are 520 to 524 only, redirects 3xx only; faults stay hashable keys."""
+    for code in (519, 525, 503):
+        with pytest.raises(ValueError, match="520 to 524"):
+            Fault.cloudflare_after(code)
+    with pytest.raises(ValueError, match="3xx"):
+        Fault.redirect(code=200)
+    assert Fault.redirect("https://idp.example.com/", code=307).headers[0] == (
+        "Location",
+        "https://idp.example.com/",
+    )
+    assert all(b"cloudflare" in Fault.cloudflare_after(code).body for code in range(520, 525))
+    assert (Fault.status_after(503).forwards, Fault.redirect().forwards) == (True, False)
+    weights = {Fault.envoy_503_after(): 0.5, Fault.envoy_503_after(): 0.2, Fault.redirect(): 0.1}
+    assert len(weights) == 2  # equal faults are one key
+
+
+@pytest.mark.asyncio
+async def test_random_mode_draws_the_gateway_faults(mlflow_server: MlflowServer) -> None:
+    """`script_random` hands out `status_after` and `redirect` faults and counts each one."""
+    weights = {
+        Fault.envoy_503_after(): 0.4,
+        Fault.cloudflare_after(524): 0.3,
+        Fault.redirect(): 0.3,
+    }
+    async with (
+        FaultProxy(upstream=mlflow_server.url) as proxy,
+        httpx.AsyncClient(base_url=proxy.url) as http,
+    ):
+        proxy.script_random(seed=3, weights=weights, max_requests=12)
+        responses = [
+            await http.get(GET_EXPERIMENT_PATH, params={"experiment_id": "0"}) for _ in range(12)
+        ]
+    statuses = [response.status_code for response in responses]
+    assert set(statuses) == {503, 524, 302}
+    assert proxy.stats.injected_statuses == Counter(statuses)
+    assert proxy.stats.injected == {
+        "status_after": statuses.count(503) + statuses.count(524),
+        "redirect": statuses.count(302),
+    }
+    assert proxy.stats.forwarded == statuses.count(503) + statuses.count(524)
+    assert proxy.stats.errors == []
 
 
 @pytest.mark.asyncio

@@ -13,8 +13,9 @@ request::
 
 Each fault applies to the next matching request, in order; `Fault.repeat(n)` makes one sustained.
 When a script is exhausted, requests pass through untouched. `script_random` draws faults from
-seeded weights instead. Faults that *forward* (pass, reset_after, delay, trickle, truncated_json)
-always complete the upstream call, even if the client has gone: the server did the work.
+seeded weights instead. Faults that *forward* (pass, status_after, reset_after, delay, trickle,
+truncated_json) always complete the upstream call, even if the client has gone: the server did
+the work. `Fault` and `FaultKind` live in `tests.support.faults` and are re-exported here.
 
 Loopback only; not thread-safe (use `FaultProxyThread` from synchronous code).
 """
@@ -25,8 +26,6 @@ import asyncio
 import concurrent.futures
 import contextlib
 import dataclasses
-import enum
-import json
 import random
 import socket
 import struct
@@ -36,9 +35,13 @@ from collections import Counter
 from collections.abc import Callable, Mapping, Sequence
 from http import HTTPStatus
 from types import TracebackType
-from typing import ClassVar, Self
+from typing import Self
 
 import httpx
+
+from tests.support.faults import Fault, FaultKind
+
+__all__ = ["Fault", "FaultKind", "FaultProxy", "FaultProxyThread", "ProxyLogEntry", "ProxyStats"]
 
 _LOOPBACK = "127.0.0.1"
 _MAX_HEADER_LINES = 200
@@ -60,189 +63,6 @@ _HOP_BY_HOP = frozenset(
         "content-length",
     }
 )
-# What an MLflow-shaped JSON error body carries for each status, when the test gives no body.
-_MLFLOW_ERROR_CODES = {
-    400: "INVALID_PARAMETER_VALUE",
-    404: "RESOURCE_DOES_NOT_EXIST",
-    429: "REQUEST_LIMIT_EXCEEDED",
-    500: "INTERNAL_ERROR",
-    503: "TEMPORARILY_UNAVAILABLE",
-}
-_UNAUTHENTICATED_TEXT = (
-    "You are not authenticated. Please see "
-    "https://www.mlflow.org/docs/latest/auth/index.html#authenticating-to-mlflow "
-    "on how to authenticate."
-)
-_JSON = "application/json"
-_HTML = "text/html; charset=utf-8"
-
-
-class FaultKind(enum.StrEnum):
-    """What the proxy does to one request; the keys of `ProxyStats.injected`."""
-
-    PASS = "pass"
-    STATUS = "status"
-    RESET_BEFORE = "reset_before"
-    RESET_AFTER = "reset_after"
-    DELAY = "delay"
-    TRICKLE = "trickle"
-    TRUNCATED_JSON = "truncated_json"
-    INVALID_JSON = "invalid_json"
-
-
-@dataclasses.dataclass(frozen=True)
-class Fault:
-    """One scripted behaviour; build it with the class methods, not the constructor.
-
-    Attributes:
-        kind: What happens to the request.
-        status_code: The status sent by `status` and `invalid_json` faults.
-        body: The body sent by `status` and `invalid_json` faults.
-        headers: Extra response headers of `status` and `invalid_json` faults.
-        seconds: How long a `delay` fault holds the upstream response.
-        chunk_bytes: How many bytes a `trickle` fault sends at a time.
-        interval: The pause between two `trickle` chunks.
-        times: How many consecutive matching requests the fault applies to (scripts only).
-    """
-
-    kind: FaultKind
-    status_code: int = 200
-    body: bytes = b""
-    headers: tuple[tuple[str, str], ...] = ()
-    seconds: float = 0.0
-    chunk_bytes: int = 1
-    interval: float = 0.0
-    times: int = 1
-
-    PASS: ClassVar[Fault]
-
-    def __post_init__(self) -> None:
-        if self.times < 1:
-            raise ValueError(f"times must be at least 1, got {self.times}")
-        if self.seconds < 0 or self.interval < 0:
-            raise ValueError("seconds and interval must not be negative")
-        if self.chunk_bytes < 1:
-            raise ValueError(f"chunk_bytes must be at least 1, got {self.chunk_bytes}")
-
-    def repeat(self, times: int) -> Fault:
-        """Return this fault applied to `times` consecutive matching requests."""
-        return dataclasses.replace(self, times=times)
-
-    @property
-    def forwards(self) -> bool:
-        """Whether the request reaches the upstream server under this fault."""
-        return self.kind not in (FaultKind.STATUS, FaultKind.RESET_BEFORE, FaultKind.INVALID_JSON)
-
-    @classmethod
-    def status(
-        cls,
-        code: int,
-        *,
-        body: bytes | str | Mapping[str, object] | None = None,
-        retry_after: float | str | None = None,
-        content_type: str | None = None,
-        headers: Mapping[str, str] | None = None,
-    ) -> Fault:
-        """Answer `code` without forwarding: nothing happens upstream.
-
-        Args:
-            code: The HTTP status.
-            body: A mapping (sent as JSON), text or bytes. By default an MLflow-shaped JSON
-                error (`error_code`, `message`); plain text for 401 and 403, as MLflow's auth.
-            retry_after: The `Retry-After` header value, if any.
-            content_type: Overrides the inferred `Content-Type`.
-            headers: Further response headers.
-        """
-        if body is None and code in (401, 403):
-            body = _UNAUTHENTICATED_TEXT if code == 401 else "Permission denied"
-            content_type = content_type or _HTML
-        elif body is None:
-            error_code = _MLFLOW_ERROR_CODES.get(code, "INTERNAL_ERROR")
-            body = {"error_code": error_code, "message": f"HTTP {code} injected by FaultProxy"}
-        if isinstance(body, Mapping):
-            payload, inferred_type = json.dumps(body).encode(), _JSON
-        elif isinstance(body, str):
-            payload, inferred_type = body.encode(), "text/plain; charset=utf-8"
-        else:
-            payload, inferred_type = body, "application/octet-stream"
-        extra = dict(headers or {})
-        if code == 401:
-            extra.setdefault("WWW-Authenticate", 'Basic realm="mlflow"')
-        if retry_after is not None:
-            extra["Retry-After"] = str(retry_after)
-        extra["Content-Type"] = content_type or inferred_type
-        return cls(FaultKind.STATUS, status_code=code, body=payload, headers=tuple(extra.items()))
-
-    @classmethod
-    def too_many_requests(cls, *, retry_after: float | str | None = None) -> Fault:
-        """429 `REQUEST_LIMIT_EXCEEDED`, optionally with `Retry-After`."""
-        body = {"error_code": "REQUEST_LIMIT_EXCEEDED", "message": "Too many requests."}
-        return cls.status(429, body=body, retry_after=retry_after)
-
-    @classmethod
-    def database_locked(cls) -> Fault:
-        """503 `TEMPORARILY_UNAVAILABLE` "database is locked": transient on SQLite."""
-        message = "(sqlite3.OperationalError) database is locked"
-        return cls.status(503, body={"error_code": "TEMPORARILY_UNAVAILABLE", "message": message})
-
-    @classmethod
-    def too_many_sql_variables(cls) -> Fault:
-        """503 `TEMPORARILY_UNAVAILABLE` "too many SQL variables": permanent for that size."""
-        message = "(sqlite3.OperationalError) too many SQL variables"
-        return cls.status(503, body={"error_code": "TEMPORARILY_UNAVAILABLE", "message": message})
-
-    @classmethod
-    def internal_error(cls) -> Fault:
-        """500 `INTERNAL_ERROR`."""
-        return cls.status(500)
-
-    @classmethod
-    def unauthorized(cls) -> Fault:
-        """401 with a non-JSON body and `WWW-Authenticate`, as MLflow's basic auth."""
-        return cls.status(401)
-
-    @classmethod
-    def forbidden(cls) -> Fault:
-        """403 "Permission denied" as plain text, as MLflow's basic auth."""
-        return cls.status(403)
-
-    @classmethod
-    def reset_before(cls) -> Fault:
-        """Reset the client connection (RST) without forwarding: nothing happens upstream."""
-        return cls(FaultKind.RESET_BEFORE)
-
-    @classmethod
-    def reset_after(cls) -> Fault:
-        """Forward, wait for the whole upstream response, then reset the client connection."""
-        return cls(FaultKind.RESET_AFTER)
-
-    @classmethod
-    def delay(cls, seconds: float) -> Fault:
-        """Forward, then hold the upstream response for `seconds` before sending it."""
-        return cls(FaultKind.DELAY, seconds=seconds)
-
-    @classmethod
-    def trickle(cls, chunk_bytes: int = 1, interval: float = 0.2) -> Fault:
-        """Forward, then send the response body `chunk_bytes` at a time, `interval` apart."""
-        return cls(FaultKind.TRICKLE, chunk_bytes=chunk_bytes, interval=interval)
-
-    @classmethod
-    def truncated_json(cls) -> Fault:
-        """Forward, then send the upstream status with the first half of its body only.
-
-        `Content-Length` matches the cut body, so the HTTP message is valid; its JSON is not.
-        """
-        return cls(FaultKind.TRUNCATED_JSON)
-
-    @classmethod
-    def invalid_json(cls) -> Fault:
-        """Answer 200 with an HTML body without forwarding, as a misconfigured gateway."""
-        body = b"<html><body><h1>It works!</h1></body></html>"
-        headers = (("Content-Type", _HTML),)
-        return cls(FaultKind.INVALID_JSON, status_code=200, body=body, headers=headers)
-
-
-Fault.PASS = Fault(FaultKind.PASS)
 
 
 @dataclasses.dataclass
@@ -280,7 +100,9 @@ class ProxyStats:
 
     Attributes:
         injected: Fault kind (e.g. "status", "reset_after") to how many requests got it.
-        injected_statuses: Status code to how many `status` faults answered it.
+        injected_statuses: Status code to how many faults answered it with their own status
+            (`status`, `status_after` and `redirect`).
+        injected_kind_statuses: The same, split by kind: `("status_after", 503)` to a count.
         forwarded: How many requests were sent upstream.
         connections: How many client connections the proxy accepted.
         log: One entry per request, in arrival order.
@@ -289,6 +111,7 @@ class ProxyStats:
 
     injected: Counter[str] = dataclasses.field(default_factory=Counter)
     injected_statuses: Counter[int] = dataclasses.field(default_factory=Counter)
+    injected_kind_statuses: Counter[tuple[str, int]] = dataclasses.field(default_factory=Counter)
     forwarded: int = 0
     connections: int = 0
     log: list[ProxyLogEntry] = dataclasses.field(default_factory=list)
@@ -605,8 +428,9 @@ class FaultProxy:
         self.stats.log.append(entry)
         if fault.kind is not FaultKind.PASS:
             self.stats.injected[fault.kind.value] += 1
-        if fault.kind is FaultKind.STATUS:
-            self.stats.injected_statuses[fault.status_code] += 1
+        if (status := fault.injected_status) is not None:
+            self.stats.injected_statuses[status] += 1
+            self.stats.injected_kind_statuses[fault.kind.value, status] += 1
         try:
             return await self._apply(fault, request, entry, reader, writer)
         finally:
@@ -637,6 +461,8 @@ class FaultProxy:
             plain = (("Content-Type", "text/plain"),)
             return await self._respond(reader, writer, entry, 502, plain, body, keep_alive)
         status, headers, body = upstream
+        if fault.kind is FaultKind.STATUS_AFTER:  # the upstream's answer is lost on the way
+            status, headers, body = fault.status_code, fault.headers, fault.body
         if fault.kind is FaultKind.RESET_AFTER:
             _reset(writer)
             return False
