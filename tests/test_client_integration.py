@@ -151,7 +151,9 @@ async def test_search_by_status_returns_exactly_the_error_traces(
     traces = make_traces(1_200, start_ms=BASE_MS + 123, step_ms=7, error_every=4)
     seed_traces_sql(database(mlflow_server), experiment_id, traces)
     expected = [
-        TraceSummary(t.trace_id, t.timestamp_ms, "ERROR") for t in traces if t.state == "ERROR"
+        TraceSummary(t.trace_id, t.timestamp_ms, "ERROR", experiment_id)
+        for t in traces
+        if t.state == "ERROR"
     ]
 
     found = [t async for t in client.iter_traces(experiment_id, filter_string="status = 'ERROR'")]

@@ -19,7 +19,14 @@ from typing import Any
 import httpx
 import pytest
 
-from async_trace_delete import ClientConfig, DeleteSpec, Engine, EngineConfig, JobState
+from async_trace_delete import (
+    ClientConfig,
+    ConflictingJobsError,
+    DeleteSpec,
+    Engine,
+    EngineConfig,
+    JobState,
+)
 from tests.support.mlflow_server import MlflowServer
 from tests.support.seed import (
     SeedTrace,
@@ -237,18 +244,19 @@ async def test_plan_sample_of_an_id_job_is_the_oldest() -> None:
 
 
 @pytest.mark.asyncio
-async def test_plan_of_several_jobs_adds_them_up_and_sends_no_delete() -> None:
-    """One plan of every kind at once: per-job counts, their total, and still no delete."""
+async def test_plan_of_several_jobs_on_one_experiment_is_refused_and_sends_no_delete() -> None:
+    """Every kind of job on one experiment at once is refused: one job per experiment."""
     traces = fake_traces()
     server = ReadOnlyServer(traces)
     cases = [spec_for(kind, traces) for kind in PLAN_KINDS]
 
     async with make_fake_engine(server) as engine:
-        plan = await engine.plan([spec for spec, _, _ in cases])
+        with pytest.raises(ConflictingJobsError, match="one job per experiment"):
+            await engine.plan([spec for spec, _, _ in cases])
+        plans = [await engine.plan([spec]) for spec, _, _ in cases]
 
     assert server.deletes == []
-    assert [job.would_delete for job in plan.jobs] == [len(doomed) for _, doomed, _ in cases]
-    assert plan.would_delete == sum(len(doomed) for _, doomed, _ in cases)
+    assert [plan.would_delete for plan in plans] == [len(doomed) for _, doomed, _ in cases]
 
 
 @pytest.mark.asyncio
@@ -382,7 +390,8 @@ async def test_dry_run_counts_equal_what_the_real_run_then_deletes(
 async def test_plan_on_the_real_server_leaves_every_trace_in_place(
     mlflow_server: MlflowServer, experiment_id: str
 ) -> None:
-    """A plan of every kind of job, even match-all, sends no delete and the server keeps all."""
+    """A plan of every kind of job, even match-all, sends no delete and the server keeps all
+    (one plan per job: a run or plan holds one job per experiment)."""
     traces = real_traces()
     seed_traces_sql(database(mlflow_server), experiment_id, traces)
     before = await remaining_traces(mlflow_server.url, experiment_id)
@@ -394,11 +403,11 @@ async def test_plan_on_the_real_server_leaves_every_trace_in_place(
 
     guard = DeleteRefusingTransport()
     async with real_engine(mlflow_server.url, guard) as engine:
-        plan = await engine.plan(specs)
+        plans = [await engine.plan([spec]) for spec in specs]
 
     assert guard.deletes == []
     assert guard.requests > len(specs)
-    assert plan.jobs[-1].would_delete == len(traces) == 400
+    assert plans[-1].jobs[0].would_delete == len(traces) == 400
     after = await remaining_traces(mlflow_server.url, experiment_id)
     assert snapshot(after) == snapshot(before)
     assert [t.user_tags for t in after] == [t.user_tags for t in before]

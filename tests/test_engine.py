@@ -33,6 +33,7 @@ from async_trace_delete import (
     JobState,
     RetryPolicy,
     RetryScheduled,
+    Throttled,
     TracesClient,
 )
 from tests.support.simulated_server import (
@@ -105,16 +106,17 @@ async def test_backoff_delays_are_exact_full_jitter_with_fixed_random() -> None:
 
 @pytest.mark.asyncio
 async def test_retry_after_is_a_floor_on_the_backoff() -> None:
-    """A 429 with ``Retry-After: 3`` makes the engine wait at least 3 s before the retry."""
+    """A 429 with ``Retry-After: 3`` makes the engine wait 3 s plus jitter before the retry
+    (the jitter at 0.5 of the first attempt's 0.5 s cap: 0.25 s above the floor)."""
     server = SimulatedServer()
     experiment_id, cutoff = seeded(server, 500)
     server.script(Fault(status=429, error_code="RATE_LIMITED", headers={"Retry-After": "3"}))
     events: list[Event] = []
     async with make_engine(server, hooks=[events.append]) as engine:
         report = await engine.run([cutoff_spec(experiment_id, cutoff)])
-    assert server.clock.sleeps == [3.0]
+    assert sum(server.clock.sleeps) == pytest.approx(3.25)
     retries = [event for event in events if isinstance(event, RetryScheduled)]
-    assert [event.delay for event in retries] == [3.0]
+    assert [event.delay for event in retries] == [3.25]
     assert server.deletes[1].started_at - server.deletes[0].started_at >= 3.0
     assert report.jobs[0].deleted == 500
 
@@ -171,8 +173,9 @@ async def test_id_and_matching_jobs_report_the_typed_error(mode: str) -> None:
 
 
 @pytest.mark.asyncio
-async def test_spent_retry_budget_fails_the_sick_job_while_the_other_finishes() -> None:
-    """One experiment always answers 503: its job fails on the budget, the other completes."""
+async def test_a_sick_job_fails_on_no_progress_while_the_other_finishes() -> None:
+    """One experiment always answers 503: past the spent budget its retries go on, slower,
+    until it made no progress for progress_timeout; the other job completes."""
     server = SimulatedServer(latency=LatencyModel(fixed=0.05))
     sick_id, sick_cutoff = seeded(server, 800, tag=1)
     healthy_id, healthy_cutoff = seeded(server, 3000, 10, tag=2)
@@ -180,19 +183,25 @@ async def test_spent_retry_budget_fails_the_sick_job_while_the_other_finishes() 
     config: dict[str, Any] = {
         "retry_budget": 3,
         "retry_budget_ratio": 0.0,
-        "retry": RetryPolicy(max_attempts=100, max_elapsed=10_000),
+        "progress_timeout": 120.0,
         **fixed_batches(500),
     }
-    async with make_engine(server, **config) as engine:
+    events: list[Event] = []
+    async with make_engine(server, hooks=[events.append], **config) as engine:
         report = await engine.run(
             [cutoff_spec(sick_id, sick_cutoff), cutoff_spec(healthy_id, healthy_cutoff)]
         )
     sick, healthy = report.jobs
     assert sick.state is JobState.FAILED
-    assert sick.error_type == "RetryBudgetExhaustedError"
-    assert (sick.calls, sick.retries, sick.deleted) == (4, 3, 0)
-    assert len(server.deletes_for(sick_id)) == 4
+    assert sick.error_type == "NoProgressError"
+    assert sick.error is not None
+    assert "progress_timeout" in sick.error
+    assert sick.retries > 3  # the spent budget did not end it
+    assert sick.calls == sick.retries + 1
+    assert len(server.deletes_for(sick_id)) == sick.calls
     assert len(server.remaining(sick_id)) == 800
+    throttled = [event for event in events if isinstance(event, Throttled)]
+    assert throttled  # the spent budget and the 503s slowed everyone down
     assert healthy.state is JobState.COMPLETED
     assert healthy.deleted == server.deleted(healthy_id) == 3000
     assert len(server.remaining(healthy_id)) == 10
@@ -276,16 +285,16 @@ async def test_batch_size_converges_to_the_latency_target(
 
 
 @pytest.mark.asyncio
-async def test_batch_halves_after_a_429() -> None:
-    """After a 429 the next call asks for at most half of the throttled one."""
+async def test_a_429_leaves_the_batch_a_timeout_halves_it() -> None:
+    """A 429 says "slow down", not "smaller": the retry asks for the same size (the shared
+    rate is what slows); a timeout says the call was too big for its time: half."""
     server = SimulatedServer(latency=LatencyModel(fixed=0.5, per_trace=0.0005))
     experiment_id, cutoff = seeded(server, 10_000)
     server.script(None, Fault(status=429, error_code="RATE_LIMITED"))
     async with make_engine(server) as engine:
         report = await engine.run([cutoff_spec(experiment_id, cutoff)])
     sizes = report.jobs[0].batch_sizes
-    assert sizes[:2] == (1000, 1000)
-    assert sizes[2] <= sizes[1] // 2
+    assert sizes[:3] == (1000, 1000, 1000)
     assert report.jobs[0].deleted == 10_000
 
 

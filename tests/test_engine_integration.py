@@ -323,7 +323,8 @@ async def test_move_on_after_around_run_leaves_exact_partial_reports(
     """A timeout around ``engine.run`` cancels it; ``engine.jobs`` keep the server-exact reports."""
     experiments = [await new_experiment(mlflow_url) for _ in range(2)]
     seeded = [seed(mlflow_server, exp, 3000, 10) for exp in experiments]
-    async with make_engine(mlflow_url, **fixed_batches(300)) as engine:
+    # 20 calls at 4 a second cannot finish within the 1 s timeout, however fast the machine.
+    async with make_engine(mlflow_url, rate_limit=4.0, **fixed_batches(300)) as engine:
         with anyio.move_on_after(1.0) as scope:
             await engine.run(
                 [

@@ -242,7 +242,8 @@ policies = st.builds(
 def test_backoff_stays_within_zero_and_the_cap(
     policy: RetryPolicy, attempt: int, random_value: float, retry_after: float | None
 ) -> None:
-    """Backoff lies in [0, cap]; a Retry-After (capped at max_retry_after) only raises it."""
+    """Backoff lies in [0, cap]; a Retry-After (capped at max_retry_after) is a floor the
+    jitter is added above: [floor, floor + cap]."""
     delay = compute_backoff(policy, attempt, random_value=random_value, retry_after=retry_after)
     growth = (
         math.inf
@@ -257,7 +258,7 @@ def test_backoff_stays_within_zero_and_the_cap(
         assert 0.0 <= delay <= cap
     else:
         floor = min(max(retry_after, 0.0), policy.max_retry_after)
-        assert floor <= delay <= max(cap, floor)
+        assert floor <= delay <= floor + cap
 
 
 @settings(max_examples=200)

@@ -33,7 +33,8 @@ def backoffs(policy: RetryPolicy, random_value: float, attempts: int = 8) -> lis
 def test_default_policy() -> None:
     """The defaults are the documented ones."""
     policy = RetryPolicy()
-    assert (policy.max_attempts, policy.max_elapsed) == (6, 300.0)
+    # No per-call limit: a job is bounded by EngineConfig.progress_timeout instead.
+    assert (policy.max_attempts, policy.max_elapsed) == (None, None)
     assert (policy.initial_backoff, policy.max_backoff, policy.multiplier) == (0.5, 30.0, 2.0)
     assert policy.max_retry_after == 120.0
 
@@ -80,17 +81,23 @@ def test_zero_initial_backoff_never_waits() -> None:
     assert compute_backoff(policy, 1, random_value=0.5, retry_after=2.0) == 2.0
 
 
-def test_retry_after_is_a_floor() -> None:
-    """A server's Retry-After is waited at least, even when the jitter draws less."""
+def test_retry_after_is_a_floor_the_jitter_is_added_above() -> None:
+    """A server's Retry-After is waited at least, and the jitter comes on top of it, so
+    clients told the same Retry-After do not come back in lock-step."""
     policy = RetryPolicy()
     assert compute_backoff(policy, 1, random_value=0.0, retry_after=7.0) == 7.0
-    assert compute_backoff(policy, 6, random_value=0.5, retry_after=1.0) == 8.0
+    assert compute_backoff(policy, 1, random_value=0.5, retry_after=7.0) == 7.25
+    assert compute_backoff(policy, 6, random_value=0.5, retry_after=1.0) == 9.0
+    draws = {compute_backoff(policy, 3, random_value=r / 10, retry_after=4.0) for r in range(10)}
+    assert len(draws) == 10
+    assert min(draws) == 4.0
 
 
 def test_retry_after_is_capped() -> None:
     """A Retry-After beyond ``max_retry_after`` is cut to it; a negative one counts as 0."""
     policy = RetryPolicy(max_retry_after=60.0)
     assert compute_backoff(policy, 1, random_value=0.0, retry_after=3_600.0) == 60.0
+    assert compute_backoff(policy, 1, random_value=0.5, retry_after=3_600.0) == 60.25
     assert compute_backoff(policy, 1, random_value=0.5, retry_after=-5.0) == 0.25
 
 
@@ -124,7 +131,7 @@ def test_backoff_always_within_cap(
     random_value: float,
     retry_after: float | None,
 ) -> None:
-    """For any input the wait lies in ``[0, max(max_backoff, capped Retry-After)]``."""
+    """For any input the wait lies in ``[capped Retry-After, capped Retry-After + max_backoff]``."""
     policy = RetryPolicy(
         initial_backoff=initial_backoff,
         max_backoff=max_backoff,
@@ -133,8 +140,7 @@ def test_backoff_always_within_cap(
     )
     delay = compute_backoff(policy, attempt, random_value=random_value, retry_after=retry_after)
     honoured = min(max(retry_after or 0.0, 0.0), max_retry_after)
-    assert 0.0 <= delay <= max(max_backoff, honoured)
-    assert delay >= honoured
+    assert honoured <= delay <= honoured + max_backoff
 
 
 @pytest.mark.parametrize(
@@ -205,6 +211,10 @@ def test_policy_is_frozen() -> None:
             None,
         ),
         (errors.MlflowApiError("something else", status_code=418), RetryDecision.FAIL, None),
+        (errors.RedirectError("to a login page", status_code=302), RetryDecision.FAIL, None),
+        (errors.OutOfSelectionError("another experiment"), RetryDecision.FAIL, None),
+        (errors.ConflictingJobsError("two jobs"), RetryDecision.FAIL, None),
+        (errors.NoProgressError("stuck"), RetryDecision.FAIL, None),
         (errors.UsageError("bad argument"), RetryDecision.FAIL, None),
         (errors.GuardrailError("refused"), RetryDecision.FAIL, None),
         (errors.EngineClosedError("closed"), RetryDecision.FAIL, None),
@@ -227,14 +237,18 @@ def test_every_exported_error_is_classified() -> None:
     covered = {
         "AuthenticationError",
         "BatchTooLargeError",
+        "ConflictingJobsError",
         "ConnectError",
         "EngineClosedError",
         "GuardrailError",
         "InvalidParameterError",
         "InvalidResponseError",
         "MlflowApiError",
+        "NoProgressError",
         "NotFoundError",
+        "OutOfSelectionError",
         "PermissionDeniedError",
+        "RedirectError",
         "RequestTimeoutError",
         "RetryBudgetExhaustedError",
         "ServerError",
@@ -265,6 +279,12 @@ def test_should_retry_by_attempts_and_elapsed(
     """Another attempt must fit both the attempt count and the elapsed-time budget."""
     policy = RetryPolicy(max_attempts=6, max_elapsed=300.0)
     assert should_retry(policy, attempt=attempt, elapsed=elapsed, next_delay=next_delay) is expected
+
+
+def test_should_retry_without_limits_by_default() -> None:
+    """The default policy sets no per-call limit: the engine's progress timeout bounds a job."""
+    policy = RetryPolicy()
+    assert should_retry(policy, attempt=1_000, elapsed=86_400.0, next_delay=30.0)
 
 
 def test_budget_exhausts_without_successes() -> None:

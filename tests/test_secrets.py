@@ -303,7 +303,11 @@ def test_cli_scrubs_a_secret_the_server_echoes_back(
     server, experiment_id = world()
     audit_log = tmp_path / "audit.jsonl"
     echo = Fault(status=500, error_code="INTERNAL_ERROR", message=f"bad {credentials.secret}")
-    server.script(*[echo] * 10)
+    # Retried twice, then refused for good (a 400 is permanent): the job fails with it.
+    refusal = Fault(
+        status=400, error_code="INVALID_PARAMETER_VALUE", message=f"bad {credentials.secret}"
+    )
+    server.script(echo, echo, *[refusal] * 10)
     argv = [*cli_arguments(experiment_id, audit_log, output), "--execute"]
     code, printed = run_command(credentials, server, argv, capsys)
 

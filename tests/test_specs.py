@@ -394,17 +394,19 @@ def test_force_overrides_min_retention() -> None:
     ("fields", "expected"),
     [
         ({"max_timestamp_millis": 123}, "timestamp_ms <= 123"),
-        ({"filter_string": "status = 'ERROR'"}, "status = 'ERROR'"),
+        # Without a cutoff, a selective job is bounded by its submission (NOW).
+        ({"filter_string": "status = 'ERROR'"}, f"status = 'ERROR' AND timestamp_ms <= {NOW}"),
         (
             {"filter_string": "status = 'ERROR'", "max_timestamp_millis": 123},
             "status = 'ERROR' AND timestamp_ms <= 123",
         ),
         ({"filter_string": "", "max_timestamp_millis": 5}, "timestamp_ms <= 5"),
-        ({"filter_string": "", "allow_match_all": True}, ""),
+        ({"filter_string": "", "allow_match_all": True}, f"timestamp_ms <= {NOW}"),
     ],
 )
 def test_search_filter(fields: dict[str, Any], expected: str) -> None:
-    """search_filter selects exactly what the job deletes: the filter AND the cutoff."""
+    """search_filter selects exactly what the job deletes: the filter AND the cutoff (or the
+    time of submission)."""
     resolved = DeleteSpec(experiment_id="1", **fields).resolve(now_millis=NOW)
     assert resolved.search_filter() == expected
 

@@ -23,10 +23,15 @@ The algorithm, one observation (one finished call) at a time:
 * **OK, short batch** (``deleted < requested``, the last batch of a job): it says nothing
   about capacity, so it never grows the size; if it was slow, the size shrinks to ``deleted *
   target / latency``.
-* **Overload** (THROTTLED, UNAVAILABLE, TIMEOUT, SERVER_ERROR): multiplicative decrease,
+* **Timeout** (no answer within the request timeout): multiplicative decrease,
   ``min(size, requested) * overload_factor``, the "MD" of AIMD as in TCP congestion control
   (Jacobson, "Congestion Avoidance and Control", 1988). Growth afterwards is the
   multiplicative growth above, capped per step, like TCP slow start.
+* **THROTTLED, UNAVAILABLE, SERVER_ERROR** (a 429, "database is locked", a dropped
+  connection, a gateway's 5xx): no change. They say the server or the road to it is busy or
+  flaky, not that this batch is too big: the shared rate and the concurrency limit answer
+  them. Cutting on them would pin the size at its minimum under random faults, and every
+  call would then pay the per-call overhead for nothing.
 * **TOO_LARGE** (SQLite's "too many SQL variables"): permanent for that size, so the size
   drops to ``requested // 2`` and that value becomes a **ceiling** the size never exceeds
   again.
@@ -51,7 +56,7 @@ import math
 
 from ._exceptions import UsageError
 
-__all__ = ["OVERLOAD_OUTCOMES", "BatchSizer", "Outcome"]
+__all__ = ["OVERLOAD_OUTCOMES", "SIZE_OUTCOMES", "BatchSizer", "Outcome"]
 
 
 class Outcome(enum.Enum):
@@ -74,7 +79,10 @@ class Outcome(enum.Enum):
 OVERLOAD_OUTCOMES = frozenset(
     {Outcome.THROTTLED, Outcome.UNAVAILABLE, Outcome.TIMEOUT, Outcome.SERVER_ERROR}
 )
-"""Outcomes that say the server is struggling: cut hard."""
+"""Outcomes that say the server is struggling: the concurrency limit cuts hard."""
+
+SIZE_OUTCOMES = frozenset({Outcome.TIMEOUT})
+"""Overloads that say something about the batch size: the sizer cuts on these only."""
 
 
 def _check_positive_int(name: str, value: int) -> None:
@@ -220,8 +228,10 @@ class BatchSizer:
 
         if outcome is Outcome.TOO_LARGE:
             self._observe_too_large(requested)
-        elif outcome in OVERLOAD_OUTCOMES:
+        elif outcome in SIZE_OUTCOMES:
             self._observe_overload(requested)
+        elif outcome is not Outcome.OK:
+            pass  # busy or flaky, not too big: the rate and concurrency controllers answer
         elif latency is not None:
             self._observe_ok(requested, deleted, latency)
         return self._size

@@ -296,7 +296,9 @@ def render_summary(
     total_row = [
         "total",
         "",
-        "interrupted" if interrupted else ("ok" if not report.failed else "FAILED"),
+        "interrupted"
+        if interrupted
+        else ("ok" if not (report.failed or report.verification_failed) else "FAILED"),
         f"{sum(expected.get(job.label, 0) for job in report.jobs):,}",
         f"{report.deleted:,}",
         f"{report.ambiguous:,}",
@@ -314,6 +316,11 @@ def render_summary(
         console.print(f"skipped {escape(str(item['label']))}: {escape(str(item['reason']))}")
     for job in report.failed:
         console.print(f"job {escape(job.label)} failed: {escape(job.error or 'unknown error')}")
+    for job in report.verification_failed:
+        console.print(
+            f"job {escape(job.label)}: verification failed: "
+            f"{escape(job.verification_error or '')}; the counts above are the server's answers"
+        )
     if report.ambiguous:
         console.print(
             f"{report.ambiguous:,} traces have an unknown outcome (a call was cancelled or "
@@ -341,6 +348,7 @@ def report_json(
         item["expected"] = expected.get(job.label)
         item["cutoff"] = iso_millis(job.cutoff_millis) if job.cutoff_millis is not None else None
         item["verified_deleted"] = job.verified_deleted
+        item["verification_error"] = job.verification_error
         jobs.append(item)
     return {
         "dry_run": False,

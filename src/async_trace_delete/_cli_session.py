@@ -40,7 +40,7 @@ from ._cli_inputs import (
 )
 from ._cli_render import ProgressDisplay, plan_json, render_plan, render_summary, report_json
 from ._config import redact_url
-from ._engine import Engine
+from ._engine import Engine, one_job_per_experiment
 from ._exceptions import (
     GuardrailError,
     InvalidParameterError,
@@ -188,7 +188,7 @@ class Session:
         """Look every experiment up (read-only); drop trace IDs the audit log confirmed."""
         client = engine.client
         found: dict[tuple[str, str], str] = {}
-        specs = []
+        specs: list[tuple[DeleteSpec | None, str]] = []
         for spec, definition in self.invocation.jobs:
             by_id = spec.experiment_id is not None
             key = ("id" if by_id else "name", spec.experiment)
@@ -207,8 +207,18 @@ class Session:
                         f"{engine.client.config.tracking_uri}"
                     ) from None
                 found[key] = experiment.experiment_id
-            specs.append(self._resume(spec, found[key]))
-        return [spec for spec in specs if spec is not None]
+            specs.append((self._resume(spec, found[key]), found[key]))
+        # After names are resolved, one job per experiment: identical ones collapse (the
+        # first is kept), different ones are refused before anything is sent.
+        now = time.time_ns() // 1_000_000
+        kept = one_job_per_experiment(
+            [
+                spec.resolve(now_millis=now, experiment_id=experiment_id)
+                for spec, experiment_id in specs
+                if spec is not None
+            ]
+        )
+        return [item.spec for item in kept]
 
     def _resume(self, spec: DeleteSpec, experiment_id: str) -> DeleteSpec | None:
         if spec.trace_ids is None:
@@ -273,7 +283,8 @@ class Session:
                 elapsed=time.monotonic() - started,
             )
         interrupted = self.signals > 0
-        code = EXIT_INTERRUPTED if interrupted else (EXIT_FAILED if report.failed else EXIT_OK)
+        failed = bool(report.failed or report.verification_failed)
+        code = EXIT_INTERRUPTED if interrupted else (EXIT_FAILED if failed else EXIT_OK)
         if self.json:
             self._print_json(
                 report_json(
@@ -284,7 +295,7 @@ class Session:
             render_summary(
                 self.out, report, expected, interrupted=interrupted, skipped=self.skipped
             )
-        outcome = "interrupted" if interrupted else ("failed" if report.failed else "completed")
+        outcome = "interrupted" if interrupted else ("failed" if failed else "completed")
         self.audit.write(
             "run_end",
             outcome=outcome,

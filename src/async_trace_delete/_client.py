@@ -17,6 +17,7 @@ from __future__ import annotations
 import base64
 import json
 import math
+import re
 import ssl
 import time
 from collections.abc import AsyncIterator, Callable, Generator, Mapping, Sequence
@@ -40,6 +41,7 @@ from ._exceptions import (
     MlflowApiError,
     NotFoundError,
     PermissionDeniedError,
+    RedirectError,
     RequestTimeoutError,
     ServerError,
     ServerUnavailableError,
@@ -53,6 +55,7 @@ __all__ = [
     "TracePage",
     "TraceSummary",
     "TracesClient",
+    "error_for_status",
     "parse_retry_after",
     "parse_rfc3339_millis",
 ]
@@ -64,6 +67,7 @@ GET_EXPERIMENT_BY_NAME_PATH = "/api/2.0/mlflow/experiments/get-by-name"
 MAX_SEARCH_PAGE = 500
 
 _TOO_MANY_VARIABLES = "too many sql variables"
+_MLFLOW_ERROR_CODE = re.compile(r"[A-Z][A-Z0-9_]*")  # INTERNAL_ERROR, TEMPORARILY_UNAVAILABLE, ...
 _MAX_ERROR_TEXT = 500
 
 try:
@@ -79,6 +83,8 @@ class TraceSummary:
     trace_id: str
     timestamp_ms: int
     state: str
+    experiment_id: str | None = None
+    """The experiment the answer says the trace belongs to (``None`` if it did not say)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -509,59 +515,107 @@ class TracesClient:
         return text
 
     def _error_for(self, response: httpx.Response, context: Mapping[str, Any]) -> MlflowApiError:
-        status = response.status_code
-        error_code, message = _error_body(response)
-        message = self._scrub(message)
-        retry_after = parse_retry_after(response.headers.get("Retry-After"), now=self._clock())
-        details: dict[str, Any] = {"status_code": status, "error_code": error_code, **context}
-        if status == 503 and _TOO_MANY_VARIABLES in message.lower():
+        answer = _error_body(response)
+        return error_for_status(
+            response.status_code,
+            error_code=answer.error_code,
+            message=self._scrub(answer.message),
+            from_mlflow=answer.from_mlflow,
+            retry_after=parse_retry_after(response.headers.get("Retry-After"), now=self._clock()),
+            location=response.headers.get("Location"),
+            **context,
+        )
+
+
+# Gateway statuses: whatever the body says, something in front of MLflow gave up on it.
+_GATEWAY_STATUSES = frozenset({502, 504, 520, 521, 522, 523, 524, 599})
+
+
+def error_for_status(
+    status: int,
+    *,
+    error_code: str | None,
+    message: str,
+    from_mlflow: bool,
+    retry_after: float | None = None,
+    location: str | None = None,
+    **context: Any,
+) -> MlflowApiError:
+    """Map one error answer, given as plain values, to the exception it means.
+
+    The one rule that matters for safety: a 5xx that is not MLflow's own JSON error (a
+    gateway's 502/504, Envoy's plain-text 503, an nginx HTML 500, Cloudflare's 520-524, a
+    599, an empty or unreadable body) means *the work may have been done*: its outcome is
+    unknown. MLflow's own JSON 5xx (its handler caught the failure, the transaction rolled
+    back) is certain.
+
+    Args:
+        status: The HTTP status (not 2xx).
+        error_code: MLflow's ``error_code``, if the body had one.
+        message: What the body said (secrets already removed).
+        from_mlflow: Whether the body is MLflow's JSON error shape.
+        retry_after: The parsed ``Retry-After``, in seconds.
+        location: The ``Location`` header of a redirect.
+        **context: ``endpoint``, ``experiment_id``, ``batch_size`` for the error's context.
+    """
+    details: dict[str, Any] = {"status_code": status, "error_code": error_code, **context}
+    if 500 <= status < 600:
+        unknown = status in _GATEWAY_STATUSES or not from_mlflow
+        if status == 503 and from_mlflow and _TOO_MANY_VARIABLES in message.lower():
             return BatchTooLargeError(
                 f"the batch is too large for the server's database: {message}", **details
             )
-        if status == 413:
-            return BatchTooLargeError(f"the request is too large: {message}", **details)
-        if status == 429:
-            return ThrottledError(
-                message or "too many requests", retry_after=retry_after, **details
-            )
         if status == 503:
             return ServerUnavailableError(
-                message or "service unavailable", retry_after=retry_after, **details
+                message or "service unavailable",
+                retry_after=retry_after,
+                outcome_unknown=unknown,
+                **details,
             )
-        if status in (502, 504):
+        if status in _GATEWAY_STATUSES:
             # A gateway gave up on the upstream: it may have done the work anyway.
             return ServerError(
-                message or "bad gateway", outcome_unknown=True, retry_after=retry_after, **details
-            )
-        if status >= 500:
-            return ServerError(message or "internal server error", **details)
-        if status == 401:
-            return AuthenticationError(
-                f"authentication failed: {message or 'credentials missing or wrong'}", **details
-            )
-        if status == 403:
-            return PermissionDeniedError(
-                f"permission denied: {message or 'not allowed'} (deleting traces needs MANAGE "
-                "permission on the experiment)",
+                message or "bad gateway",
+                outcome_unknown=True,
+                retry_after=retry_after,
                 **details,
             )
-        if status == 404 or error_code == "RESOURCE_DOES_NOT_EXIST":
-            return NotFoundError(message or "not found", **details)
-        if 300 <= status < 400:
-            location = response.headers.get("Location", "?")
-            return InvalidResponseError(
-                f"the server redirected to {location!r}; use that URL as tracking_uri "
-                "(redirects are not followed)",
-                outcome_unknown=False,
-                **details,
-            )
-        if status == 408:
-            return RequestTimeoutError(
-                message or "the server timed out reading the request",
-                outcome_unknown=False,
-                **details,
-            )
-        return InvalidParameterError(message or "the server rejected the request", **details)
+        return ServerError(
+            message or "internal server error",
+            outcome_unknown=unknown,
+            retry_after=retry_after,
+            **details,
+        )
+    if status == 413:
+        return BatchTooLargeError(f"the request is too large: {message}", **details)
+    if status == 429:
+        return ThrottledError(message or "too many requests", retry_after=retry_after, **details)
+    if status == 401:
+        return AuthenticationError(
+            f"authentication failed: {message or 'credentials missing or wrong'}", **details
+        )
+    if status == 403:
+        return PermissionDeniedError(
+            f"permission denied: {message or 'not allowed'} (deleting traces needs MANAGE "
+            "permission on the experiment)",
+            **details,
+        )
+    if status == 404 or error_code == "RESOURCE_DOES_NOT_EXIST":
+        return NotFoundError(message or "not found", **details)
+    if 300 <= status < 400:
+        return RedirectError(
+            f"the server redirected to {location or '?'!r} (a login page or a moved server?); "
+            "redirects are not followed: use the MLflow server's own URL as tracking_uri, "
+            "with credentials it accepts",
+            **details,
+        )
+    if status == 408:
+        return RequestTimeoutError(
+            message or "the server timed out reading the request",
+            outcome_unknown=False,
+            **details,
+        )
+    return InvalidParameterError(message or "the server rejected the request", **details)
 
 
 def _secret_values(config: ClientConfig) -> tuple[str, ...]:
@@ -591,8 +645,16 @@ def _excerpt(text: str) -> str:
     return text if len(text) <= _MAX_ERROR_TEXT else text[:_MAX_ERROR_TEXT] + "…"
 
 
-def _error_body(response: httpx.Response) -> tuple[str | None, str]:
-    """MLflow answers errors as JSON; its basic-auth app (and proxies) as plain text/HTML."""
+@dataclass(frozen=True, slots=True)
+class _ErrorBody:
+    error_code: str | None
+    message: str
+    from_mlflow: bool
+
+
+def _error_body(response: httpx.Response) -> _ErrorBody:
+    """MLflow answers errors as JSON ``{"error_code": ..., "message": ...}``; its basic-auth
+    app, proxies, gateways and CDNs answer plain text or HTML."""
     try:
         payload = response.json()
     except (json.JSONDecodeError, UnicodeDecodeError):
@@ -600,11 +662,13 @@ def _error_body(response: httpx.Response) -> tuple[str | None, str]:
     if isinstance(payload, dict):
         code = payload.get("error_code")
         message = payload.get("message")
-        return (
+        from_mlflow = isinstance(code, str) and bool(_MLFLOW_ERROR_CODE.fullmatch(code))
+        return _ErrorBody(
             code if isinstance(code, str) else None,
             _excerpt(message) if isinstance(message, str) else _excerpt(response.text),
+            from_mlflow and isinstance(message, str),
         )
-    return None, _excerpt(response.text)
+    return _ErrorBody(None, _excerpt(response.text), False)
 
 
 def _trace_summary(item: Mapping[str, Any]) -> TraceSummary:
@@ -615,10 +679,17 @@ def _trace_summary(item: Mapping[str, Any]) -> TraceSummary:
     if not isinstance(request_time, str):
         raise TypeError("request_time is not a string")
     state = item.get("state", "STATE_UNSPECIFIED")
+    experiment_id: str | None = None
+    location = item.get("trace_location")
+    if isinstance(location, dict):
+        experiment = location.get("mlflow_experiment")
+        if isinstance(experiment, dict) and experiment.get("experiment_id") is not None:
+            experiment_id = str(experiment["experiment_id"])
     return TraceSummary(
         trace_id=trace_id,
         timestamp_ms=parse_rfc3339_millis(request_time),
         state=str(state),
+        experiment_id=experiment_id,
     )
 
 

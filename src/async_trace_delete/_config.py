@@ -174,10 +174,17 @@ class EngineConfig(BaseModel):
             gap is their turn, without it back-to-back deletes starve them. 0 disables.
         retry: Retry policy of each call.
         retry_budget: Retries allowed run-wide before any call succeeded.
-        retry_budget_ratio: Retries earned per successful call.
+        retry_budget_ratio: Retries earned per successful call. Past the budget, retries
+            go on but slow every job down (the shared rate is cut, everyone pauses).
         request_timeout: Seconds one delete call may take before it counts as timed out
             (outcome unknown); ``None`` uses the client's timeout.
         search_page_size: Page size of searches (dry runs, selective jobs, verification).
+        progress_timeout: Seconds a job may go without one successful call before it fails
+            (:class:`NoProgressError`). Transient failures (429, 503, a dropped connection,
+            a gateway's 5xx) are retried, slower and slower, until then; a permanent one
+            (400, 401, 403, 404, a redirect) fails the job at once.
+        batch_record_limit: Per-call records a job keeps for its report (the newest); the
+            counts are always over every call.
     """
 
     model_config = ConfigDict(
@@ -200,6 +207,8 @@ class EngineConfig(BaseModel):
     retry_budget_ratio: Annotated[float, Field(ge=0)] = 0.2
     request_timeout: Annotated[float, Field(gt=0, le=3600)] | None = None
     search_page_size: Annotated[int, Field(ge=1, le=500)] = 500
+    progress_timeout: Annotated[float, Field(gt=0, le=86_400)] = 300.0
+    batch_record_limit: Annotated[int, Field(ge=0, le=1_000_000)] = 1_000
 
     @model_validator(mode="before")
     @classmethod

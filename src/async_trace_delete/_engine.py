@@ -24,19 +24,27 @@ from anyio.abc import TaskGroup
 from pydantic import BaseModel, ConfigDict
 
 from ._batching import BatchSizer
+from ._calls import Caller, Counters, SharedState, StopRequested
 from ._client import TracesClient
 from ._concurrency import ConcurrencyController
 from ._config import ClientConfig, EngineConfig
 from ._events import Event, Hook, JobFinished
-from ._exceptions import EngineClosedError, GuardrailError, UsageError
-from ._jobs import JobRunner, SharedState
-from ._planning import PlanReport, count_remaining, plan_job
+from ._exceptions import (
+    ConflictingJobsError,
+    EngineClosedError,
+    GuardrailError,
+    MlflowApiError,
+    TraceDeleteError,
+    UsageError,
+)
+from ._jobs import JobRunner
+from ._planning import JobPlan, PlanReport, plan_job
 from ._reports import JobReport, JobState, RunReport
 from ._retry import RetryBudget
 from ._scheduler import Scheduler
 from ._specs import DeleteSpec, ResolvedSpec
 
-__all__ = ["Engine", "JobHandle", "JobStatus"]
+__all__ = ["Engine", "JobHandle", "JobStatus", "one_job_per_experiment"]
 
 _logger = logging.getLogger("async_trace_delete")
 
@@ -91,17 +99,18 @@ class JobHandle:
 
     @property
     def status(self) -> JobStatus:
-        """Deleted so far, calls, retries, current batch size and state."""
-        report = self._runner.report()
+        """Deleted so far, calls, retries, current batch size and state (O(1): no records)."""
+        runner = self._runner
+        counts = runner.counts
         return JobStatus(
-            label=report.label,
-            state=report.state,
-            deleted=report.deleted,
-            ambiguous=report.ambiguous,
-            calls=report.calls,
-            retries=report.retries,
-            batch_size=self._runner.current_batch_size,
-            elapsed=report.elapsed,
+            label=runner.label,
+            state=runner.state,
+            deleted=counts.deleted,
+            ambiguous=counts.ambiguous,
+            calls=counts.calls,
+            retries=counts.retries,
+            batch_size=runner.current_batch_size,
+            elapsed=runner.elapsed,
         )
 
     def report(self) -> JobReport:
@@ -109,12 +118,15 @@ class JobHandle:
         return self._runner.report()
 
     def stop(self) -> None:
-        """Stop gracefully: send no new call, let calls in flight finish and count them."""
-        self._runner.stopping = True
+        """Stop gracefully: send no new call, let calls in flight finish and count them.
+
+        Every wait of the job (backoff, ``Retry-After``, pauses, the gate) ends at once.
+        """
+        self._runner.stop()
 
     def cancel(self) -> None:
         """Cancel now, including calls in flight (reported as outcome unknown)."""
-        self._runner.stopping = True
+        self._runner.stop()
         self._cancel_requested = True
         if self._scope is not None:
             self._scope.cancel()
@@ -187,6 +199,7 @@ class Engine:
         self._shared: SharedState | None = None
         self._group: TaskGroup | None = None
         self._handles: list[JobHandle] = []
+        self._callers: list[Caller] = []
         self._stop_requested = False
 
     def __repr__(self) -> str:
@@ -283,13 +296,24 @@ class Engine:
     async def submit(self, spec: DeleteSpec) -> JobHandle:
         """Resolve a spec (experiment, cutoff, guardrails) and start it in the background.
 
+        At most one unfinished job per experiment: submitting the same selection again
+        while the first runs returns the first job's handle; a different one is refused.
+
         Raises:
             EngineClosedError: the engine is not open.
             NotFoundError: the experiment does not exist.
             GuardrailError: a guardrail refused the job (nothing was deleted).
+            ConflictingJobsError: an unfinished job of this engine deletes from the same
+                experiment with another selection.
         """
         shared = self._require_open()
-        resolved = await self._resolve(spec)
+        resolved = await self._resolve(spec, now_millis=self._wall_clock_ms())
+        for handle in self._handles:
+            if handle.done or handle.resolved.experiment_id != resolved.experiment_id:
+                continue
+            if handle.resolved.conflict_key() == resolved.conflict_key():
+                return handle
+            raise ConflictingJobsError(_conflict_message(handle.resolved, resolved))
         handle = JobHandle(self._runner(resolved, shared))
         self._handles.append(handle)
         assert self._group is not None
@@ -300,26 +324,30 @@ class Engine:
         """Run several jobs concurrently and return their reports.
 
         Every spec is resolved and checked first: if any is refused, nothing is deleted.
-        Cancelling the caller's scope cancels the jobs; their handles (``engine.jobs``) keep
-        the exact partial reports.
+        After names are resolved a run holds at most one job per experiment: identical
+        selections collapse into one job (the first label is kept), different ones are
+        refused (:class:`ConflictingJobsError`) before anything is sent. Cancelling the
+        caller's scope cancels the jobs; their handles (``engine.jobs``) keep the exact
+        partial reports.
 
         Args:
             specs: The jobs.
             verify: Count what each job matches on the server before it starts and after it
                 ends (by search), and report ``matched_before`` / ``verified_remaining``
-                beside the summed counts, which can overstate after an ambiguous call.
+                beside the summed counts, which can overstate after an ambiguous call. A
+                count that fails (or a stop before it) is reported as the job's
+                ``verification_error``; the run's counts are kept.
         """
         shared = self._require_open()
         spec_list = list(specs)
         if not spec_list:
             raise UsageError("run() needs at least one spec")
-        resolved = [await self._resolve(spec) for spec in spec_list]
+        now = self._wall_clock_ms()
+        resolved = one_job_per_experiment([await self._resolve(s, now) for s in spec_list])
         runners = [self._runner(item, shared) for item in resolved]
         if verify:
             for runner in runners:
-                runner.matched_before = await count_remaining(
-                    shared.client, runner.resolved, self._config.search_page_size
-                )
+                runner.matched_before = await self._verify_count(runner)
         handles = [JobHandle(runner) for runner in runners]
         self._handles.extend(handles)
         started = self._clock()
@@ -328,9 +356,8 @@ class Engine:
                 group.start_soon(handle._run)
         if verify:
             for runner in runners:
-                runner.verified_remaining = await count_remaining(
-                    shared.client, runner.resolved, self._config.search_page_size
-                )
+                if runner.verification_error is None:
+                    runner.verified_remaining = await self._verify_count(runner)
         return RunReport(
             jobs=tuple(handle.report() for handle in handles), elapsed=self._clock() - started
         )
@@ -339,18 +366,17 @@ class Engine:
         """Dry run: resolve and check every spec exactly as :meth:`run` does, then count
         what each would delete now (by search). No delete call is ever sent.
         """
-        shared = self._require_open()
-        plans = []
-        for spec in specs:
-            resolved = await self._resolve(spec)
-            plans.append(
-                await plan_job(
-                    shared.client,
-                    resolved,
-                    sample_size=sample_size,
-                    page_size=self._config.search_page_size,
-                )
+        now = self._wall_clock_ms()
+        resolved = one_job_per_experiment([await self._resolve(s, now) for s in specs])
+        plans: list[JobPlan] = [
+            await plan_job(
+                self._caller(item.label),
+                item,
+                sample_size=sample_size,
+                page_size=self._config.search_page_size,
             )
+            for item in resolved
+        ]
         return PlanReport(jobs=tuple(plans))
 
     def stop_all(self) -> None:
@@ -361,6 +387,8 @@ class Engine:
         self._stop_requested = True
         for handle in self._handles:
             handle.stop()
+        for caller in self._callers:
+            caller.stop()
 
     def cancel_all(self) -> None:
         """Cancel every job now (calls in flight are reported as outcome unknown)."""
@@ -375,8 +403,18 @@ class Engine:
 
     def _runner(self, resolved: ResolvedSpec, shared: SharedState) -> JobRunner:
         runner = JobRunner(resolved, shared)
-        runner.stopping = self._stop_requested
+        if self._stop_requested:
+            runner.stop()
         return runner
+
+    def _caller(self, label: str) -> Caller:
+        """A caller for the engine's own reads (lookups, plans), stopped with the engine."""
+        shared = self._require_open()
+        caller = Caller(shared, key=label, label=label, experiment_id=None, counts=Counters())
+        if self._stop_requested:
+            caller.stop()
+        self._callers.append(caller)
+        return caller
 
     def _require_open(self) -> SharedState:
         if self._state is not _EngineState.OPEN or self._shared is None:
@@ -386,28 +424,42 @@ class Engine:
             )
         return self._shared
 
-    async def _resolve(self, spec: DeleteSpec) -> ResolvedSpec:
-        shared = self._require_open()
-        client = shared.client
-        if spec.experiment_id is not None:
-            experiment = await client.get_experiment(spec.experiment_id)
-        else:
-            assert spec.experiment_name is not None
-            experiment = await client.get_experiment_by_name(spec.experiment_name)
-        resolved = spec.resolve(
-            now_millis=self._wall_clock_ms(), experiment_id=experiment.experiment_id
-        )
-        if spec.expect_at_most is not None:
-            plan = await plan_job(
-                client, resolved, sample_size=0, page_size=self._config.search_page_size
-            )
-            expected = plan.would_delete
-            if expected > spec.expect_at_most:
-                raise GuardrailError(
-                    f"expect_at_most: job {resolved.label!r} would delete {expected} traces, "
-                    f"more than the {spec.expect_at_most} expected; nothing was deleted"
+    async def _resolve(self, spec: DeleteSpec, now_millis: int) -> ResolvedSpec:
+        caller = self._caller(spec.label or spec.experiment)
+        client = self._require_open().client
+        try:
+            if spec.experiment_id is not None:
+                experiment_id = spec.experiment_id
+                experiment = await caller.read(lambda: client.get_experiment(experiment_id))
+            else:
+                name = spec.experiment_name
+                assert name is not None
+                experiment = await caller.read(lambda: client.get_experiment_by_name(name))
+            resolved = spec.resolve(now_millis=now_millis, experiment_id=experiment.experiment_id)
+            if spec.expect_at_most is not None:
+                plan = await plan_job(
+                    caller, resolved, sample_size=0, page_size=self._config.search_page_size
                 )
+                expected = plan.would_delete
+                if expected > spec.expect_at_most:
+                    raise GuardrailError(
+                        f"expect_at_most: job {resolved.label!r} would delete {expected} "
+                        f"traces, more than the {spec.expect_at_most} expected; nothing was "
+                        "deleted"
+                    )
+        except StopRequested:
+            raise _stopped_before_start(spec) from None
         return resolved
+
+    async def _verify_count(self, runner: JobRunner) -> int | None:
+        """Count what a job matches, for ``verify``; a failure is kept on the runner."""
+        try:
+            return await runner.count_matching(part_of_job=False)
+        except StopRequested:
+            runner.verification_error = "not verified: the run was stopped"
+        except (MlflowApiError, TraceDeleteError) as error:
+            runner.verification_error = f"{type(error).__name__}: {error}"
+        return None
 
     def _emit(self, event: Event) -> None:
         for hook in self._hooks:
@@ -415,3 +467,52 @@ class Engine:
                 hook(event)
             except Exception:  # a broken hook must not break a deletion
                 _logger.exception("event hook %r failed", hook)
+
+
+def _stopped_before_start(spec: DeleteSpec) -> TraceDeleteError:
+    return TraceDeleteError(
+        f"job {spec.label or spec.experiment!r}: the engine was stopped before it started; "
+        "nothing was deleted"
+    )
+
+
+def one_job_per_experiment(resolved: Sequence[ResolvedSpec]) -> list[ResolvedSpec]:
+    """Collapse identical jobs on one experiment; refuse different ones.
+
+    Raises:
+        ConflictingJobsError: two jobs select the same experiment differently.
+    """
+    kept: dict[str, ResolvedSpec] = {}
+    for item in resolved:
+        first = kept.get(item.experiment_id)
+        if first is None:
+            kept[item.experiment_id] = item
+        elif first.conflict_key() != item.conflict_key():
+            raise ConflictingJobsError(_conflict_message(first, item))
+    return list(kept.values())
+
+
+def _conflict_message(first: ResolvedSpec, second: ResolvedSpec) -> str:
+    return (
+        f"jobs {first.label!r} and {second.label!r} both delete from experiment "  # noqa: S608 - a message, not SQL
+        f"{first.experiment_id} with different selections ({_describe(first)} / "
+        f"{_describe(second)}); a run holds one job per experiment (two caps would add up, "
+        "two cutoff jobs would race): merge them into one job, or run them one after the "
+        "other; nothing was deleted"
+    )
+
+
+def _describe(resolved: ResolvedSpec) -> str:
+    spec = resolved.spec
+    parts: list[str] = [spec.mode]
+    if resolved.cutoff_millis is not None:
+        parts.append(f"cutoff {resolved.cutoff_millis}")
+    if spec.filter_string:
+        parts.append(f"filter {spec.filter_string!r}")
+    if spec.trace_ids is not None:
+        parts.append(f"{len(spec.trace_ids)} IDs")
+    if spec.max_traces is not None:
+        parts.append(f"max_traces {spec.max_traces}")
+    if spec.expect_at_most is not None:
+        parts.append(f"expect_at_most {spec.expect_at_most}")
+    return ", ".join(parts)

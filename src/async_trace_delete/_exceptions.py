@@ -10,8 +10,10 @@ exception ever escapes the client.
     TraceDeleteError
     ├── UsageError (also ValueError)       bad arguments, caught before any HTTP call
     ├── EngineClosedError                  submit() on an engine that is not open
-    ├── GuardrailError                     a safety guardrail refused the job before deleting
-    ├── RetryBudgetExhaustedError          the run-wide retry budget is spent
+    ├── GuardrailError                     a safety guardrail refused (or stopped) the job
+    ├── ConflictingJobsError (UsageError)  two jobs of one run on the same experiment
+    ├── NoProgressError                    transient failures, no progress for progress_timeout
+    ├── RetryBudgetExhaustedError          (no longer raised: a spent budget throttles)
     └── MlflowApiError                     anything the server (or the road to it) said
         ├── InvalidParameterError          400 INVALID_PARAMETER_VALUE (message kept)
         ├── NotFoundError                  404 / RESOURCE_DOES_NOT_EXIST
@@ -21,14 +23,21 @@ exception ever escapes the client.
         ├── ThrottledError                 429, with Retry-After parsed
         ├── ServerUnavailableError         503 (e.g. "database is locked"), Retry-After parsed
         ├── ServerError                    other 5xx
+        ├── RedirectError                  3xx (an SSO login page in front of MLflow): fail
+        ├── OutOfSelectionError            search answered a trace outside the job: fail
         ├── InvalidResponseError           a 2xx whose body is not the JSON we expect
         └── TransportError                 no HTTP answer at all
             ├── ConnectError               never reached the server: nothing was done
             └── RequestTimeoutError        sent, no answer in time: outcome unknown
 
 ``outcome_unknown`` is true when the server may have carried the request out although we
-never heard so (a read timeout, a connection dropped after sending, a 502/504 from a proxy).
-A delete that ends that way is reported as *ambiguous*, never counted as done or not done.
+never heard so: a read timeout, a connection dropped after sending, an unreadable 2xx, and
+every 5xx that is not MLflow's own JSON error (a 502/504 from a gateway, Envoy's plain-text
+503 "upstream connect error", an nginx HTML 500, Cloudflare's 520-524, a 599, an empty body):
+something in front of MLflow answered, and it may have lost the server's answer after the
+work was done. MLflow's own JSON errors (its handler caught the failure, the transaction
+rolled back) stay certain. A delete that ends in doubt is reported as *ambiguous*, never
+counted as done or not done, and counts against every cap.
 """
 
 from __future__ import annotations
@@ -36,14 +45,18 @@ from __future__ import annotations
 __all__ = [
     "AuthenticationError",
     "BatchTooLargeError",
+    "ConflictingJobsError",
     "ConnectError",
     "EngineClosedError",
     "GuardrailError",
     "InvalidParameterError",
     "InvalidResponseError",
     "MlflowApiError",
+    "NoProgressError",
     "NotFoundError",
+    "OutOfSelectionError",
     "PermissionDeniedError",
+    "RedirectError",
     "RequestTimeoutError",
     "RetryBudgetExhaustedError",
     "ServerError",
@@ -71,8 +84,37 @@ class GuardrailError(TraceDeleteError):
     """A safety guardrail refused a job before anything was deleted."""
 
 
+class ConflictingJobsError(UsageError):
+    """Two jobs of one run select the same experiment with different specs.
+
+    After names are resolved, a run holds at most one job per experiment: two caps on one
+    experiment would add up, and two cutoff jobs would race for the same oldest rows.
+    """
+
+
+class NoProgressError(TraceDeleteError):
+    """A job kept meeting transient failures and made no progress for ``progress_timeout``.
+
+    Attributes:
+        last_error: The failure that ended the job.
+        seconds: How long the job went without a successful call.
+    """
+
+    def __init__(
+        self, message: str, *, last_error: BaseException | None = None, seconds: float = 0.0
+    ) -> None:
+        super().__init__(message)
+        self.last_error = last_error
+        self.seconds = seconds
+
+
 class RetryBudgetExhaustedError(TraceDeleteError):
-    """The run-wide retry budget is spent: the server is too sick to keep trying."""
+    """Kept for compatibility; no longer raised.
+
+    A spent run-wide retry budget now slows every job down (shared rate, pauses) instead
+    of failing the run: backed-off, rate-limited retries are not a storm. A job fails on a
+    permanent error or on :class:`NoProgressError`.
+    """
 
     def __init__(self, message: str, *, last_error: BaseException | None = None) -> None:
         super().__init__(message)
@@ -179,6 +221,19 @@ class ServerUnavailableError(MlflowApiError):
 
 class ServerError(MlflowApiError):
     """Any other 5xx answer."""
+
+
+class RedirectError(MlflowApiError):
+    """3xx: something in front of MLflow redirects (an SSO login page). Never retried.
+
+    Redirects are not followed, so nothing reached MLflow; retrying would only meet the same
+    page again.
+    """
+
+
+class OutOfSelectionError(MlflowApiError):
+    """A search answered a trace the job must not delete (another experiment, or newer
+    than the job's cutoff): the answer is not MLflow's, so the job stops. Never retried."""
 
 
 class InvalidResponseError(MlflowApiError):

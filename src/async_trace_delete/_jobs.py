@@ -1,71 +1,50 @@
 """Job runners: the loops that turn one resolved spec into delete calls.
 
+Every call goes through the job's :class:`~._calls.Caller` (gate, retries, accounting).
+
 * cutoff — ``delete_traces(experiment, max_timestamp_millis, max_traces=batch)`` one call at a
   time (parallel cutoff calls on one experiment race for the same oldest rows), until a call
-  deletes fewer than it asked for or the job's cap is reached. The last call asks only for
-  what is left of the cap, counting possibly-deleted (ambiguous) traces as deleted, so the
-  cap can never be passed;
+  deletes fewer than it asked for or the job's cap is reached. Every call asks only for what
+  is left of the cap, counting possibly-deleted (ambiguous) traces as deleted, so the cap can
+  never be passed;
 * IDs — chunks of IDs (sized by the shared ID sizer) deleted by up to ``max_concurrency``
   workers; deleting by ID is idempotent, so a retry after a lost answer is exact;
 * matching — search pages (oldest first) stream into ID chunks. MLflow's page token is an
   offset, so deleting while paging forward would skip rows: the producer walks by timestamp
   instead (``timestamp_ms >= last seen``, skipping IDs it already queued at that boundary),
   which lets it fetch the next page while the previous one is being deleted, with memory
-  flat in the number of matches.
+  flat in the number of matches. Every trace a page answers is checked on the client too
+  (its experiment, ``timestamp_ms <= bound``): a proxy's or a cache's wrong answer stops the
+  job instead of feeding the deleters.
+
+The cap of a job is the smaller of ``max_traces`` and ``expect_at_most``: a guardrail is a
+hard cap while deleting, not only a count before. When ``expect_at_most`` is what stopped a
+job and traces still match, the job fails with :class:`GuardrailError`.
+
+When one part of an ID or matching job fails, the job is *halted*: nothing new is sent, the
+calls in flight finish and are counted, then the first failure is raised.
 """
 
 from __future__ import annotations
 
-import math
 from collections.abc import Awaitable, Callable, Sequence
-from dataclasses import dataclass, field
 
 import anyio
 from anyio.abc import ObjectReceiveStream, ObjectSendStream
 
-from ._batching import BatchSizer, Outcome
-from ._client import TracesClient
-from ._config import EngineConfig
-from ._events import BatchDeleted, BatchSizeChanged, Event, JobStarted, RetryScheduled
-from ._exceptions import MlflowApiError, RetryBudgetExhaustedError, TraceDeleteError
-from ._reports import BatchRecord, JobReport, JobState
-from ._retry import RetryBudget, RetryDecision, classify, compute_backoff, outcome_for, should_retry
-from ._scheduler import Scheduler
+from ._calls import Caller, Counters, Delete, Doubt, SharedState, StopRequested
+from ._client import TracePage
+from ._events import JobStarted
+from ._exceptions import GuardrailError, MlflowApiError, OutOfSelectionError, TraceDeleteError
+from ._planning import count_remaining
+from ._reports import JobReport, JobState
+from ._retry import RetryDecision, classify
 from ._specs import ResolvedSpec
 
 __all__ = ["JobRunner", "SharedState"]
 
 _CHUNK_QUEUE = 2  # chunks buffered between the search producer and the deleters
 _MAX_STALLED_PAGES = 3
-
-
-@dataclass
-class SharedState:
-    """What all jobs of one engine share: the server's client, gate and learnt sizes."""
-
-    config: EngineConfig
-    client: TracesClient
-    scheduler: Scheduler
-    cutoff_sizer: BatchSizer
-    id_sizer: BatchSizer
-    budget: RetryBudget
-    clock: Callable[[], float]
-    sleep: Callable[[float], Awaitable[None]]
-    random: Callable[[], float]
-    emit: Callable[[Event], None]
-    opened_at: float
-
-
-@dataclass
-class _Counters:
-    deleted: int = 0
-    ambiguous: int = 0
-    ambiguous_calls: int = 0
-    not_found: int = 0
-    calls: int = 0
-    retries: int = 0
-    errors: list[str] = field(default_factory=list)
-    batches: list[BatchRecord] = field(default_factory=list)
 
 
 class JobRunner:
@@ -75,13 +54,20 @@ class JobRunner:
         self.resolved = resolved
         self.shared = shared
         self.state = JobState.PENDING
-        self.counts = _Counters()
+        self.counts = Counters(record_limit=shared.config.batch_record_limit)
+        self.caller = Caller(
+            shared,
+            key=self,
+            label=resolved.label,
+            experiment_id=resolved.experiment_id,
+            counts=self.counts,
+        )
         self.error: BaseException | None = None
-        self.stopping = False
         self.started_at: float | None = None
         self.finished_at: float | None = None
         self.matched_before: int | None = None
         self.verified_remaining: int | None = None
+        self.verification_error: str | None = None
         self._chunks_pending = 0  # chunks queued or being deleted (ID and matching jobs)
         self._idle = anyio.Event()
         self._idle.set()
@@ -92,21 +78,33 @@ class JobRunner:
         return self.resolved.label
 
     @property
+    def stopping(self) -> bool:
+        """True once a stop was asked for."""
+        return self.caller.stopped
+
+    def stop(self) -> None:
+        """Send nothing new, wake every wait; calls in flight finish and are counted."""
+        self.caller.stop()
+
+    @property
     def current_batch_size(self) -> int:
         """The size the next call of this job would ask for."""
         if self.resolved.spec.mode == "cutoff":
             return self.shared.cutoff_sizer.size
         return self.shared.id_sizer.size
 
+    @property
+    def elapsed(self) -> float:
+        """Seconds the job has run (so far, or in all)."""
+        if self.started_at is None:
+            return 0.0
+        end = self.finished_at if self.finished_at is not None else self.shared.clock()
+        return end - self.started_at
+
     def report(self) -> JobReport:
-        """A frozen snapshot of the job."""
+        """A frozen snapshot of the job (records and error texts: the newest are kept)."""
         spec = self.resolved.spec
         counts = self.counts
-        if self.started_at is None:
-            elapsed = 0.0
-        else:
-            end = self.finished_at if self.finished_at is not None else self.shared.clock()
-            elapsed = end - self.started_at
         return JobReport(
             label=self.label,
             experiment_id=self.resolved.experiment_id,
@@ -122,12 +120,15 @@ class JobRunner:
             calls=counts.calls,
             retries=counts.retries,
             errors=tuple(counts.errors),
+            errors_dropped=counts.errors_total - len(counts.errors),
             error=str(self.error) if self.error is not None else None,
             error_type=type(self.error).__name__ if self.error is not None else None,
             batches=tuple(counts.batches),
-            elapsed=elapsed,
+            batches_dropped=counts.batches_total - len(counts.batches),
+            elapsed=self.elapsed,
             matched_before=self.matched_before,
             verified_remaining=self.verified_remaining,
+            verification_error=self.verification_error,
         )
 
     async def run(self) -> None:
@@ -135,6 +136,7 @@ class JobRunner:
         shared = self.shared
         self.state = JobState.RUNNING
         self.started_at = shared.clock()
+        self.caller.last_progress = self.started_at
         shared.emit(
             JobStarted(
                 job=self.label,
@@ -153,10 +155,18 @@ class JobRunner:
         else:
             await self._delete_id_stream(self._produce_matching_chunks)
 
+    async def count_matching(self, *, part_of_job: bool) -> int:
+        """How many traces the job still matches on the server (its cap ignored)."""
+        return await count_remaining(
+            _Searcher(self.caller, part_of_job),
+            self.resolved,
+            self.shared.config.search_page_size,
+        )
+
     # -- cutoff ---------------------------------------------------------------------------
 
     def _cap_left(self) -> int | None:
-        cap = self.resolved.spec.max_traces
+        cap = self.resolved.cap
         if cap is None:
             return None
         return cap - self.counts.deleted - self.counts.ambiguous
@@ -167,20 +177,16 @@ class JobRunner:
         cutoff = self.resolved.cutoff_millis
         assert cutoff is not None
         experiment_id = self.resolved.experiment_id
-        attempt = 0
-        first_try_at = 0.0
-        while not self.stopping:
+
+        def build() -> Delete | None:
             size = sizer.size
             left = self._cap_left()
             if left is not None:
                 size = min(size, left)
             if size <= 0:
-                return
-            if attempt == 0:
-                first_try_at = shared.clock()
-            attempt += 1
+                return None
 
-            def request(size: int = size) -> Awaitable[int]:
+            def request() -> Awaitable[int]:
                 return shared.client.delete_traces(
                     experiment_id,
                     max_timestamp_millis=cutoff,
@@ -188,22 +194,59 @@ class JobRunner:
                     request_timeout=shared.config.request_timeout,
                 )
 
+            # Not idempotent: every lost answer may have deleted up to `size` more.
+            return Delete(request, size, sizer, Doubt(self.counts, size, idempotent=False))
+
+        while not self.stopping:
             try:
-                deleted = await self._call(size, attempt, sizer, request)
-            except _StopRequested:
+                answer = await self.caller.delete(build)
+            except StopRequested:
                 return
             except MlflowApiError as error:
-                decision = classify(error)
-                if decision is RetryDecision.SHRINK and size > sizer.min_size:
-                    attempt = 0  # a smaller call is a new call, not a retry
-                    continue
-                if decision is not RetryDecision.RETRY:
-                    raise
-                await self._back_off(error, attempt, first_try_at)
-                continue
-            attempt = 0
-            if deleted < size:
+                requested = error.batch_size or 0
+                smaller = sizer.min_size < requested and sizer.size < requested
+                if classify(error) is RetryDecision.SHRINK and smaller:
+                    continue  # the sizer learnt the ceiling: a smaller call is a new call
+                raise
+            if answer is None:
+                await self._check_guardrail_cap()
+                return
+            deleted, requested = answer
+            if deleted < requested:
                 return  # drained: nothing older than the cutoff is left
+
+    @property
+    def _guard(self) -> int | None:
+        """``expect_at_most`` when it is the job's binding cap (below ``max_traces``)."""
+        spec = self.resolved.spec
+        guard = spec.expect_at_most
+        if guard is None or (spec.max_traces is not None and spec.max_traces <= guard):
+            return None  # max_traces is the cap: reaching it is the job's end, not a refusal
+        return guard
+
+    async def _check_guardrail_cap(self) -> None:
+        """The cap is reached; if ``expect_at_most`` set it and traces still match, fail."""
+        guard = self._guard
+        if guard is None:
+            return
+        try:
+            page = await self.caller.search_traces(
+                self.resolved.experiment_id,
+                filter_string=self.resolved.search_filter() or None,
+                max_results=1,
+            )
+        except StopRequested:
+            return
+        if page.traces:
+            self._raise_guardrail(guard)
+
+    def _raise_guardrail(self, guard: int) -> None:
+        counts = self.counts
+        raise GuardrailError(
+            f"expect_at_most: job {self.label!r} reached its limit of {guard} traces "
+            f"({counts.deleted} deleted, {counts.ambiguous} possibly deleted) and more still "
+            "match (written during the run?); it stopped there"
+        )
 
     # -- IDs and matching -------------------------------------------------------------------
 
@@ -211,31 +254,38 @@ class JobRunner:
         self, produce: Callable[[ObjectSendStream[list[str]]], Awaitable[None]]
     ) -> None:
         send, receive = anyio.create_memory_object_stream[list[str]](_CHUNK_QUEUE)
-        try:
-            async with anyio.create_task_group() as group:
+        async with anyio.create_task_group() as group:
 
-                async def producer() -> None:
-                    async with send:
+            async def producer() -> None:
+                async with send:
+                    try:
                         await produce(send)
+                    except StopRequested:
+                        pass
+                    except Exception as error:
+                        self.caller.halt(error)
 
-                group.start_soon(producer)
-                for _ in range(self.shared.config.max_concurrency):
-                    group.start_soon(self._chunk_worker, receive.clone())
-                receive.close()
-        except ExceptionGroup as group_error:
-            # Report the typed error that failed the job, not the task group's wrapper.
-            first, *others = _leaves(group_error)
-            self.counts.errors.extend(f"{type(error).__name__}: {error}" for error in others)
-            raise first from None
+            group.start_soon(producer)
+            for _ in range(self.shared.config.max_concurrency):
+                group.start_soon(self._chunk_worker, receive.clone())
+            receive.close()
+        failure = self.caller.failure
+        if failure is not None:
+            raise failure
 
     async def _chunk_worker(self, receive: ObjectReceiveStream[list[str]]) -> None:
         async with receive:
             async for chunk in receive:
                 try:
-                    if not self.stopping:  # once stopping, drain without deleting
-                        await self._delete_chunk(chunk)
-                except _StopRequested:
+                    if not (self.stopping or self.caller.halted):  # drain without deleting
+                        await self._delete_chunk(
+                            chunk, Doubt(self.counts, len(chunk), idempotent=True)
+                        )
+                except StopRequested:
                     pass
+                except Exception as error:
+                    # Halt the job; the other workers' calls in flight finish and are counted.
+                    self.caller.halt(error)
                 finally:
                     self._chunks_pending -= 1
                     if self._chunks_pending == 0:
@@ -252,32 +302,52 @@ class JobRunner:
         self, trace_ids: Sequence[str], send: ObjectSendStream[list[str]]
     ) -> None:
         position = 0
-        while position < len(trace_ids) and not self.stopping:
+        while position < len(trace_ids) and not (self.stopping or self.caller.halted):
             size = min(self.shared.id_sizer.size, self.shared.config.max_id_chunk)
             await self._send_chunk(send, list(trace_ids[position : position + size]))
             position += size
 
     async def _produce_matching_chunks(self, send: ObjectSendStream[list[str]]) -> None:
         shared = self.shared
-        base_filter = self.resolved.search_filter()
+        resolved = self.resolved
+        base_filter = resolved.search_filter()
         page_size = shared.config.search_page_size
         boundary_ts: int | None = None
         boundary_ids: set[str] = set()
         queued = 0
         stalled = 0
-        cap = self.resolved.spec.max_traces
-        while not self.stopping:
-            if cap is not None and queued >= cap:
-                return
+        cap = resolved.cap
+        while not (self.stopping or self.caller.halted):
             clauses = [base_filter] if base_filter else []
             if boundary_ts is not None:
                 clauses.append(f"timestamp_ms >= {boundary_ts}")
-            page = await self._search_with_retry(" AND ".join(clauses), page_size)
-            fresh = [trace for trace in page if trace.trace_id not in boundary_ids]
-            if cap is not None:
+            page = await self.caller.search_traces(
+                resolved.experiment_id,
+                filter_string=" AND ".join(clauses) or None,
+                max_results=page_size,
+            )
+            for trace in page.traces:
+                if not resolved.selects(trace.experiment_id, trace.timestamp_ms):
+                    raise OutOfSelectionError(
+                        f"search answered trace {trace.trace_id!r} (experiment "
+                        f"{trace.experiment_id}, timestamp_ms {trace.timestamp_ms}), which "
+                        f"job {self.label!r} must not delete (experiment "
+                        f"{resolved.experiment_id}, timestamp_ms <= {resolved.bound_millis}); "
+                        "the answer is not MLflow's (a proxy or a cache?), stopping",
+                        experiment_id=resolved.experiment_id,
+                    )
+            fresh = [trace for trace in page.traces if trace.trace_id not in boundary_ids]
+            if cap is not None and queued + len(fresh) > cap:
                 fresh = fresh[: cap - queued]
+                await self._queue(send, [trace.trace_id for trace in fresh])
+                queued += len(fresh)
+                guard = self._guard
+                if guard is not None:
+                    await self._idle.wait()  # let what was queued be deleted and counted
+                    self._raise_guardrail(guard)
+                return
             if not fresh:
-                if len(page) < page_size:
+                if len(page.traces) < page_size:
                     return  # nothing new and no more pages: every match has been queued
                 # A whole page of already-queued IDs at one timestamp: let them be deleted,
                 # then look again from the same boundary.
@@ -285,7 +355,7 @@ class JobRunner:
                 if stalled > _MAX_STALLED_PAGES:
                     raise TraceDeleteError(
                         f"search keeps returning traces that deleting did not remove "
-                        f"(experiment {self.resolved.experiment_id}); stopping"
+                        f"(experiment {resolved.experiment_id}); stopping"
                     )
                 await self._idle.wait()
                 boundary_ids.clear()
@@ -296,269 +366,62 @@ class JobRunner:
                 boundary_ids = set()
                 boundary_ts = last_ts
             boundary_ids.update(t.trace_id for t in fresh if t.timestamp_ms == last_ts)
-            ids = [trace.trace_id for trace in fresh]
-            queued += len(ids)
-            size = min(shared.id_sizer.size, shared.config.max_id_chunk)
-            for start in range(0, len(ids), size):
-                await self._send_chunk(send, ids[start : start + size])
-            if len(page) < page_size and len(fresh) == len(page):
+            await self._queue(send, [trace.trace_id for trace in fresh])
+            queued += len(fresh)
+            if len(page.traces) < page_size and len(fresh) == len(page.traces):
                 return
 
-    async def _search_with_retry(self, filter_string: str, page_size: int) -> list[_Found]:
-        shared = self.shared
-        attempt = 0
-        first_try_at = shared.clock()
-        while True:
-            attempt += 1
-            try:
-                page = await shared.client.search_traces(
-                    self.resolved.experiment_id,
-                    filter_string=filter_string or None,
-                    max_results=page_size,
-                )
-            except MlflowApiError as error:
-                if classify(error) is not RetryDecision.RETRY:
-                    raise
-                await self._back_off(error, attempt, first_try_at, requested=0)
-                continue
-            return [_Found(t.trace_id, t.timestamp_ms) for t in page.traces]
+    async def _queue(self, send: ObjectSendStream[list[str]], ids: list[str]) -> None:
+        size = min(self.shared.id_sizer.size, self.shared.config.max_id_chunk)
+        for start in range(0, len(ids), size):
+            await self._send_chunk(send, ids[start : start + size])
 
-    async def _delete_chunk(self, chunk: list[str], *, in_doubt: bool = False) -> None:
+    async def _delete_chunk(self, chunk: list[str], doubt: Doubt) -> None:
         """Delete one chunk of IDs, retrying; split it if the server says it is too large.
 
-        ``in_doubt``: an earlier, unanswered call over these IDs may have deleted them; the
-        chunk starts counted as ambiguous and its answer settles how many really were.
+        ``doubt`` settles what lost answers may have deleted: a chunk is ambiguous once,
+        however many of its attempts went unanswered, and a split hands that on to the
+        halves, which settle their own parts.
         """
         shared = self.shared
-        sizer = shared.id_sizer
         experiment_id = self.resolved.experiment_id
-        attempt = 0
-        first_try_at = shared.clock()
-        ambiguous_added = 0
-        if in_doubt:
-            ambiguous_added = len(chunk)
-            self.counts.ambiguous += ambiguous_added
-        while True:
-            attempt += 1
 
-            def request() -> Awaitable[int]:
-                return shared.client.delete_traces(
-                    experiment_id, trace_ids=chunk, request_timeout=shared.config.request_timeout
-                )
+        def request() -> Awaitable[int]:
+            return shared.client.delete_traces(
+                experiment_id, trace_ids=chunk, request_timeout=shared.config.request_timeout
+            )
 
-            try:
-                deleted = await self._call(len(chunk), attempt, sizer, request, trace_ids=chunk)
-            except MlflowApiError as error:
-                if error.outcome_unknown:
-                    if ambiguous_added:
-                        # Deleting by ID is idempotent: a chunk is ambiguous once, however
-                        # many of its attempts went unanswered (_call counted this one too).
-                        self.counts.ambiguous -= len(chunk)
-                    ambiguous_added = len(chunk)
-                decision = classify(error)
-                if decision is RetryDecision.SHRINK and len(chunk) > 1:
-                    # The halves inherit the doubt (and its count) and settle it themselves.
-                    self.counts.ambiguous -= ambiguous_added
-                    doubt = ambiguous_added > 0
-                    half = math.ceil(len(chunk) / 2)
-                    await self._delete_chunk(chunk[:half], in_doubt=doubt)
-                    await self._delete_chunk(chunk[half:], in_doubt=doubt)
-                    return
-                if decision is not RetryDecision.RETRY:
-                    raise
-                await self._back_off(error, attempt, first_try_at)
-                continue
-            self._settle_ambiguity(ambiguous_added, deleted, len(chunk))
-            return
-
-    def _settle_ambiguity(self, ambiguous_added: int, deleted: int, size: int) -> None:
-        """Deleting by ID is idempotent: a later answer narrows what a lost one may have done."""
-        counts = self.counts
-        if ambiguous_added:
-            # The IDs the retry still found were not deleted by the lost call.
-            counts.ambiguous -= ambiguous_added
-            counts.ambiguous += size - deleted
-        else:
-            counts.not_found += size - deleted
-
-    # -- one call -----------------------------------------------------------------------------
-
-    async def _call(
-        self,
-        requested: int,
-        attempt: int,
-        sizer: BatchSizer,
-        request: Callable[[], Awaitable[int]],
-        *,
-        trace_ids: Sequence[str] | None = None,
-    ) -> int:
-        """Send one delete through the scheduler; record it; return how many it deleted."""
-        shared = self.shared
-        counts = self.counts
-        async with shared.scheduler.slot(self):
-            await shared.scheduler.pace()
-            if self.stopping:
-                raise _StopRequested  # stopped while waiting for the gate: send nothing
-            started = shared.clock()
-            counts.calls += 1
-            try:
-                deleted = await request()
-            except MlflowApiError as error:
-                latency = shared.clock() - started
-                outcome = outcome_for(error)
-                self._record(started, requested, None, latency, attempt, outcome, error)
-                if error.outcome_unknown:
-                    counts.ambiguous += requested
-                    counts.ambiguous_calls += 1
-                counts.errors.append(f"{type(error).__name__}: {error}")
-                if outcome is not None:
-                    self._observe(sizer, requested, None, latency, outcome)
-                    shared.scheduler.record(deleted=0, latency=latency, outcome=outcome)
+        operation = Delete(request, len(chunk), shared.id_sizer, doubt, trace_ids=chunk)
+        try:
+            await self.caller.delete(lambda: operation)  # the same IDs every attempt
+        except MlflowApiError as error:
+            if classify(error) is not RetryDecision.SHRINK or len(chunk) == 1:
                 raise
-            except BaseException:
-                # Cancelled while in flight: the server may finish the call anyway.
-                latency = shared.clock() - started
-                counts.ambiguous += requested
-                counts.ambiguous_calls += 1
-                self._record(started, requested, None, latency, attempt, None, "cancelled")
-                raise
-            latency = shared.clock() - started
-            counts.deleted += deleted
-            shared.budget.record_success()
-            self._record(started, requested, deleted, latency, attempt, Outcome.OK, None)
-            self._observe(sizer, requested, deleted, latency, Outcome.OK)
-            shared.scheduler.record(
-                deleted=deleted,
-                latency=latency,
-                outcome=Outcome.OK,
-                quiet_gap=shared.config.sleep_coefficient * latency,
-            )
-            shared.emit(
-                BatchDeleted(
-                    job=self.label,
-                    experiment_id=self.resolved.experiment_id,
-                    requested=requested,
-                    deleted=deleted,
-                    latency=latency,
-                    attempt=attempt,
-                    total_deleted=counts.deleted,
-                    at=shared.clock() - shared.opened_at,
-                    trace_ids=tuple(trace_ids) if trace_ids is not None else None,
-                )
-            )
-            return deleted
+            half = (len(chunk) + 1) // 2
+            first, second = doubt.split(half)
+            await self._delete_chunk(chunk[:half], first)
+            await self._delete_chunk(chunk[half:], second)
 
-    def _record(
-        self,
-        started: float,
-        requested: int,
-        deleted: int | None,
-        latency: float,
-        attempt: int,
-        outcome: Outcome | None,
-        error: BaseException | str | None,
-    ) -> None:
-        if outcome is not None:
-            kind = outcome.value
-        elif isinstance(error, str):
-            kind = error
-        else:
-            kind = type(error).__name__ if error is not None else "error"
-        unknown = (
-            isinstance(error, MlflowApiError) and error.outcome_unknown
-        ) or error == "cancelled"
-        self.counts.batches.append(
-            BatchRecord(
-                started_at=started - self.shared.opened_at,
-                requested=requested,
-                deleted=deleted,
-                latency=latency,
-                attempt=attempt,
-                outcome=kind,
-                outcome_unknown=unknown,
-            )
-        )
 
-    def _observe(
-        self,
-        sizer: BatchSizer,
-        requested: int,
-        deleted: int | None,
-        latency: float,
-        outcome: Outcome,
-    ) -> None:
-        old = sizer.size
-        new = sizer.observe(requested=requested, deleted=deleted, latency=latency, outcome=outcome)
-        if new != old:
-            scope = "cutoff" if sizer is self.shared.cutoff_sizer else "ids"
-            self.shared.emit(
-                BatchSizeChanged(
-                    scope=scope,
-                    old=old,
-                    new=new,
-                    reason=outcome.value,
-                    at=self.shared.clock() - self.shared.opened_at,
-                )
-            )
+class _Searcher:
+    """The job's gated, retried search, in the shape the planner reads."""
 
-    async def _back_off(
+    def __init__(self, caller: Caller, part_of_job: bool) -> None:
+        self._caller = caller
+        self._part_of_job = part_of_job
+
+    async def search_traces(
         self,
-        error: MlflowApiError,
-        attempt: int,
-        first_try_at: float,
+        experiment_id: str,
         *,
-        requested: int | None = None,
-    ) -> None:
-        """Wait before retrying, or raise when the policy or the run's budget says stop."""
-        shared = self.shared
-        policy = shared.config.retry
-        delay = compute_backoff(
-            policy, attempt, random_value=shared.random(), retry_after=error.retry_after
+        filter_string: str | None = None,
+        max_results: int = 500,
+        page_token: str | None = None,
+    ) -> TracePage:
+        return await self._caller.search_traces(
+            experiment_id,
+            filter_string=filter_string,
+            max_results=max_results,
+            page_token=page_token,
+            part_of_job=self._part_of_job,
         )
-        elapsed = shared.clock() - first_try_at
-        if not should_retry(policy, attempt=attempt, elapsed=elapsed, next_delay=delay):
-            raise error
-        if not shared.budget.try_spend():
-            raise RetryBudgetExhaustedError(
-                f"the run's retry budget is spent ({shared.budget.retries} retries); "
-                f"last error: {error}",
-                last_error=error,
-            ) from error
-        self.counts.retries += 1
-        if outcome_for(error) in (Outcome.THROTTLED, Outcome.UNAVAILABLE):
-            shared.scheduler.push_back(job=self.label, retry_after=error.retry_after, pause=delay)
-        shared.emit(
-            RetryScheduled(
-                job=self.label,
-                experiment_id=self.resolved.experiment_id,
-                requested=(error.batch_size or 0) if requested is None else requested,
-                attempt=attempt,
-                delay=delay,
-                error=str(error),
-                error_type=type(error).__name__,
-                outcome_unknown=error.outcome_unknown,
-                at=shared.clock() - shared.opened_at,
-            )
-        )
-        await shared.sleep(delay)
-
-
-class _StopRequested(Exception):
-    """The job was stopped while a call waited for the gate; the call was not sent."""
-
-
-def _leaves(group: BaseExceptionGroup[Exception]) -> list[Exception]:
-    """The non-group exceptions inside ``group``, depth first."""
-    leaves: list[Exception] = []
-    for error in group.exceptions:
-        if isinstance(error, BaseExceptionGroup):
-            leaves.extend(_leaves(error))
-        else:
-            leaves.append(error)
-    return leaves
-
-
-@dataclass(frozen=True, slots=True)
-class _Found:
-    trace_id: str
-    timestamp_ms: int

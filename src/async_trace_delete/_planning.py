@@ -11,13 +11,51 @@ from __future__ import annotations
 import functools
 import heapq
 from collections.abc import AsyncIterator, Sequence
+from typing import Protocol
 
 from pydantic import BaseModel, ConfigDict
 
-from ._client import TracesClient, TraceSummary
+from ._client import TracePage, TraceSummary
 from ._specs import JobMode, ResolvedSpec
 
-__all__ = ["JobPlan", "PlanReport", "SampleTrace", "count_remaining", "plan_job"]
+__all__ = [
+    "JobPlan",
+    "PlanReport",
+    "SampleTrace",
+    "TraceSearcher",
+    "count_remaining",
+    "plan_job",
+]
+
+
+class TraceSearcher(Protocol):
+    """Fetches one search page: a :class:`TracesClient`, or the engine's gated, retried
+    caller (which is what the engine's plans and verification use)."""
+
+    async def search_traces(
+        self,
+        experiment_id: str,
+        *,
+        filter_string: str | None = None,
+        max_results: int = 500,
+        page_token: str | None = None,
+    ) -> TracePage: ...
+
+
+async def _iter_traces(
+    searcher: TraceSearcher, experiment_id: str, filter_string: str | None, page_size: int
+) -> AsyncIterator[TraceSummary]:
+    token: str | None = None
+    while True:
+        page = await searcher.search_traces(
+            experiment_id, filter_string=filter_string, max_results=page_size, page_token=token
+        )
+        for trace in page.traces:
+            yield trace
+        token = page.next_page_token
+        if not token or not page.traces:
+            return
+
 
 _ID_QUERY_CHUNK = 100  # IDs per `request_id IN (...)` search
 
@@ -92,14 +130,12 @@ class PlanReport(BaseModel):
 
 
 async def _matching(
-    client: TracesClient, resolved: ResolvedSpec, page_size: int
+    client: TraceSearcher, resolved: ResolvedSpec, page_size: int
 ) -> AsyncIterator[TraceSummary]:
     spec = resolved.spec
     if spec.trace_ids is None:
-        async for trace in client.iter_traces(
-            resolved.experiment_id,
-            filter_string=resolved.search_filter() or None,
-            page_size=page_size,
+        async for trace in _iter_traces(
+            client, resolved.experiment_id, resolved.search_filter() or None, page_size
         ):
             yield trace
         return
@@ -107,14 +143,14 @@ async def _matching(
     for start in range(0, len(ids), _ID_QUERY_CHUNK):
         chunk = ids[start : start + _ID_QUERY_CHUNK]
         quoted = ", ".join("'" + trace_id.replace("'", "''") + "'" for trace_id in chunk)
-        async for trace in client.iter_traces(
-            resolved.experiment_id, filter_string=f"request_id IN ({quoted})", page_size=page_size
+        async for trace in _iter_traces(
+            client, resolved.experiment_id, f"request_id IN ({quoted})", page_size
         ):
             yield trace
 
 
 async def plan_job(
-    client: TracesClient, resolved: ResolvedSpec, *, sample_size: int = 10, page_size: int = 500
+    client: TraceSearcher, resolved: ResolvedSpec, *, sample_size: int = 10, page_size: int = 500
 ) -> JobPlan:
     """Count exactly what ``resolved`` would delete now, with a sample. Sends no delete."""
     spec = resolved.spec
@@ -158,7 +194,7 @@ async def plan_job(
 
 
 async def count_remaining(
-    client: TracesClient, resolved: ResolvedSpec, page_size: int = 500
+    client: TraceSearcher, resolved: ResolvedSpec, page_size: int = 500
 ) -> int:
     """How many traces the spec still matches on the server (ignoring its cap)."""
     count = 0

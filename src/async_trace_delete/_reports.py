@@ -60,7 +60,15 @@ class BatchRecord(BaseModel):
 
 
 class JobReport(BaseModel):
-    """The final (or current) account of one job."""
+    """The final (or current) account of one job.
+
+    ``batches`` and ``errors`` keep the newest records (``EngineConfig.batch_record_limit``
+    calls, 100 error texts); ``batches_dropped`` / ``errors_dropped`` say how many older ones
+    were let go. The counts are always over every call.
+
+    ``verification_error`` is set when ``run(verify=True)`` could not count (a search failed,
+    or the run was stopped first): the counts above still stand, only the check is missing.
+    """
 
     model_config = ConfigDict(frozen=True, extra="forbid")
 
@@ -84,6 +92,9 @@ class JobReport(BaseModel):
     elapsed: float
     matched_before: int | None = None
     verified_remaining: int | None = None
+    verification_error: str | None = None
+    batches_dropped: int = 0
+    errors_dropped: int = 0
 
     @property
     def batch_sizes(self) -> tuple[int, ...]:
@@ -111,8 +122,12 @@ class JobReport(BaseModel):
 
     @property
     def ok(self) -> bool:
-        """True when the job completed with every count confirmed."""
-        return self.state is JobState.COMPLETED and self.ambiguous == 0
+        """True when the job completed with every count confirmed (and verified, if asked)."""
+        return (
+            self.state is JobState.COMPLETED
+            and self.ambiguous == 0
+            and self.verification_error is None
+        )
 
 
 class RunReport(BaseModel):
@@ -147,6 +162,11 @@ class RunReport(BaseModel):
     def failed(self) -> tuple[JobReport, ...]:
         """The jobs that failed."""
         return tuple(job for job in self.jobs if job.state is JobState.FAILED)
+
+    @property
+    def verification_failed(self) -> tuple[JobReport, ...]:
+        """The jobs whose verification could not be done (``verification_error``)."""
+        return tuple(job for job in self.jobs if job.verification_error is not None)
 
     @property
     def ok(self) -> bool:

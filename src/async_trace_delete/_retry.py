@@ -10,13 +10,14 @@ pure).
 * :func:`compute_backoff` is exponential backoff with *full jitter*, ``uniform(0, min(cap,
   base * multiplier ** (attempt - 1)))``, from the AWS Architecture Blog's "Exponential
   Backoff And Jitter" (2015): of the schemes compared there it spreads competing clients best
-  for the least total work. A server's ``Retry-After`` is a floor, honoured up to
-  ``max_retry_after``.
-* :func:`should_retry` bounds one call's retries by attempts and by elapsed time.
-* :class:`RetryBudget` bounds retries across the whole run, so a sick server is not hammered
-  by every job at once: retries may be at most ``initial + ratio * successes``. This is
-  Finagle's ``RetryBudget`` and gRPC's retry throttling, without their time decay (a run is
-  short, and no clock is allowed here).
+  for the least total work. A server's ``Retry-After`` (honoured up to ``max_retry_after``)
+  is a floor the jitter is added *above*, so clients told the same ``Retry-After`` do not
+  come back in lock-step.
+* :func:`should_retry` bounds one call's retries by attempts and by elapsed time, when the
+  policy sets them (by default it does not: the engine bounds a job by its progress instead).
+* :class:`RetryBudget` counts retries across the whole run against ``initial + ratio *
+  successes`` (Finagle's ``RetryBudget``, gRPC's retry throttling, without their time decay).
+  A spent budget does not fail the run: the engine slows every job down instead.
 """
 
 from __future__ import annotations
@@ -62,8 +63,10 @@ class RetryPolicy(BaseModel):
     """How one delete call is retried.
 
     Attributes:
-        max_attempts: Attempts per call, including the first.
-        max_elapsed: Seconds one call may take across all its attempts and waits.
+        max_attempts: Attempts per call, including the first; ``None`` (the default): no
+            limit, the job is bounded by ``EngineConfig.progress_timeout`` instead.
+        max_elapsed: Seconds one call may take across all its attempts and waits; ``None``
+            (the default): no limit of its own.
         initial_backoff: The backoff cap of the first retry (seconds); 0 disables waiting.
         max_backoff: The largest backoff cap (seconds).
         multiplier: How the cap grows from one attempt to the next.
@@ -72,8 +75,8 @@ class RetryPolicy(BaseModel):
 
     model_config = ConfigDict(frozen=True, extra="forbid", allow_inf_nan=False)
 
-    max_attempts: int = Field(default=6, ge=1)
-    max_elapsed: float = Field(default=300.0, gt=0)
+    max_attempts: int | None = Field(default=None, ge=1)
+    max_elapsed: float | None = Field(default=None, gt=0)
     initial_backoff: float = Field(default=0.5, ge=0)
     max_backoff: float = Field(default=30.0, ge=0)
     multiplier: float = Field(default=2.0, ge=1)
@@ -109,7 +112,7 @@ def compute_backoff(
     random_value: float,
     retry_after: float | None = None,
 ) -> float:
-    """Return how long to wait before the next attempt (full jitter, Retry-After as a floor).
+    """Return how long to wait before the next attempt (full jitter above a Retry-After floor).
 
     Args:
         policy: The retry policy.
@@ -119,7 +122,9 @@ def compute_backoff(
             in the past) count as 0; values above ``policy.max_retry_after`` are capped.
 
     Returns:
-        Seconds to wait, within ``[0, max(max_backoff, min(retry_after, max_retry_after))]``.
+        ``floor + random_value * cap``: ``cap`` is the attempt's backoff cap, ``floor`` the
+        ``Retry-After`` (capped at ``max_retry_after``) or 0. Within ``[floor, floor +
+        max_backoff]``.
 
     Raises:
         UsageError: ``attempt`` < 1, ``random_value`` outside ``[0, 1)``, or ``retry_after``
@@ -129,13 +134,12 @@ def compute_backoff(
         raise UsageError(f"attempt must be >= 1, got {attempt!r}")
     if not 0 <= random_value < 1:
         raise UsageError(f"random_value must be in [0, 1), got {random_value!r}")
-    delay = random_value * _backoff_cap(policy, attempt)
+    floor = 0.0
     if retry_after is not None:
         if math.isnan(retry_after):
             raise UsageError("retry_after must be a number, got nan")
         floor = min(max(retry_after, 0.0), policy.max_retry_after)
-        delay = max(delay, floor)
-    return delay
+    return floor + random_value * _backoff_cap(policy, attempt)
 
 
 def classify(error: BaseException) -> RetryDecision:
@@ -143,7 +147,7 @@ def classify(error: BaseException) -> RetryDecision:
 
     ``ThrottledError``, ``ServerUnavailableError``, ``ServerError``, every ``TransportError``
     and ``InvalidResponseError`` are retried; ``BatchTooLargeError`` shrinks the batch;
-    anything else (400, 401, 403, 404, a bug) fails at once.
+    anything else (400, 401, 403, 404, a 3xx, a bug) fails at once.
     """
     if isinstance(error, BatchTooLargeError):
         return RetryDecision.SHRINK
@@ -183,7 +187,9 @@ def should_retry(policy: RetryPolicy, *, attempt: int, elapsed: float, next_dela
         elapsed: Seconds since the call's first attempt started.
         next_delay: The backoff that would precede the next attempt.
     """
-    return attempt < policy.max_attempts and elapsed + next_delay <= policy.max_elapsed
+    if policy.max_attempts is not None and attempt >= policy.max_attempts:
+        return False
+    return policy.max_elapsed is None or elapsed + next_delay <= policy.max_elapsed
 
 
 class RetryBudget:

@@ -7,10 +7,15 @@ Four things are shared by all jobs on one server, and enforced here:
   cannot starve a small job;
 * **adaptive concurrency** — ``limit`` comes from a :class:`ConcurrencyController` fed each
   call's result (on SQLite it settles at 1, on a backend that scales it opens up);
-* **a shared rate** — one ``aiolimiter.AsyncLimiter`` paces calls evenly (no bursts);
-* **throttling for everyone** — a 429/503 pauses every job until the server's
-  ``Retry-After`` (or the backoff) has passed, and halves the shared rate, which then
-  recovers step by step on success.
+* **a shared rate** — one ``aiolimiter.AsyncLimiter`` paces calls evenly (no bursts) at the
+  configured rate, and every server call (deletes and searches alike) passes through it;
+* **throttling for everyone** — a 429/503 (or a retry over the run's budget) pauses every
+  job until the server's ``Retry-After`` (or the backoff) has passed, and halves the shared
+  rate once per *episode*: pushes-back from calls sent before the last cut are the same
+  congestion, already answered (TCP's one cut per window), so four simultaneous 429s halve
+  it once, not four times. The slower rate is enforced as a minimum interval between call
+  starts on the engine's clock, on top of the limiter, so changing it never lets a call
+  through early; it recovers step by step on success.
 """
 
 from __future__ import annotations
@@ -72,6 +77,8 @@ class Scheduler:
         self._queue: OrderedDict[object, deque[asyncio.Future[None]]] = OrderedDict()
         self._paused_until = 0.0
         self._quiet_until = 0.0
+        self._next_start = 0.0  # earliest start of the next call while the rate is cut
+        self._last_cut_at = float("-inf")
         self._successes_since_pushback = 0
 
     @property
@@ -97,17 +104,35 @@ class Scheduler:
     @asynccontextmanager
     async def slot(self, job: object) -> AsyncIterator[None]:
         """Hold one in-flight slot for ``job`` (granted round-robin across jobs)."""
-        await self._acquire(job)
+        await self.acquire(job)
         try:
             yield
         finally:
-            self._in_flight -= 1
-            self._dispatch()
+            self.release()
+
+    async def acquire(self, job: object) -> None:
+        """Wait for an in-flight slot for ``job``; cancelling the wait gives nothing up."""
+        await self._acquire(job)
+
+    def release(self) -> None:
+        """Give back a slot taken with :meth:`acquire`."""
+        self._in_flight -= 1
+        self._dispatch()
 
     async def pace(self) -> None:
-        """Wait out any shared pause and the quiet gap, then for the shared rate limiter."""
-        while (delay := max(self._paused_until, self._quiet_until) - self._clock()) > 0:
-            await self._sleep(delay)
+        """Wait out any shared pause, the quiet gap and a cut rate, then the rate limiter."""
+        while True:
+            now = self._clock()
+            throttled = self._rate < self._configured_rate
+            start_at = max(
+                self._paused_until, self._quiet_until, self._next_start if throttled else 0.0
+            )
+            if start_at <= now:
+                if throttled:
+                    # Reserved before any await, so two waiters cannot both take it.
+                    self._next_start = now + 1 / self._rate
+                break
+            await self._sleep(start_at - now)
         await self._limiter.acquire()
 
     def record(
@@ -146,12 +171,30 @@ class Scheduler:
             self._emit(ConcurrencyChanged(old=old, new=new, at=self._clock() - self._origin))
             self._dispatch()
 
-    def push_back(self, *, job: str, retry_after: float | None, pause: float) -> None:
-        """The server said "slow down": pause everyone and halve the shared rate."""
+    def push_back(
+        self,
+        *,
+        job: str,
+        retry_after: float | None,
+        pause: float,
+        sent_at: float | None = None,
+    ) -> None:
+        """The server said "slow down": pause everyone; halve the shared rate once an episode.
+
+        Args:
+            job: The job whose call was pushed back (for the event).
+            retry_after: What the server asked for, if it did.
+            pause: Seconds no call may start, engine-wide.
+            sent_at: When the pushed-back call was sent (the engine's clock). A call sent
+                before the last cut belongs to the episode that cut already answered; ``None``
+                counts as a new episode.
+        """
         now = self._clock()
         self._paused_until = max(self._paused_until, now + pause)
         self._successes_since_pushback = 0
-        self._set_rate(max(self._configured_rate * _MIN_RATE_FRACTION, self._rate / 2))
+        if sent_at is None or sent_at >= self._last_cut_at:
+            self._last_cut_at = now
+            self._set_rate(max(self._configured_rate * _MIN_RATE_FRACTION, self._rate / 2))
         self._emit(
             Throttled(
                 job=job,
@@ -163,9 +206,9 @@ class Scheduler:
         )
 
     def _set_rate(self, rate: float) -> None:
-        if rate != self._rate:
-            self._rate = rate
-            self._limiter = AsyncLimiter(1, 1 / rate)
+        # The limiter keeps the configured rate (rebuilding it would hand out a fresh token at
+        # once); a cut rate is the interval `pace` keeps between call starts.
+        self._rate = rate
 
     async def _acquire(self, job: object) -> None:
         if self._in_flight < self.limit and not self._queue:

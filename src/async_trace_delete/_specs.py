@@ -226,7 +226,14 @@ class DeleteSpec(BaseModel):
                     f"min_retention: the cutoff {cutoff} keeps less than {self.min_retention} "
                     "of traces; pass force=True to override"
                 )
-        return ResolvedSpec(spec=self, experiment_id=resolved_id, cutoff_millis=cutoff)
+        return ResolvedSpec(
+            spec=self,
+            experiment_id=resolved_id,
+            cutoff_millis=cutoff,
+            # A selective job without a cutoff is bounded by its submission: a trace written
+            # while it runs must not be deleted by a job that was shown (and counted) before.
+            bound_millis=cutoff if cutoff is not None or self.trace_ids is not None else now_millis,
+        )
 
 
 def _ceil_millis(duration: timedelta) -> int:
@@ -235,24 +242,61 @@ def _ceil_millis(duration: timedelta) -> int:
 
 
 class ResolvedSpec(BaseModel):
-    """A spec pinned at submission: concrete experiment ID and cutoff."""
+    """A spec pinned at submission: concrete experiment ID, cutoff and bound.
+
+    Attributes:
+        spec: The spec as given.
+        experiment_id: The experiment's ID (a name resolved once).
+        cutoff_millis: The cutoff the user asked for, pinned (``older_than`` resolved).
+        bound_millis: The newest ``timestamp_ms`` the job may delete: the cutoff, or for a
+            selective job without one the time of submission. ``None`` for ID jobs.
+    """
 
     model_config = ConfigDict(frozen=True, extra="forbid")
 
     spec: DeleteSpec
     experiment_id: str
     cutoff_millis: int | None
+    bound_millis: int | None = None
 
     @property
     def label(self) -> str:
         """The job's name in reports."""
         return self.spec.label or self.spec.experiment
 
+    @property
+    def cap(self) -> int | None:
+        """The most this job may delete, counting possibly-deleted traces: the smaller of
+        ``max_traces`` and ``expect_at_most`` (a guardrail is a hard cap while deleting)."""
+        caps = [c for c in (self.spec.max_traces, self.spec.expect_at_most) if c is not None]
+        return min(caps) if caps else None
+
     def search_filter(self) -> str:
         """The MLflow search filter selecting exactly what this job deletes (not for IDs)."""
         clauses = []
         if self.spec.filter_string:
             clauses.append(self.spec.filter_string)
-        if self.cutoff_millis is not None:
-            clauses.append(f"timestamp_ms <= {self.cutoff_millis}")
+        bound = self.bound_millis if self.bound_millis is not None else self.cutoff_millis
+        if bound is not None:
+            clauses.append(f"timestamp_ms <= {bound}")
         return " AND ".join(clauses)
+
+    def selects(self, experiment_id: str | None, timestamp_ms: int) -> bool:
+        """Whether a trace a search answered is inside this job: its experiment (when the
+        answer names one) and at or before the job's bound."""
+        if experiment_id is not None and experiment_id != self.experiment_id:
+            return False
+        bound = self.bound_millis if self.bound_millis is not None else self.cutoff_millis
+        return bound is None or timestamp_ms <= bound
+
+    def conflict_key(self) -> tuple[object, ...]:
+        """What must be equal for two jobs on one experiment to be the same job."""
+        spec = self.spec
+        return (
+            spec.mode,
+            self.cutoff_millis,
+            spec.trace_ids,
+            spec.filter_string,
+            spec.max_traces,
+            spec.expect_at_most,
+        )
