@@ -29,6 +29,7 @@ from async_trace_delete import (
     MlflowApiError,
     NotFoundError,
     PermissionDeniedError,
+    RedirectError,
     RequestTimeoutError,
     ServerError,
     ServerUnavailableError,
@@ -1054,3 +1055,88 @@ def test_parse_rfc3339_millis_is_exact_for_any_moment(
     whole_seconds = calendar.timegm(moment.utctimetuple())
     expected = whole_seconds * 1000 + (moment.microsecond // 1000 if digits >= 3 else 0)
     assert parse_rfc3339_millis(text) == expected
+
+
+@pytest.mark.parametrize(
+    ("status", "body", "content_type", "error_type", "unknown"),
+    [
+        (
+            503,
+            {"error_code": "TEMPORARILY_UNAVAILABLE", "message": "database is locked"},
+            "application/json",
+            ServerUnavailableError,
+            False,
+        ),
+        (
+            500,
+            {"error_code": "INTERNAL_ERROR", "message": "boom"},
+            "application/json",
+            ServerError,
+            False,
+        ),
+        (
+            503,
+            "upstream connect error or disconnect/reset before headers. reset reason: "
+            "connection termination",
+            "text/plain",
+            ServerUnavailableError,
+            True,
+        ),
+        (
+            500,
+            "<html><head><title>500 Internal Server Error</title></head></html>",
+            "text/html",
+            ServerError,
+            True,
+        ),
+        (
+            500,
+            {"message": "an API gateway's JSON, not MLflow's"},
+            "application/json",
+            ServerError,
+            True,
+        ),
+        (502, {"error_code": "BAD_GATEWAY", "message": "x"}, "application/json", ServerError, True),
+        (520, "<html>cloudflare</html>", "text/html", ServerError, True),
+        (522, "<html>cloudflare</html>", "text/html", ServerError, True),
+        (524, "<html>cloudflare</html>", "text/html", ServerError, True),
+        (599, "", "text/plain", ServerError, True),
+        (302, "<a href='https://sso.example.com'>login</a>", "text/html", RedirectError, False),
+    ],
+    ids=[
+        "mlflow-503",
+        "mlflow-500",
+        "envoy-503",
+        "nginx-500",
+        "gateway-json-500",
+        "502",
+        "520",
+        "522",
+        "524",
+        "599-empty",
+        "302",
+    ],
+)
+@pytest.mark.asyncio
+async def test_only_mlflow_json_5xx_is_certain(
+    status: int,
+    body: str | dict[str, str],
+    content_type: str,
+    error_type: type[Exception],
+    unknown: bool,
+) -> None:
+    """(11.1) A 5xx that is not MLflow's own JSON error may follow the work: outcome unknown."""
+    content = json.dumps(body).encode() if isinstance(body, dict) else body.encode()
+    headers = {"Content-Type": content_type, "Location": "https://sso.example.com/login"}
+
+    def answer(request: httpx.Request) -> httpx.Response:
+        return httpx.Response(status, content=content, headers=headers)
+
+    async with TracesClient(
+        ClientConfig(tracking_uri="http://mlflow.test"), transport=httpx.MockTransport(answer)
+    ) as client:
+        with pytest.raises(MlflowApiError) as caught:
+            await client.delete_traces("1", max_timestamp_millis=5, max_traces=10)
+
+    assert type(caught.value) is error_type
+    assert caught.value.outcome_unknown is unknown
