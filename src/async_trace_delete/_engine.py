@@ -308,12 +308,11 @@ class Engine:
         """
         shared = self._require_open()
         resolved = await self._resolve(spec, now_millis=self._wall_clock_ms())
-        for handle in self._handles:
-            if handle.done or handle.resolved.experiment_id != resolved.experiment_id:
-                continue
-            if handle.resolved.conflict_key() == resolved.conflict_key():
-                return handle
-            raise ConflictingJobsError(_conflict_message(handle.resolved, resolved))
+        running = self._unfinished_on(resolved.experiment_id)
+        if running is not None:
+            if running.resolved.conflict_key() == resolved.conflict_key():
+                return running
+            raise ConflictingJobsError(_conflict_message(running.resolved, resolved))
         handle = JobHandle(self._runner(resolved, shared))
         self._handles.append(handle)
         assert self._group is not None
@@ -344,12 +343,24 @@ class Engine:
             raise UsageError("run() needs at least one spec")
         now = self._wall_clock_ms()
         resolved = one_job_per_experiment([await self._resolve(s, now) for s in spec_list])
+        for item in resolved:
+            running = self._unfinished_on(item.experiment_id)
+            if running is None:
+                continue
+            if running.resolved.conflict_key() != item.conflict_key():
+                raise ConflictingJobsError(_conflict_message(running.resolved, item))
+            raise ConflictingJobsError(
+                f"job {running.label!r} of this engine is still running the same selection "
+                f"on experiment {item.experiment_id} as {item.label!r}: wait for its handle "
+                "instead; nothing was deleted"
+            )
         runners = [self._runner(item, shared) for item in resolved]
+        handles = [JobHandle(runner) for runner in runners]
+        # Registered before the counts, so a submit() meanwhile sees these experiments taken.
+        self._handles.extend(handles)
         if verify:
             for runner in runners:
                 runner.matched_before = await self._verify_count(runner)
-        handles = [JobHandle(runner) for runner in runners]
-        self._handles.extend(handles)
         started = self._clock()
         async with anyio.create_task_group() as group:
             for handle in handles:
@@ -406,6 +417,13 @@ class Engine:
         if self._stop_requested:
             runner.stop()
         return runner
+
+    def _unfinished_on(self, experiment_id: str) -> JobHandle | None:
+        """The job of this engine still deleting from ``experiment_id``, if any."""
+        for handle in self._handles:
+            if not handle.done and handle.resolved.experiment_id == experiment_id:
+                return handle
+        return None
 
     def _caller(self, label: str) -> Caller:
         """A caller for the engine's own reads (lookups, plans), stopped with the engine."""

@@ -7,9 +7,11 @@ MLflow's semantics (mlflow 3.17.2, see /work/shared/MLFLOW_API.md):
   first by ``(timestamp_ms, request_id)``, at most ``max_traces``) or ``request_ids``; unknown
   experiments and IDs answer 200 with 0; MLflow's 400s for bad parameter combinations; an
   optional SQLite-like "too many SQL variables" 503 above ``max_sql_variables`` rows;
-* ``POST /api/3.0/mlflow/traces/search`` — v3 shape, offset page tokens, ``order_by``
+* ``POST /api/3.0/mlflow/traces/search`` — v3 shape (each trace names its experiment in
+  ``trace_location``, as MLflow 3 does), offset page tokens, ``order_by``
   ``timestamp_ms ASC|DESC`` and AND-joined filters on ``timestamp_ms``, ``status`` and
-  ``request_id IN (...)``;
+  ``request_id IN (...)``; :attr:`SimulatedServer.search_rule` can rewrite a page (a proxy's
+  or a cache's wrong answer);
 * ``GET /api/2.0/mlflow/experiments/get`` and ``/get-by-name``.
 
 Each delete advances a :class:`FakeClock` by a :class:`LatencyModel` ``a + b*n + c*n**2``
@@ -17,6 +19,11 @@ Each delete advances a :class:`FakeClock` by a :class:`LatencyModel` ``a + b*n +
 can be scripted per delete call (:meth:`SimulatedServer.script`) or by a rule
 (:attr:`SimulatedServer.fault_rule`): an error answer, a transport error (optionally after the
 delete was carried out: an ambiguous call), or a hold until an event is set.
+
+Every request is logged in :attr:`SimulatedServer.calls` (kind, start and end on the fake
+clock, how many other calls were in flight when it arrived); with
+:attr:`SimulatedServer.in_flight_turns` each request lets other tasks run while it is in
+flight, so calls the engine makes at once really overlap.
 """
 
 from __future__ import annotations
@@ -39,6 +46,7 @@ from tests.support.seed import format_request_time
 __all__ = [
     "BASE_MS",
     "SIM_URL",
+    "CallRecord",
     "DeleteCall",
     "FakeClock",
     "Fault",
@@ -200,6 +208,30 @@ class DeleteCall:
 
 
 @dataclass
+class CallRecord:
+    """One request of any kind as the server received it, for checking overlap and pacing.
+
+    Attributes:
+        kind: ``"delete"``, ``"search"``, ``"get"`` (an experiment lookup) or ``"other"``.
+        started_at: The fake clock when it arrived.
+        concurrent: How many other requests were in flight when it arrived.
+        ended_at: The fake clock when it was answered (``None`` while in flight).
+        filter_string: The filter of a search (``None`` for other kinds, or no filter).
+    """
+
+    kind: str
+    started_at: float
+    concurrent: int
+    ended_at: float | None = None
+    filter_string: str | None = None
+
+
+SearchRule = Callable[[str, list[tuple[str, SimTrace]]], list[tuple[str, SimTrace]]]
+"""Rewrites one search page: gets the experiment searched and the page as ``(experiment_id,
+trace)`` pairs, returns the pairs to answer."""
+
+
+@dataclass
 class _Experiment:
     experiment_id: str
     name: str
@@ -230,6 +262,10 @@ class SimulatedServer:
         self.deletes: list[DeleteCall] = []
         self.searches = 0
         self.fault_rule: Callable[[DeleteCall], Fault | None] | None = None
+        self.calls: list[CallRecord] = []
+        self.in_flight_turns = 0  # times each request yields to other tasks while in flight
+        self.search_rule: SearchRule | None = None
+        self._in_flight = 0
         self._scripted: deque[Fault | None] = deque()
         self._experiments: dict[str, _Experiment] = {}
 
@@ -270,12 +306,26 @@ class SimulatedServer:
     # -- the handler -----------------------------------------------------------------------
 
     async def handle(self, request: httpx.Request) -> httpx.Response:
-        """Answer one request as MLflow would."""
+        """Answer one request as MLflow would (logged in :attr:`calls`)."""
+        record = CallRecord(_kind(request), self.clock(), self._in_flight)
+        self.calls.append(record)
+        self._in_flight += 1
+        try:
+            for _ in range(self.in_flight_turns):
+                await anyio.lowlevel.checkpoint()
+            return await self._route(request, record)
+        finally:
+            self._in_flight -= 1
+            record.ended_at = self.clock()
+
+    async def _route(self, request: httpx.Request, record: CallRecord) -> httpx.Response:
         path = request.url.path
         if request.method == "POST" and path in (_DELETE, _DELETE_V3):
             return await self._delete(request)
         if request.method == "POST" and path == _SEARCH:
-            return self._search(_json(request))
+            body = _json(request)
+            record.filter_string = body.get("filter")
+            return self._search(body)
         if request.method == "GET" and path == _GET:
             return self._get_experiment(request.url.params.get("experiment_id", ""))
         if request.method == "GET" and path == _GET_BY_NAME:
@@ -370,15 +420,21 @@ class SimulatedServer:
         if not ascending:
             traces.sort(key=lambda trace: (-trace.timestamp_ms, trace.trace_id))
         offset = int(body.get("page_token") or 0)
-        page = traces[offset : offset + max_results]
+        page = [(experiment_id, trace) for trace in traces[offset : offset + max_results]]
+        if self.search_rule is not None:
+            page = self.search_rule(experiment_id, page)
         payload: dict[str, Any] = {
             "traces": [
                 {
                     "trace_id": trace.trace_id,
+                    "trace_location": {
+                        "type": "MLFLOW_EXPERIMENT",
+                        "mlflow_experiment": {"experiment_id": located_in},
+                    },
                     "request_time": format_request_time(trace.timestamp_ms),
                     "state": trace.state,
                 }
-                for trace in page
+                for located_in, trace in page
             ]
         }
         if offset + max_results < len(traces):
@@ -402,6 +458,17 @@ class SimulatedServer:
             if experiment.name == name:
                 return _experiment_answer(experiment)
         return _error(404, "RESOURCE_DOES_NOT_EXIST", f"Could not find experiment with name {name}")
+
+
+def _kind(request: httpx.Request) -> str:
+    path = request.url.path
+    if path in (_DELETE, _DELETE_V3):
+        return "delete"
+    if path == _SEARCH:
+        return "search"
+    if path in (_GET, _GET_BY_NAME):
+        return "get"
+    return "other"
 
 
 def _parse_filter(text: str) -> Callable[[SimTrace], bool]:
