@@ -1,7 +1,7 @@
 """One attempt loop for every server call: the gate, the retries, the accounting.
 
 Every call the engine makes (a delete, a search page, an experiment lookup) goes through
-:meth:`Caller.call`, so there is one place where a call
+:meth:`Caller.delete` or :meth:`Caller.read`, one loop, so there is one place where a call
 
 * waits for an in-flight slot, the shared pause, the quiet gap and the shared rate (searches
   too: a search is load on the same server);
@@ -114,11 +114,6 @@ class Doubt:
         self._idempotent = idempotent
         self._counted = counted
 
-    @property
-    def in_doubt(self) -> bool:
-        """Whether an earlier, unanswered attempt may have deleted these IDs."""
-        return self._counted
-
     def lost(self) -> None:
         """One attempt's answer was lost (timeout, reset, gateway 5xx, cancel in flight)."""
         self._counts.ambiguous_calls += 1
@@ -133,8 +128,9 @@ class Doubt:
         if not self._idempotent:
             return
         if self._counted:
-            # The IDs the answer did not find were deleted by a lost call, or never existed.
-            self._counts.ambiguous += (self._size - deleted) - self._size
+            # The `deleted` IDs were still there: the lost calls did not delete them. The
+            # others stay ambiguous (deleted by a lost call, or never there).
+            self._counts.ambiguous -= deleted
             self._counted = False
         else:
             self._counts.not_found += self._size - deleted
@@ -220,16 +216,16 @@ class Caller:
         return self._stop.is_set()
 
     @property
-    def halted(self) -> bool:
-        """True once a part of the job failed (see :meth:`halt`)."""
-        return self._halt.is_set()
+    def quitting(self) -> bool:
+        """Stopped or halted: nothing new is sent."""
+        return self._stop.is_set() or self._halt.is_set()
 
     def stop(self) -> None:
         """Send nothing new; wake every wait now. Calls in flight finish and are counted."""
         self._stop.set()
 
     def halt(self, error: BaseException) -> None:
-        """A part of the job failed: its other parts send nothing new (verification may)."""
+        """A part of the job failed: its other parts send nothing new."""
         if self.failure is None:
             self.failure = error
         self._halt.set()
@@ -257,7 +253,7 @@ class Caller:
             deleted = await self._delete_once(operation, attempt)
             return deleted, operation.requested
 
-        return await self._retrying(once, part_of_job=True)
+        return await self._retrying(once)
 
     async def search_traces(
         self,
@@ -266,13 +262,8 @@ class Caller:
         filter_string: str | None = None,
         max_results: int = 500,
         page_token: str | None = None,
-        part_of_job: bool = True,
     ) -> TracePage:
-        """One search page through the gate, retried (the :class:`TracesClient` signature).
-
-        Args:
-            part_of_job: False for verification, which a failed job still runs.
-        """
+        """One search page through the gate, retried (the :class:`TracesClient` signature)."""
         client = self._shared.client
 
         def send() -> Awaitable[TracePage]:
@@ -283,22 +274,15 @@ class Caller:
                 page_token=page_token,
             )
 
-        return await self.read(send, part_of_job=part_of_job)
+        return await self.read(send)
 
-    async def read(self, send: Callable[[], Awaitable[T]], *, part_of_job: bool = True) -> T:
+    async def read(self, send: Callable[[], Awaitable[T]]) -> T:
         """Make one read-only call (a search, a lookup) through the gate, retried."""
-        return await self._retrying(
-            lambda attempt: self._read_once(send, attempt, part_of_job), part_of_job=part_of_job
-        )
+        return await self._retrying(lambda attempt: self._read_once(send, attempt))
 
     # -- the loop -------------------------------------------------------------------------------
 
-    async def _retrying(
-        self,
-        once: Callable[[_Attempt], Awaitable[T]],
-        *,
-        part_of_job: bool,
-    ) -> T:
+    async def _retrying(self, once: Callable[[_Attempt], Awaitable[T]]) -> T:
         first_try_at = self._shared.clock()
         number = 0
         while True:
@@ -309,28 +293,24 @@ class Caller:
             except MlflowApiError as error:
                 if classify(error) is not RetryDecision.RETRY:
                     raise
-                await self._back_off(error, attempt, first_try_at, part_of_job)
+                await self._back_off(error, attempt, first_try_at)
 
-    async def _gated(
-        self, attempt: _Attempt, part_of_job: bool, send: Callable[[], Awaitable[T]]
-    ) -> T:
+    async def _gated(self, attempt: _Attempt, send: Callable[[], Awaitable[T]]) -> T:
         """Take a slot, wait for the pace, then send; nothing is sent once stopped."""
         scheduler = self._shared.scheduler
-        if not await self._wait(lambda: scheduler.acquire(self._key), part_of_job):
+        if not await self._wait(lambda: scheduler.acquire(self._key)):
             raise StopRequested
         try:
-            if not await self._wait(scheduler.pace, part_of_job) or self._quit(part_of_job):
+            if not await self._wait(scheduler.pace) or self.quitting:
                 raise StopRequested  # stopped while waiting for the gate: send nothing
             attempt.sent_at = self._shared.clock()
             return await send()
         finally:
             scheduler.release()
 
-    async def _read_once(
-        self, send: Callable[[], Awaitable[T]], attempt: _Attempt, part_of_job: bool
-    ) -> T:
+    async def _read_once(self, send: Callable[[], Awaitable[T]], attempt: _Attempt) -> T:
         try:
-            answer = await self._gated(attempt, part_of_job, send)
+            answer = await self._gated(attempt, send)
         except MlflowApiError as error:
             self.counts.add_error(error)
             raise
@@ -352,9 +332,7 @@ class Caller:
             return await operation.send()
 
         try:
-            deleted = await self._gated(attempt, True, send)
-        except StopRequested:
-            raise
+            deleted = await self._gated(attempt, send)
         except MlflowApiError as error:
             latency = shared.clock() - started
             outcome = outcome_for(error)
@@ -366,7 +344,7 @@ class Caller:
                 self._observe(sizer, requested, None, latency, outcome)
                 shared.scheduler.record(deleted=0, latency=latency, outcome=outcome)
             raise
-        except BaseException:
+        except BaseException:  # a stop before sending, or a cancel
             if attempt.sent_at is not None:
                 # Cancelled while in flight: the server may finish the call anyway.
                 doubt.lost()
@@ -403,17 +381,13 @@ class Caller:
 
     # -- waiting ------------------------------------------------------------------------------
 
-    def _quit(self, part_of_job: bool) -> bool:
-        return self._stop.is_set() or (part_of_job and self._halt.is_set())
-
-    async def _wait(self, wait: Callable[[], Awaitable[None]], part_of_job: bool) -> bool:
+    async def _wait(self, wait: Callable[[], Awaitable[None]]) -> bool:
         """Run ``wait`` unless the caller stops first; return whether it ran to its end.
 
         A stop cancels the wait at once (a backoff, a ``Retry-After``, a pause, a slot).
         """
-        if self._quit(part_of_job):
+        if self.quitting:
             return False
-        events = [self._stop, self._halt] if part_of_job else [self._stop]
         finished = False
         async with anyio.create_task_group() as group:
 
@@ -421,8 +395,8 @@ class Caller:
                 await event.wait()
                 group.cancel_scope.cancel()
 
-            for event in events:
-                group.start_soon(watch, event)
+            group.start_soon(watch, self._stop)
+            group.start_soon(watch, self._halt)
             await wait()
             finished = True
             group.cancel_scope.cancel()
@@ -433,7 +407,6 @@ class Caller:
         error: MlflowApiError,
         attempt: _Attempt,
         first_try_at: float,
-        part_of_job: bool,
     ) -> None:
         """Wait before retrying; raise when the job made no progress for too long."""
         shared = self._shared
@@ -478,7 +451,7 @@ class Caller:
                 at=now - shared.opened_at,
             )
         )
-        if not await self._wait(lambda: shared.sleep(delay), part_of_job):
+        if not await self._wait(lambda: shared.sleep(delay)):
             raise StopRequested
 
     # -- bookkeeping ----------------------------------------------------------------------------

@@ -20,7 +20,7 @@ import math
 import re
 import ssl
 import time
-from collections.abc import AsyncIterator, Callable, Generator, Mapping, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Generator, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from email.utils import parsedate_to_datetime
@@ -56,6 +56,7 @@ __all__ = [
     "TraceSummary",
     "TracesClient",
     "error_for_status",
+    "iter_pages",
     "parse_retry_after",
     "parse_rfc3339_millis",
 ]
@@ -397,20 +398,18 @@ class TracesClient:
 
         Do not delete what you iterate while iterating: the page token is an offset.
         """
-        token: str | None = None
-        while True:
-            page = await self.search_traces(
+
+        def fetch(token: str | None) -> Awaitable[TracePage]:
+            return self.search_traces(
                 experiment_id,
                 filter_string=filter_string,
                 max_results=page_size,
                 order_by=order_by,
                 page_token=token,
             )
-            for trace in page.traces:
-                yield trace
-            token = page.next_page_token
-            if not token or not page.traces:
-                return
+
+        async for trace in iter_pages(fetch):
+            yield trace
 
     async def count_traces(self, experiment_id: str, *, filter_string: str | None = None) -> int:
         """Count the traces matching a filter, exactly (pages through all of them)."""
@@ -616,6 +615,21 @@ def error_for_status(
             **details,
         )
     return InvalidParameterError(message or "the server rejected the request", **details)
+
+
+async def iter_pages(
+    fetch: Callable[[str | None], Awaitable[TracePage]],
+) -> AsyncIterator[TraceSummary]:
+    """Yield the traces of every page ``fetch(page_token)`` answers, until a page has no
+    next token (or no traces)."""
+    token: str | None = None
+    while True:
+        page = await fetch(token)
+        for trace in page.traces:
+            yield trace
+        token = page.next_page_token
+        if not token or not page.traces:
+            return
 
 
 def _secret_values(config: ClientConfig) -> tuple[str, ...]:

@@ -11,11 +11,12 @@ begins from what they learnt, and jobs running at once share one view of the lat
 
 from __future__ import annotations
 
+import contextlib
 import enum
 import logging
 import random
 import time
-from collections.abc import Awaitable, Callable, Iterable, Sequence
+from collections.abc import Awaitable, Callable, Iterable, Iterator, Sequence
 from typing import Self
 
 import anyio
@@ -38,7 +39,7 @@ from ._exceptions import (
     UsageError,
 )
 from ._jobs import JobRunner
-from ._planning import JobPlan, PlanReport, plan_job
+from ._planning import JobPlan, PlanReport, count_remaining, plan_job
 from ._reports import JobReport, JobState, RunReport
 from ._retry import RetryBudget
 from ._scheduler import Scheduler
@@ -199,7 +200,7 @@ class Engine:
         self._shared: SharedState | None = None
         self._group: TaskGroup | None = None
         self._handles: list[JobHandle] = []
-        self._callers: list[Caller] = []
+        self._readers: set[Caller] = set()
         self._stop_requested = False
 
     def __repr__(self) -> str:
@@ -308,11 +309,9 @@ class Engine:
         """
         shared = self._require_open()
         resolved = await self._resolve(spec, now_millis=self._wall_clock_ms())
-        running = self._unfinished_on(resolved.experiment_id)
+        running = self._same_job_running(resolved)
         if running is not None:
-            if running.resolved.conflict_key() == resolved.conflict_key():
-                return running
-            raise ConflictingJobsError(_conflict_message(running.resolved, resolved))
+            return running
         handle = JobHandle(self._runner(resolved, shared))
         self._handles.append(handle)
         assert self._group is not None
@@ -344,16 +343,13 @@ class Engine:
         now = self._wall_clock_ms()
         resolved = one_job_per_experiment([await self._resolve(s, now) for s in spec_list])
         for item in resolved:
-            running = self._unfinished_on(item.experiment_id)
-            if running is None:
-                continue
-            if running.resolved.conflict_key() != item.conflict_key():
-                raise ConflictingJobsError(_conflict_message(running.resolved, item))
-            raise ConflictingJobsError(
-                f"job {running.label!r} of this engine is still running the same selection "
-                f"on experiment {item.experiment_id} as {item.label!r}: wait for its handle "
-                "instead; nothing was deleted"
-            )
+            running = self._same_job_running(item)
+            if running is not None:
+                raise ConflictingJobsError(
+                    f"job {running.label!r} of this engine is still running the same "
+                    f"selection on experiment {item.experiment_id} as {item.label!r}: wait "
+                    "for its handle instead; nothing was deleted"
+                )
         runners = [self._runner(item, shared) for item in resolved]
         handles = [JobHandle(runner) for runner in runners]
         # Registered before the counts, so a submit() meanwhile sees these experiments taken.
@@ -379,15 +375,17 @@ class Engine:
         """
         now = self._wall_clock_ms()
         resolved = one_job_per_experiment([await self._resolve(s, now) for s in specs])
-        plans: list[JobPlan] = [
-            await plan_job(
-                self._caller(item.label),
-                item,
-                sample_size=sample_size,
-                page_size=self._config.search_page_size,
-            )
-            for item in resolved
-        ]
+        plans: list[JobPlan] = []
+        for item in resolved:
+            with self._reader(item.label) as reader:
+                plans.append(
+                    await plan_job(
+                        reader,
+                        item,
+                        sample_size=sample_size,
+                        page_size=self._config.search_page_size,
+                    )
+                )
         return PlanReport(jobs=tuple(plans))
 
     def stop_all(self) -> None:
@@ -398,8 +396,8 @@ class Engine:
         self._stop_requested = True
         for handle in self._handles:
             handle.stop()
-        for caller in self._callers:
-            caller.stop()
+        for reader in self._readers:
+            reader.stop()
 
     def cancel_all(self) -> None:
         """Cancel every job now (calls in flight are reported as outcome unknown)."""
@@ -418,21 +416,33 @@ class Engine:
             runner.stop()
         return runner
 
-    def _unfinished_on(self, experiment_id: str) -> JobHandle | None:
-        """The job of this engine still deleting from ``experiment_id``, if any."""
+    def _same_job_running(self, resolved: ResolvedSpec) -> JobHandle | None:
+        """The unfinished job of this engine on the experiment, if it has the same selection.
+
+        Raises:
+            ConflictingJobsError: it has another selection.
+        """
         for handle in self._handles:
-            if not handle.done and handle.resolved.experiment_id == experiment_id:
-                return handle
+            if handle.done or handle.resolved.experiment_id != resolved.experiment_id:
+                continue
+            if handle.resolved.conflict_key() != resolved.conflict_key():
+                raise ConflictingJobsError(_conflict_message(handle.resolved, resolved))
+            return handle
         return None
 
-    def _caller(self, label: str) -> Caller:
-        """A caller for the engine's own reads (lookups, plans), stopped with the engine."""
+    @contextlib.contextmanager
+    def _reader(self, label: str) -> Iterator[Caller]:
+        """A caller for the engine's own reads (lookups, plans, verification), stopped with
+        the engine while it is in use."""
         shared = self._require_open()
         caller = Caller(shared, key=label, label=label, experiment_id=None, counts=Counters())
         if self._stop_requested:
             caller.stop()
-        self._callers.append(caller)
-        return caller
+        self._readers.add(caller)
+        try:
+            yield caller
+        finally:
+            self._readers.discard(caller)
 
     def _require_open(self) -> SharedState:
         if self._state is not _EngineState.OPEN or self._shared is None:
@@ -443,8 +453,13 @@ class Engine:
         return self._shared
 
     async def _resolve(self, spec: DeleteSpec, now_millis: int) -> ResolvedSpec:
-        caller = self._caller(spec.label or spec.experiment)
         client = self._require_open().client
+        with self._reader(spec.label or spec.experiment) as caller:
+            return await self._resolve_with(caller, client, spec, now_millis)
+
+    async def _resolve_with(
+        self, caller: Caller, client: TracesClient, spec: DeleteSpec, now_millis: int
+    ) -> ResolvedSpec:
         try:
             if spec.experiment_id is not None:
                 experiment_id = spec.experiment_id
@@ -470,11 +485,20 @@ class Engine:
         return resolved
 
     async def _verify_count(self, runner: JobRunner) -> int | None:
-        """Count what a job matches, for ``verify``; a failure is kept on the runner."""
+        """Count what a job matches, for ``verify``; a failure is kept on the runner.
+
+        Through the engine's own reader, not the job's caller: a job that failed (halted) is
+        still verified; a stopped job, or a stop of the engine, ends the count.
+        """
+        stopped = "not verified: the run was stopped"
+        if runner.stopping:
+            runner.verification_error = stopped
+            return None
         try:
-            return await runner.count_matching(part_of_job=False)
+            with self._reader(runner.label) as reader:
+                return await count_remaining(reader, runner.resolved, self._config.search_page_size)
         except StopRequested:
-            runner.verification_error = "not verified: the run was stopped"
+            runner.verification_error = stopped
         except (MlflowApiError, TraceDeleteError) as error:
             runner.verification_error = f"{type(error).__name__}: {error}"
         return None

@@ -33,10 +33,8 @@ import anyio
 from anyio.abc import ObjectReceiveStream, ObjectSendStream
 
 from ._calls import Caller, Counters, Delete, Doubt, SharedState, StopRequested
-from ._client import TracePage
 from ._events import JobStarted
 from ._exceptions import GuardrailError, MlflowApiError, OutOfSelectionError, TraceDeleteError
-from ._planning import count_remaining
 from ._reports import JobReport, JobState
 from ._retry import RetryDecision, classify
 from ._specs import ResolvedSpec
@@ -155,14 +153,6 @@ class JobRunner:
         else:
             await self._delete_id_stream(self._produce_matching_chunks)
 
-    async def count_matching(self, *, part_of_job: bool) -> int:
-        """How many traces the job still matches on the server (its cap ignored)."""
-        return await count_remaining(
-            _Searcher(self.caller, part_of_job),
-            self.resolved,
-            self.shared.config.search_page_size,
-        )
-
     # -- cutoff ---------------------------------------------------------------------------
 
     def _cap_left(self) -> int | None:
@@ -277,7 +267,7 @@ class JobRunner:
         async with receive:
             async for chunk in receive:
                 try:
-                    if not (self.stopping or self.caller.halted):  # drain without deleting
+                    if not (self.caller.quitting):  # drain without deleting
                         await self._delete_chunk(
                             chunk, Doubt(self.counts, len(chunk), idempotent=True)
                         )
@@ -302,7 +292,7 @@ class JobRunner:
         self, trace_ids: Sequence[str], send: ObjectSendStream[list[str]]
     ) -> None:
         position = 0
-        while position < len(trace_ids) and not (self.stopping or self.caller.halted):
+        while position < len(trace_ids) and not (self.caller.quitting):
             size = min(self.shared.id_sizer.size, self.shared.config.max_id_chunk)
             await self._send_chunk(send, list(trace_ids[position : position + size]))
             position += size
@@ -317,7 +307,7 @@ class JobRunner:
         queued = 0
         stalled = 0
         cap = resolved.cap
-        while not (self.stopping or self.caller.halted):
+        while not (self.caller.quitting):
             clauses = [base_filter] if base_filter else []
             if boundary_ts is not None:
                 clauses.append(f"timestamp_ms >= {boundary_ts}")
@@ -332,7 +322,7 @@ class JobRunner:
                         f"search answered trace {trace.trace_id!r} (experiment "
                         f"{trace.experiment_id}, timestamp_ms {trace.timestamp_ms}), which "
                         f"job {self.label!r} must not delete (experiment "
-                        f"{resolved.experiment_id}, timestamp_ms <= {resolved.bound_millis}); "
+                        f"{resolved.experiment_id}, timestamp_ms <= {resolved.upper_bound}); "
                         "the answer is not MLflow's (a proxy or a cache?), stopping",
                         experiment_id=resolved.experiment_id,
                     )
@@ -401,27 +391,3 @@ class JobRunner:
             first, second = doubt.split(half)
             await self._delete_chunk(chunk[:half], first)
             await self._delete_chunk(chunk[half:], second)
-
-
-class _Searcher:
-    """The job's gated, retried search, in the shape the planner reads."""
-
-    def __init__(self, caller: Caller, part_of_job: bool) -> None:
-        self._caller = caller
-        self._part_of_job = part_of_job
-
-    async def search_traces(
-        self,
-        experiment_id: str,
-        *,
-        filter_string: str | None = None,
-        max_results: int = 500,
-        page_token: str | None = None,
-    ) -> TracePage:
-        return await self._caller.search_traces(
-            experiment_id,
-            filter_string=filter_string,
-            max_results=max_results,
-            page_token=page_token,
-            part_of_job=self._part_of_job,
-        )

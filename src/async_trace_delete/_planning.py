@@ -10,12 +10,12 @@ from __future__ import annotations
 
 import functools
 import heapq
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator, Awaitable, Sequence
 from typing import Protocol
 
 from pydantic import BaseModel, ConfigDict
 
-from ._client import TracePage, TraceSummary
+from ._client import TracePage, TraceSummary, iter_pages
 from ._specs import JobMode, ResolvedSpec
 
 __all__ = [
@@ -42,19 +42,15 @@ class TraceSearcher(Protocol):
     ) -> TracePage: ...
 
 
-async def _iter_traces(
+def _iter_traces(
     searcher: TraceSearcher, experiment_id: str, filter_string: str | None, page_size: int
 ) -> AsyncIterator[TraceSummary]:
-    token: str | None = None
-    while True:
-        page = await searcher.search_traces(
+    def fetch(token: str | None) -> Awaitable[TracePage]:
+        return searcher.search_traces(
             experiment_id, filter_string=filter_string, max_results=page_size, page_token=token
         )
-        for trace in page.traces:
-            yield trace
-        token = page.next_page_token
-        if not token or not page.traces:
-            return
+
+    return iter_pages(fetch)
 
 
 _ID_QUERY_CHUNK = 100  # IDs per `request_id IN (...)` search

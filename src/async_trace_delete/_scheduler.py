@@ -22,8 +22,8 @@ from __future__ import annotations
 
 import asyncio
 from collections import OrderedDict, deque
-from collections.abc import AsyncIterator, Awaitable, Callable
-from contextlib import asynccontextmanager, suppress
+from collections.abc import Awaitable, Callable
+from contextlib import suppress
 
 from aiolimiter import AsyncLimiter
 
@@ -101,17 +101,9 @@ class Scheduler:
         """The shared rate in force (calls per second)."""
         return self._rate
 
-    @asynccontextmanager
-    async def slot(self, job: object) -> AsyncIterator[None]:
-        """Hold one in-flight slot for ``job`` (granted round-robin across jobs)."""
-        await self.acquire(job)
-        try:
-            yield
-        finally:
-            self.release()
-
     async def acquire(self, job: object) -> None:
-        """Wait for an in-flight slot for ``job``; cancelling the wait gives nothing up."""
+        """Wait for an in-flight slot for ``job`` (granted round-robin across jobs);
+        cancelling the wait gives nothing up. Give it back with :meth:`release`."""
         await self._acquire(job)
 
     def release(self) -> None:

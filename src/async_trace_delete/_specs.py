@@ -271,13 +271,18 @@ class ResolvedSpec(BaseModel):
         caps = [c for c in (self.spec.max_traces, self.spec.expect_at_most) if c is not None]
         return min(caps) if caps else None
 
+    @property
+    def upper_bound(self) -> int | None:
+        """The newest ``timestamp_ms`` the job may delete (``bound_millis``, or the cutoff of
+        a spec pinned without one)."""
+        return self.bound_millis if self.bound_millis is not None else self.cutoff_millis
+
     def search_filter(self) -> str:
         """The MLflow search filter selecting exactly what this job deletes (not for IDs)."""
         clauses = []
         if self.spec.filter_string:
             clauses.append(self.spec.filter_string)
-        bound = self.bound_millis if self.bound_millis is not None else self.cutoff_millis
-        if bound is not None:
+        if (bound := self.upper_bound) is not None:
             clauses.append(f"timestamp_ms <= {bound}")
         return " AND ".join(clauses)
 
@@ -286,7 +291,7 @@ class ResolvedSpec(BaseModel):
         answer names one) and at or before the job's bound."""
         if experiment_id is not None and experiment_id != self.experiment_id:
             return False
-        bound = self.bound_millis if self.bound_millis is not None else self.cutoff_millis
+        bound = self.upper_bound
         return bound is None or timestamp_ms <= bound
 
     def conflict_key(self) -> tuple[object, ...]:
