@@ -808,3 +808,48 @@ async def test_a_server_always_answering_503_fails_on_no_progress() -> None:
     assert (job.deleted, job.ambiguous) == (0, 0)
     assert job.calls == len(server.deletes) == job.retries + 1
     assert len(server.remaining(experiment_id)) == 500
+
+
+@pytest.mark.asyncio
+async def test_stop_all_during_a_plan_ends_it_with_a_library_error() -> None:
+    """(9) stop_all() while a dry run waits out a search's ``Retry-After: 100`` ends the plan
+    at once with a TraceDeleteError naming the job, not the engine's internal stop signal."""
+    clock = FakeClock()
+    sleep = PatientSleep(clock, long=5.0)
+
+    def answer(request: httpx.Request) -> httpx.Response:
+        if request.url.path.endswith("/experiments/get"):
+            experiment = {"experiment_id": "1", "name": "e", "lifecycle_stage": "active"}
+            return httpx.Response(200, json={"experiment": experiment})
+        assert request.url.path.endswith("/traces/search"), request.url.path
+        body = {"error_code": "REQUEST_LIMIT_EXCEEDED", "message": "slow down"}
+        return httpx.Response(429, json=body, headers={"Retry-After": "100"})
+
+    config = EngineConfig(client=ClientConfig(tracking_uri=SIM_URL), rate_limit=FAST)
+    spec = DeleteSpec(experiment_id="1", max_timestamp_millis=NOW_MS - 1, label="dry")
+    outcome: list[BaseException] = []
+    async with Engine(
+        config,
+        transport=httpx.MockTransport(answer),
+        clock=clock,
+        sleep=sleep,
+        random=lambda: 0.5,
+        wall_clock_ms=lambda: NOW_MS,
+    ) as engine:
+
+        async def plan() -> None:
+            try:
+                await engine.plan([spec])
+            except Exception as error:  # what the caller of plan() sees
+                outcome.append(error)
+
+        async with anyio.create_task_group() as group:
+            group.start_soon(plan)
+            await turns_until(lambda: sleep.long_sleeps == 1)
+            engine.stop_all()
+
+    (error,) = outcome
+    assert isinstance(error, async_trace_delete.TraceDeleteError)
+    assert "'dry'" in str(error)
+    assert "nothing was deleted" in str(error)
+    assert clock.now - 1_000.0 < 10

@@ -433,7 +433,12 @@ class Engine:
     @contextlib.contextmanager
     def _reader(self, label: str) -> Iterator[Caller]:
         """A caller for the engine's own reads (lookups, plans, verification), stopped with
-        the engine while it is in use."""
+        the engine while it is in use.
+
+        Raises:
+            _StoppedError: the engine was stopped before the reads finished (the Caller's
+                internal stop signal never reaches the user).
+        """
         shared = self._require_open()
         caller = Caller(shared, key=label, label=label, experiment_id=None, counts=Counters())
         if self._stop_requested:
@@ -441,6 +446,10 @@ class Engine:
         self._readers.add(caller)
         try:
             yield caller
+        except StopRequested:
+            raise _StoppedError(
+                f"job {label!r}: the engine was stopped before it started; nothing was deleted"
+            ) from None
         finally:
             self._readers.discard(caller)
 
@@ -455,12 +464,6 @@ class Engine:
     async def _resolve(self, spec: DeleteSpec, now_millis: int) -> ResolvedSpec:
         client = self._require_open().client
         with self._reader(spec.label or spec.experiment) as caller:
-            return await self._resolve_with(caller, client, spec, now_millis)
-
-    async def _resolve_with(
-        self, caller: Caller, client: TracesClient, spec: DeleteSpec, now_millis: int
-    ) -> ResolvedSpec:
-        try:
             if spec.experiment_id is not None:
                 experiment_id = spec.experiment_id
                 experiment = await caller.read(lambda: client.get_experiment(experiment_id))
@@ -480,8 +483,6 @@ class Engine:
                         f"traces, more than the {spec.expect_at_most} expected; nothing was "
                         "deleted"
                     )
-        except StopRequested:
-            raise _stopped_before_start(spec) from None
         return resolved
 
     async def _verify_count(self, runner: JobRunner) -> int | None:
@@ -497,7 +498,7 @@ class Engine:
         try:
             with self._reader(runner.label) as reader:
                 return await count_remaining(reader, runner.resolved, self._config.search_page_size)
-        except StopRequested:
+        except _StoppedError:
             runner.verification_error = stopped
         except (MlflowApiError, TraceDeleteError) as error:
             runner.verification_error = f"{type(error).__name__}: {error}"
@@ -511,11 +512,8 @@ class Engine:
                 _logger.exception("event hook %r failed", hook)
 
 
-def _stopped_before_start(spec: DeleteSpec) -> TraceDeleteError:
-    return TraceDeleteError(
-        f"job {spec.label or spec.experiment!r}: the engine was stopped before it started; "
-        "nothing was deleted"
-    )
+class _StoppedError(TraceDeleteError):
+    """The engine was stopped while one of its own reads (lookup, plan, count) waited."""
 
 
 def one_job_per_experiment(resolved: Sequence[ResolvedSpec]) -> list[ResolvedSpec]:
