@@ -320,6 +320,30 @@ class ExperimentRouter(httpx.AsyncBaseTransport):
         await self._inner.aclose()
 
 
+def cli_delete_command(
+    experiment: Experiment, cutoff: int, url: str, audit_log: Path, *flags: str
+) -> list[str]:
+    """The CLI deleting an experiment's traces up to the cutoff, for real, with a JSON report
+    and an audit log; ``flags`` come before ``--json --execute``."""
+    return [
+        sys.executable,
+        "-m",
+        "async_trace_delete",
+        "delete",
+        "--experiment-id",
+        experiment.experiment_id,
+        "--max-timestamp-millis",
+        str(cutoff),
+        "--tracking-uri",
+        url,
+        "--audit-log",
+        str(audit_log),
+        *flags,
+        "--json",
+        "--execute",
+    ]
+
+
 async def wait_for_stuck_delete(proxy: FaultProxy, within: float = 30.0) -> None:
     """Wait until a delayed delete call was carried out upstream and is being held."""
     with anyio.fail_after(within):
@@ -702,26 +726,16 @@ async def test_cli_interrupted_twice_during_a_stuck_call_exits_promptly_and_exac
     (experiment,) = world.targets
     proxy.script(path_contains=DELETE, faults=[Fault.delay(60)])
     audit_log = tmp_path / "audit.jsonl"
-    command = [
-        sys.executable,
-        "-m",
-        "async_trace_delete",
-        "delete",
-        "--experiment-id",
-        experiment.experiment_id,
-        "--max-timestamp-millis",
-        str(world.cutoff),
-        "--tracking-uri",
+    command = cli_delete_command(
+        experiment,
+        world.cutoff,
         proxy.url,
-        "--audit-log",
-        str(audit_log),
+        audit_log,
         "--initial-batch-size",
         "100",
         "--min-batch-size",
         "10",
-        "--json",
-        "--execute",
-    ]
+    )
     process = await anyio.open_process(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
     async with process:
         try:
@@ -886,23 +900,7 @@ async def test_cli_prints_the_report_when_verification_fails(
         path_contains="traces/search", faults=[Fault.PASS, Fault.PASS, Fault.forbidden().repeat(5)]
     )
     audit_log = tmp_path / "audit.jsonl"
-    command = [
-        sys.executable,
-        "-m",
-        "async_trace_delete",
-        "delete",
-        "--experiment-id",
-        experiment.experiment_id,
-        "--max-timestamp-millis",
-        str(world.cutoff),
-        "--tracking-uri",
-        proxy.url,
-        "--audit-log",
-        str(audit_log),
-        "--verify",
-        "--json",
-        "--execute",
-    ]
+    command = cli_delete_command(experiment, world.cutoff, proxy.url, audit_log, "--verify")
     with anyio.fail_after(60):
         result = await anyio.run_process(command, check=False)
 
@@ -987,28 +985,18 @@ async def test_cli_first_signal_stops_within_two_seconds_during_retry_after(
         path_contains=DELETE, faults=[Fault.PASS, Fault.too_many_requests(retry_after=100)]
     )
     audit_log = tmp_path / "audit.jsonl"
-    command = [
-        sys.executable,
-        "-m",
-        "async_trace_delete",
-        "delete",
-        "--experiment-id",
-        experiment.experiment_id,
-        "--max-timestamp-millis",
-        str(world.cutoff),
-        "--tracking-uri",
+    command = cli_delete_command(
+        experiment,
+        world.cutoff,
         proxy.url,
-        "--audit-log",
-        str(audit_log),
+        audit_log,
         "--initial-batch-size",
         "50",
         "--min-batch-size",
         "50",
         "--max-batch-size",
         "50",
-        "--json",
-        "--execute",
-    ]
+    )
     process = await anyio.open_process(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
     async with process:
         try:
