@@ -52,7 +52,6 @@ from tests.support.simulated_server import (
     sim_traces,
 )
 
-
 # -- retries ---------------------------------------------------------------------------------
 
 
