@@ -604,3 +604,50 @@ def test_duplicates_are_collapsed_not_run_twice() -> None:
     assert len(invocation.jobs) == 1
     spec = DeleteSpec(experiment_id="1", trace_ids=(TRACE_ID, "tr-" + "b" * 32, TRACE_ID))
     assert spec.trace_ids == (TRACE_ID, "tr-" + "b" * 32)
+
+
+def test_conflicting_jobs_on_one_experiment_exit_2_before_any_delete(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Two policy jobs that name one experiment (by name and by ID) with different
+    selections exit 2 naming both jobs, after read-only lookups and before any delete."""
+    path = tmp_path / "policy.toml"
+    path.write_text(
+        '[[jobs]]\nname = "errors"\nexperiment_names = ["exp"]\nfilter = "status = \'ERROR\'"\n'
+        '\n[[jobs]]\nname = "old"\nexperiment_ids = ["1"]\nolder_than = "30d"\n'
+    )
+    line, server = run_refused(["run", str(path), "--execute"], capsys)
+    assert "jobs 'errors/exp' and 'old/1' both delete from experiment 1" in line
+    assert server.deletes == 0
+    assert all("/experiments/" in request.url.path for request in server.requests)
+
+
+def test_one_experiment_named_twice_with_one_selection_is_one_job(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    """``--experiment-id 1 --experiment-name exp --max-traces 10`` (exp is 1) deletes 10
+    traces, not 20: after names are resolved the two are one job."""
+    server = CountingServer()
+    argv = [
+        "delete",
+        "--experiment-id",
+        "1",
+        "--experiment-name",
+        "exp",
+        "--max-timestamp-millis",
+        str(BASE_MS + 29),  # all 30 traces
+        "--max-traces",
+        "10",
+        "--execute",
+        "--json",
+    ]
+    code = run_cli(
+        argv,
+        environ={"MLFLOW_TRACKING_URI": SIM_URL},
+        transport=server.transport,
+        wall_clock_ms=lambda: NOW_MS,
+    )
+    captured = capsys.readouterr()
+    assert code == 0, captured.err
+    assert server.server.deleted(server.experiment_id) == 10
+    assert '"deleted": 10' in captured.out

@@ -17,7 +17,7 @@ import signal
 import sys
 import time
 import uuid
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any, TextIO
 
@@ -81,6 +81,9 @@ class Session:
         self.invocation = invocation
         args = invocation.args
         self._engine_options = dict(engine_seams or {})
+        self._wall_clock_ms: Callable[[], int] = self._engine_options.get(
+            "wall_clock_ms", lambda: time.time_ns() // 1_000_000
+        )
         self.redact = Redactor(invocation.secrets)
         self.out = _console(sys.stdout)
         self.err = _console(sys.stderr)
@@ -210,7 +213,7 @@ class Session:
             specs.append((self._resume(spec, found[key]), found[key]))
         # After names are resolved, one job per experiment: identical ones collapse (the
         # first is kept), different ones are refused before anything is sent.
-        now = time.time_ns() // 1_000_000
+        now = self._wall_clock_ms()
         kept = one_job_per_experiment(
             [
                 spec.resolve(now_millis=now, experiment_id=experiment_id)
