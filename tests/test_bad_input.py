@@ -31,7 +31,7 @@ from async_trace_delete import (
     TracesClient,
     UsageError,
 )
-from async_trace_delete._cli import prepare, run_cli
+from async_trace_delete._cli.args import prepare, run_cli
 from tests.support.simulated_server import BASE_MS, SIM_URL, SimulatedServer, sim_traces
 
 NOW_MS = BASE_MS + 30 * 86_400_000

@@ -24,9 +24,9 @@ import anyio.lowlevel
 import httpx
 import pytest
 
-from async_trace_delete._audit import Redactor, read_confirmed_ids
-from async_trace_delete._cli import build_parser, main, prepare, run_cli
-from async_trace_delete._cli_inputs import (
+from async_trace_delete._cli.args import build_parser, main, prepare, run_cli
+from async_trace_delete._cli.audit import Redactor, read_confirmed_ids
+from async_trace_delete._cli.inputs import (
     EXIT_BAD_INPUT,
     EXIT_FAILED,
     EXIT_INTERRUPTED,
@@ -975,7 +975,7 @@ def test_missing_policy_file(recorder: Recorder, capsys: pytest.CaptureFixture[s
 
 def test_example_policy_parses(tmp_path: Path) -> None:
     """examples/policy.toml is a valid policy file."""
-    from async_trace_delete._policy import load_policy
+    from async_trace_delete._cli.policy import load_policy
 
     example = Path(__file__).parent.parent / "examples" / "policy.toml"
     policy = load_policy(str(example))

@@ -19,8 +19,8 @@ from typing import Any
 import anyio
 import pytest
 
-from async_trace_delete._cli import run_cli
-from async_trace_delete._cli_inputs import EXIT_INTERRUPTED, EXIT_OK
+from async_trace_delete._cli.args import run_cli
+from async_trace_delete._cli.inputs import EXIT_INTERRUPTED, EXIT_OK
 from tests.support.mlflow_server import MlflowServer
 from tests.support.seed import (
     SeedTrace,

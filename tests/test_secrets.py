@@ -41,7 +41,7 @@ from async_trace_delete import (
     LoggingHook,
     TracesClient,
 )
-from async_trace_delete._cli import run_cli
+from async_trace_delete._cli.args import run_cli
 from tests.support.simulated_server import (
     BASE_MS,
     SIM_URL,

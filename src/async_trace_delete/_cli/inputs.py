@@ -22,9 +22,9 @@ from typing import Any, TextIO
 
 from pydantic import ValidationError
 
-from ._config import ClientConfig, EngineConfig, redact_url
-from ._exceptions import GuardrailError, UsageError
-from ._specs import DeleteSpec
+from .._config import ClientConfig, EngineConfig, redact_url
+from .._exceptions import GuardrailError, UsageError
+from .._specs import DeleteSpec
 
 __all__ = [
     "ENGINE_OPTIONS",

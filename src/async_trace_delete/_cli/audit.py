@@ -35,9 +35,9 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, TextIO
 
-from ._config import ClientConfig
-from ._events import BatchDeleted, Event, JobFinished, JobStarted, RetryScheduled, Throttled
-from ._reports import JobReport
+from .._config import ClientConfig
+from .._events import BatchDeleted, Event, JobFinished, JobStarted, RetryScheduled, Throttled
+from .._reports import JobReport
 
 __all__ = ["AuditLog", "Redactor", "known_secrets", "read_confirmed_ids", "who_and_where"]
 

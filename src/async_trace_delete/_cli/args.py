@@ -19,9 +19,11 @@ from typing import Any, NoReturn, TextIO
 
 from pydantic import ValidationError
 
-from . import __version__
-from ._audit import known_secrets
-from ._cli_inputs import (
+from .. import __version__
+from .._config import ClientConfig
+from .._exceptions import UsageError
+from .audit import known_secrets
+from .inputs import (
     ENGINE_OPTIONS,
     EXIT_BAD_INPUT,
     EXIT_FAILED,
@@ -40,10 +42,8 @@ from ._cli_inputs import (
     read_trace_ids,
     rename_fields,
 )
-from ._cli_session import Session
-from ._config import ClientConfig
-from ._exceptions import UsageError
-from ._policy import load_policy
+from .policy import load_policy
+from .session import Session
 
 __all__ = [
     "EXIT_BAD_INPUT",

@@ -24,10 +24,10 @@ from rich.progress import (
 from rich.table import Column, Table
 from rich.text import Text
 
-from ._audit import job_summary
-from ._events import BatchDeleted, Event, JobFinished, JobStarted, RetryScheduled, Throttled
-from ._planning import JobPlan, PlanReport
-from ._reports import JobReport, JobState, RunReport
+from .._events import BatchDeleted, Event, JobFinished, JobStarted, RetryScheduled, Throttled
+from .._planning import JobPlan, PlanReport
+from .._reports import JobReport, JobState, RunReport
+from .audit import job_summary
 
 __all__ = [
     "ProgressDisplay",

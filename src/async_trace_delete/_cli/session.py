@@ -25,9 +25,21 @@ import anyio
 from anyio.abc import TaskStatus
 from rich.console import Console
 
-from . import __version__
-from ._audit import AuditLog, Redactor, job_summary, read_confirmed_ids, who_and_where
-from ._cli_inputs import (
+from .. import __version__
+from .._config import redact_url
+from .._engine import Engine, one_job_per_experiment
+from .._exceptions import (
+    GuardrailError,
+    InvalidParameterError,
+    NotFoundError,
+    TraceDeleteError,
+    UsageError,
+)
+from .._planning import JobPlan, PlanReport
+from .._reports import RunReport
+from .._specs import DeleteSpec
+from .audit import AuditLog, Redactor, job_summary, read_confirmed_ids, who_and_where
+from .inputs import (
     EXIT_BAD_INPUT,
     EXIT_FAILED,
     EXIT_INTERRUPTED,
@@ -38,19 +50,7 @@ from ._cli_inputs import (
     describe_guardrail,
     name_of,
 )
-from ._cli_render import ProgressDisplay, plan_json, render_plan, render_summary, report_json
-from ._config import redact_url
-from ._engine import Engine, one_job_per_experiment
-from ._exceptions import (
-    GuardrailError,
-    InvalidParameterError,
-    NotFoundError,
-    TraceDeleteError,
-    UsageError,
-)
-from ._planning import JobPlan, PlanReport
-from ._reports import RunReport
-from ._specs import DeleteSpec
+from .render import ProgressDisplay, plan_json, render_plan, render_summary, report_json
 
 __all__ = ["Session"]
 

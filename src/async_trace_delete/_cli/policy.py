@@ -36,7 +36,7 @@ from datetime import date, datetime
 from pathlib import Path
 from typing import Any, TypeVar
 
-from ._cli_inputs import (
+from .inputs import (
     ENGINE_OPTIONS,
     BadInputError,
     JobDefinition,

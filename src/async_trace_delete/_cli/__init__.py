@@ -1,0 +1,17 @@
+"""The command line: ``async-trace-delete delete|run``.
+
+Layers, each its own module:
+
+* :mod:`.args` — the argument parser and the entry point (``main``);
+* :mod:`.inputs` — flags and policy keys into validated specs and engine settings;
+* :mod:`.policy` — TOML policy files into job definitions;
+* :mod:`.session` — one invocation: resolve, plan, execute, signals, exit codes;
+* :mod:`.render` — the dry-run table, the progress display, the summary, ``--json``;
+* :mod:`.audit` — the JSON-lines audit log and secret redaction.
+
+The library (``async_trace_delete``) never imports from here.
+"""
+
+from .args import main
+
+__all__ = ["main"]
