@@ -51,29 +51,12 @@ cut again; the first OK call of at most the post-cut size ends the hold.
 
 from __future__ import annotations
 
-import enum
 import math
 
 from ._exceptions import UsageError
+from ._outcomes import Outcome
 
 __all__ = ["OVERLOAD_OUTCOMES", "SIZE_OUTCOMES", "BatchSizer", "Outcome"]
-
-
-class Outcome(enum.Enum):
-    """What one delete call ended in, as the controllers see it."""
-
-    OK = "ok"
-    """The call succeeded."""
-    THROTTLED = "throttled"
-    """429: the server or a gateway asks us to slow down."""
-    UNAVAILABLE = "unavailable"
-    """503, e.g. SQLite's "database is locked"."""
-    TIMEOUT = "timeout"
-    """No answer in time."""
-    SERVER_ERROR = "server_error"
-    """Another 5xx, a transport error or an unreadable answer."""
-    TOO_LARGE = "too_large"
-    """503 "too many SQL variables": the batch is too large for the backend."""
 
 
 OVERLOAD_OUTCOMES = frozenset(

@@ -16,14 +16,9 @@ from __future__ import annotations
 
 import base64
 import json
-import math
-import re
 import ssl
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Generator, Mapping, Sequence
-from dataclasses import dataclass
-from datetime import datetime
-from email.utils import parsedate_to_datetime
 from importlib.metadata import PackageNotFoundError, version
 from typing import Any, Self
 
@@ -31,23 +26,27 @@ import httpx
 from pydantic import SecretStr
 
 from ._config import ClientConfig
+from ._error_table import error_for
 from ._exceptions import (
-    AuthenticationError,
-    BatchTooLargeError,
     ConnectError,
     EngineClosedError,
-    InvalidParameterError,
     InvalidResponseError,
     MlflowApiError,
-    NotFoundError,
-    PermissionDeniedError,
-    RedirectError,
     RequestTimeoutError,
-    ServerError,
-    ServerUnavailableError,
-    ThrottledError,
     TransportError,
     UsageError,
+)
+from ._wire import (
+    Experiment,
+    TracePage,
+    TraceSummary,
+    error_body,
+    excerpt,
+    experiment_from,
+    iter_pages,
+    parse_retry_after,
+    parse_rfc3339_millis,
+    trace_summary,
 )
 
 __all__ = [
@@ -55,7 +54,6 @@ __all__ = [
     "TracePage",
     "TraceSummary",
     "TracesClient",
-    "error_for_status",
     "iter_pages",
     "parse_retry_after",
     "parse_rfc3339_millis",
@@ -67,98 +65,20 @@ GET_EXPERIMENT_PATH = "/api/2.0/mlflow/experiments/get"
 GET_EXPERIMENT_BY_NAME_PATH = "/api/2.0/mlflow/experiments/get-by-name"
 MAX_SEARCH_PAGE = 500
 
-_TOO_MANY_VARIABLES = "too many sql variables"
-_MLFLOW_ERROR_CODE = re.compile(r"[A-Z][A-Z0-9_]*")  # INTERNAL_ERROR, TEMPORARILY_UNAVAILABLE, ...
-_MAX_ERROR_TEXT = 500
+# What no HTTP answer means, most specific first (httpx's own HTTPCORE_EXC_MAP, one level up):
+# a request that never left cannot have done anything; one sent and unanswered may have.
+_TRANSPORT_ERRORS: tuple[tuple[type[httpx.HTTPError], type[TransportError], str], ...] = (
+    (httpx.ConnectError, ConnectError, "could not connect to the MLflow server"),
+    (httpx.ConnectTimeout, ConnectError, "could not connect to the MLflow server"),
+    (httpx.PoolTimeout, ConnectError, "could not connect to the MLflow server"),
+    (httpx.TimeoutException, RequestTimeoutError, "no answer from the MLflow server in time"),
+    (httpx.HTTPError, TransportError, "the connection to the MLflow server failed"),
+)
 
 try:
     _VERSION = version("async-trace-delete")
 except PackageNotFoundError:  # pragma: no cover - running from a source tree
     _VERSION = "0+unknown"
-
-
-@dataclass(frozen=True, slots=True)
-class TraceSummary:
-    """One trace as search returns it: enough to decide and to delete."""
-
-    trace_id: str
-    timestamp_ms: int
-    state: str
-    experiment_id: str | None = None
-    """The experiment the answer says the trace belongs to (``None`` if it did not say)."""
-
-
-@dataclass(frozen=True, slots=True)
-class TracePage:
-    """One page of search results and the token of the next page (an offset), if any."""
-
-    traces: tuple[TraceSummary, ...]
-    next_page_token: str | None
-
-
-@dataclass(frozen=True, slots=True)
-class Experiment:
-    """An MLflow experiment."""
-
-    experiment_id: str
-    name: str
-    lifecycle_stage: str
-
-
-def parse_retry_after(value: str | None, *, now: float | None = None) -> float | None:
-    """Parse a ``Retry-After`` header: delay-seconds or an HTTP date (RFC 9110 §10.2.3).
-
-    Args:
-        value: The header value, or ``None``.
-        now: The current Unix time, for HTTP dates (default: ``time.time()``).
-
-    Returns:
-        Seconds to wait (never negative), or ``None`` if absent or unparseable.
-    """
-    if value is None:
-        return None
-    text = value.strip()
-    if not text:
-        return None
-    try:
-        seconds = float(text)
-    except ValueError:
-        pass
-    else:
-        return max(0.0, seconds) if math.isfinite(seconds) else None
-    try:
-        when = parsedate_to_datetime(text)
-    except (TypeError, ValueError, IndexError):
-        return None
-    if when.tzinfo is None:
-        return None
-    current = time.time() if now is None else now
-    return max(0.0, when.timestamp() - current)
-
-
-def parse_rfc3339_millis(text: str) -> int:
-    """Convert an RFC 3339 timestamp (protobuf JSON ``Timestamp``) to epoch milliseconds.
-
-    Exact for any number of fractional digits (0 to 9): no float rounding.
-    """
-    stamp = text.strip()
-    if stamp.endswith(("Z", "z")):
-        stamp = stamp[:-1] + "+00:00"
-    fraction_ms = 0
-    if "." in stamp:
-        head, rest = stamp.split(".", 1)
-        digits = ""
-        for char in rest:
-            if not char.isdigit():
-                break
-            digits += char
-        tail = rest[len(digits) :]
-        fraction_ms = int((digits + "000")[:3]) if digits else 0
-        stamp = head + tail
-    parsed = datetime.fromisoformat(stamp)
-    if parsed.tzinfo is None:
-        raise ValueError(f"timestamp without a time zone: {text!r}")
-    return int(parsed.timestamp()) * 1000 + fraction_ms
 
 
 class _SecretAuth(httpx.Auth):
@@ -374,7 +294,7 @@ class TracesClient:
             body["page_token"] = page_token
         payload = await self._call("POST", SEARCH_PATH, json_body=body, experiment_id=experiment_id)
         try:
-            traces = tuple(_trace_summary(item) for item in payload.get("traces", []))
+            traces = tuple(trace_summary(item) for item in payload.get("traces", []))
         except (KeyError, TypeError, ValueError) as error:
             raise InvalidResponseError(
                 f"search answered an unexpected trace shape: {error}",
@@ -427,7 +347,7 @@ class TracesClient:
             params={"experiment_id": experiment_id},
             experiment_id=experiment_id,
         )
-        return _experiment(payload, GET_EXPERIMENT_PATH)
+        return experiment_from(payload, GET_EXPERIMENT_PATH)
 
     async def get_experiment_by_name(self, name: str) -> Experiment:
         """Look an experiment up by name. Raises :class:`NotFoundError` if none has it."""
@@ -436,7 +356,7 @@ class TracesClient:
         payload = await self._call(
             "GET", GET_EXPERIMENT_BY_NAME_PATH, params={"experiment_name": name}
         )
-        return _experiment(payload, GET_EXPERIMENT_BY_NAME_PATH)
+        return experiment_from(payload, GET_EXPERIMENT_BY_NAME_PATH)
 
     # -- plumbing -------------------------------------------------------------------------
 
@@ -471,20 +391,8 @@ class TracesClient:
             response = await self._http.request(
                 method, path, json=json_body, params=params, timeout=timeout
             )
-        except (httpx.ConnectError, httpx.ConnectTimeout, httpx.PoolTimeout) as error:
-            failure = ConnectError(
-                f"could not connect to the MLflow server: {type(error).__name__}", **context
-            )
-        except httpx.TimeoutException as error:
-            failure = RequestTimeoutError(
-                f"no answer from the MLflow server in time: {type(error).__name__}", **context
-            )
         except httpx.HTTPError as error:
-            failure = TransportError(
-                "the connection to the MLflow server failed: "
-                f"{type(error).__name__}: {self._scrub(str(error))}",
-                **context,
-            )
+            failure = self._transport_error(error, context)
         if failure is not None:
             raise failure
         if response.is_success:
@@ -493,7 +401,7 @@ class TracesClient:
             except (json.JSONDecodeError, UnicodeDecodeError):
                 raise InvalidResponseError(
                     f"the server answered {response.status_code} with a body that is not JSON: "
-                    f"{self._scrub(_excerpt(response.text))!r}",
+                    f"{self._scrub(excerpt(response.text))!r}",
                     status_code=response.status_code,
                     **context,
                 ) from None
@@ -506,6 +414,17 @@ class TracesClient:
             return payload
         raise self._error_for(response, context)
 
+    def _transport_error(
+        self, error: httpx.HTTPError, context: Mapping[str, Any]
+    ) -> TransportError:
+        for httpx_type, ours, text in _TRANSPORT_ERRORS:
+            if isinstance(error, httpx_type):
+                cause = type(error).__name__
+                if ours is TransportError:  # the generic case: say what broke
+                    cause = f"{cause}: {self._scrub(str(error))}"
+                return ours(f"{text}: {cause}", **context)
+        raise AssertionError("unreachable: httpx.HTTPError is the last row")  # pragma: no cover
+
     def _scrub(self, text: str) -> str:
         """Remove our own credentials from text the server sent back (a gateway may echo
         the Authorization header)."""
@@ -514,122 +433,16 @@ class TracesClient:
         return text
 
     def _error_for(self, response: httpx.Response, context: Mapping[str, Any]) -> MlflowApiError:
-        answer = _error_body(response)
-        return error_for_status(
+        body = error_body(response.text)
+        return error_for(
             response.status_code,
-            error_code=answer.error_code,
-            message=self._scrub(answer.message),
-            from_mlflow=answer.from_mlflow,
-            retry_after=parse_retry_after(response.headers.get("Retry-After"), now=self._clock()),
-            location=response.headers.get("Location"),
+            body.error_code,
+            None if body.message is None else self._scrub(body.message),
+            response.headers,
+            text=self._scrub(body.text),
+            now=self._clock(),
             **context,
         )
-
-
-# Gateway statuses: whatever the body says, something in front of MLflow gave up on it.
-_GATEWAY_STATUSES = frozenset({502, 504, 520, 521, 522, 523, 524, 599})
-
-
-def error_for_status(
-    status: int,
-    *,
-    error_code: str | None,
-    message: str,
-    from_mlflow: bool,
-    retry_after: float | None = None,
-    location: str | None = None,
-    **context: Any,
-) -> MlflowApiError:
-    """Map one error answer, given as plain values, to the exception it means.
-
-    The one rule that matters for safety: a 5xx that is not MLflow's own JSON error (a
-    gateway's 502/504, Envoy's plain-text 503, an nginx HTML 500, Cloudflare's 520-524, a
-    599, an empty or unreadable body) means *the work may have been done*: its outcome is
-    unknown. MLflow's own JSON 5xx (its handler caught the failure, the transaction rolled
-    back) is certain.
-
-    Args:
-        status: The HTTP status (not 2xx).
-        error_code: MLflow's ``error_code``, if the body had one.
-        message: What the body said (secrets already removed).
-        from_mlflow: Whether the body is MLflow's JSON error shape.
-        retry_after: The parsed ``Retry-After``, in seconds.
-        location: The ``Location`` header of a redirect.
-        **context: ``endpoint``, ``experiment_id``, ``batch_size`` for the error's context.
-    """
-    details: dict[str, Any] = {"status_code": status, "error_code": error_code, **context}
-    if 500 <= status < 600:
-        unknown = status in _GATEWAY_STATUSES or not from_mlflow
-        if status == 503 and from_mlflow and _TOO_MANY_VARIABLES in message.lower():
-            return BatchTooLargeError(
-                f"the batch is too large for the server's database: {message}", **details
-            )
-        if status == 503:
-            return ServerUnavailableError(
-                message or "service unavailable",
-                retry_after=retry_after,
-                outcome_unknown=unknown,
-                **details,
-            )
-        if status in _GATEWAY_STATUSES:
-            # A gateway gave up on the upstream: it may have done the work anyway.
-            return ServerError(
-                message or "bad gateway",
-                outcome_unknown=True,
-                retry_after=retry_after,
-                **details,
-            )
-        return ServerError(
-            message or "internal server error",
-            outcome_unknown=unknown,
-            retry_after=retry_after,
-            **details,
-        )
-    if status == 413:
-        return BatchTooLargeError(f"the request is too large: {message}", **details)
-    if status == 429:
-        return ThrottledError(message or "too many requests", retry_after=retry_after, **details)
-    if status == 401:
-        return AuthenticationError(
-            f"authentication failed: {message or 'credentials missing or wrong'}", **details
-        )
-    if status == 403:
-        return PermissionDeniedError(
-            f"permission denied: {message or 'not allowed'} (deleting traces needs MANAGE "
-            "permission on the experiment)",
-            **details,
-        )
-    if status == 404 or error_code == "RESOURCE_DOES_NOT_EXIST":
-        return NotFoundError(message or "not found", **details)
-    if 300 <= status < 400:
-        return RedirectError(
-            f"the server redirected to {location or '?'!r} (a login page or a moved server?); "
-            "redirects are not followed: use the MLflow server's own URL as tracking_uri, "
-            "with credentials it accepts",
-            **details,
-        )
-    if status == 408:
-        return RequestTimeoutError(
-            message or "the server timed out reading the request",
-            outcome_unknown=False,
-            **details,
-        )
-    return InvalidParameterError(message or "the server rejected the request", **details)
-
-
-async def iter_pages(
-    fetch: Callable[[str | None], Awaitable[TracePage]],
-) -> AsyncIterator[TraceSummary]:
-    """Yield the traces of every page ``fetch(page_token)`` answers, until a page has no
-    next token (or no traces)."""
-    token: str | None = None
-    while True:
-        page = await fetch(token)
-        for trace in page.traces:
-            yield trace
-        token = page.next_page_token
-        if not token or not page.traces:
-            return
 
 
 def _secret_values(config: ClientConfig) -> tuple[str, ...]:
@@ -652,72 +465,3 @@ def _check_experiment_id(experiment_id: object) -> None:
 
 def _is_int(value: object) -> bool:
     return isinstance(value, int) and not isinstance(value, bool)
-
-
-def _excerpt(text: str) -> str:
-    text = " ".join(text.split())
-    return text if len(text) <= _MAX_ERROR_TEXT else text[:_MAX_ERROR_TEXT] + "…"
-
-
-@dataclass(frozen=True, slots=True)
-class _ErrorBody:
-    error_code: str | None
-    message: str
-    from_mlflow: bool
-
-
-def _error_body(response: httpx.Response) -> _ErrorBody:
-    """MLflow answers errors as JSON ``{"error_code": ..., "message": ...}``; its basic-auth
-    app, proxies, gateways and CDNs answer plain text or HTML."""
-    try:
-        payload = response.json()
-    except (json.JSONDecodeError, UnicodeDecodeError):
-        payload = None
-    if isinstance(payload, dict):
-        code = payload.get("error_code")
-        message = payload.get("message")
-        from_mlflow = isinstance(code, str) and bool(_MLFLOW_ERROR_CODE.fullmatch(code))
-        return _ErrorBody(
-            code if isinstance(code, str) else None,
-            _excerpt(message) if isinstance(message, str) else _excerpt(response.text),
-            from_mlflow and isinstance(message, str),
-        )
-    return _ErrorBody(None, _excerpt(response.text), False)
-
-
-def _trace_summary(item: Mapping[str, Any]) -> TraceSummary:
-    trace_id = item["trace_id"]
-    if not isinstance(trace_id, str):
-        raise TypeError("trace_id is not a string")
-    request_time = item["request_time"]
-    if not isinstance(request_time, str):
-        raise TypeError("request_time is not a string")
-    state = item.get("state", "STATE_UNSPECIFIED")
-    experiment_id: str | None = None
-    location = item.get("trace_location")
-    if isinstance(location, dict):
-        experiment = location.get("mlflow_experiment")
-        if isinstance(experiment, dict) and experiment.get("experiment_id") is not None:
-            experiment_id = str(experiment["experiment_id"])
-    return TraceSummary(
-        trace_id=trace_id,
-        timestamp_ms=parse_rfc3339_millis(request_time),
-        state=str(state),
-        experiment_id=experiment_id,
-    )
-
-
-def _experiment(payload: Mapping[str, Any], endpoint: str) -> Experiment:
-    data = payload.get("experiment")
-    if not isinstance(data, dict) or not isinstance(data.get("experiment_id"), str):
-        raise InvalidResponseError(
-            "the server answered an unexpected experiment shape",
-            status_code=200,
-            endpoint=endpoint,
-            outcome_unknown=False,
-        )
-    return Experiment(
-        experiment_id=data["experiment_id"],
-        name=str(data.get("name", "")),
-        lifecycle_stage=str(data.get("lifecycle_stage", "active")),
-    )

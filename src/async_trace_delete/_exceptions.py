@@ -30,6 +30,12 @@ exception ever escapes the client.
             ├── ConnectError               never reached the server: nothing was done
             └── RequestTimeoutError        sent, no answer in time: outcome unknown
 
+Each class carries its verdict as class attributes, read by the engine instead of a ladder
+of ``isinstance`` checks: ``retry_decision`` (retry, shrink the batch, or fail at once),
+``outcome`` (what the failure says about the server's load, for the controllers; ``None``
+when it says nothing) and ``outcome_unknown_default``. The status-to-class table is
+:func:`._error_table.error_for`.
+
 ``outcome_unknown`` is true when the server may have carried the request out although we
 never heard so: a read timeout, a connection dropped after sending, an unreadable 2xx, and
 every 5xx that is not MLflow's own JSON error (a 502/504 from a gateway, Envoy's plain-text
@@ -41,6 +47,10 @@ counted as done or not done, and counts against every cap.
 """
 
 from __future__ import annotations
+
+from typing import ClassVar
+
+from ._outcomes import Outcome, RetryDecision
 
 __all__ = [
     "AuthenticationError",
@@ -70,6 +80,11 @@ __all__ = [
 
 class TraceDeleteError(Exception):
     """Base class of every error async-trace-delete raises."""
+
+    retry_decision: ClassVar[RetryDecision] = RetryDecision.FAIL
+    """What the engine does after this failure: by default, give up."""
+    outcome: ClassVar[Outcome | None] = None
+    """What this failure tells the controllers about the server's load (``None``: nothing)."""
 
 
 class UsageError(TraceDeleteError, ValueError):
@@ -135,7 +150,7 @@ class MlflowApiError(TraceDeleteError):
         retry_after: Seconds the server asked us to wait, if it said so.
     """
 
-    outcome_unknown_default = False
+    outcome_unknown_default: ClassVar[bool] = False
 
     def __init__(
         self,
@@ -210,17 +225,29 @@ class PermissionDeniedError(MlflowApiError):
 class BatchTooLargeError(MlflowApiError):
     """503 "too many SQL variables": the batch is too large for the backend. Shrink it."""
 
+    retry_decision = RetryDecision.SHRINK
+    outcome = Outcome.TOO_LARGE
+
 
 class ThrottledError(MlflowApiError):
     """429: the server (or a gateway) asks us to slow down."""
+
+    retry_decision = RetryDecision.RETRY
+    outcome = Outcome.THROTTLED
 
 
 class ServerUnavailableError(MlflowApiError):
     """503: transient unavailability, e.g. SQLite's "database is locked"."""
 
+    retry_decision = RetryDecision.RETRY
+    outcome = Outcome.UNAVAILABLE
+
 
 class ServerError(MlflowApiError):
     """Any other 5xx answer."""
+
+    retry_decision = RetryDecision.RETRY
+    outcome = Outcome.SERVER_ERROR
 
 
 class RedirectError(MlflowApiError):
@@ -239,12 +266,16 @@ class OutOfSelectionError(MlflowApiError):
 class InvalidResponseError(MlflowApiError):
     """A success status whose body is not what MLflow sends (truncated, not JSON, wrong shape)."""
 
+    retry_decision = RetryDecision.RETRY
+    outcome = Outcome.SERVER_ERROR
     outcome_unknown_default = True
 
 
 class TransportError(MlflowApiError):
     """No HTTP answer at all: the connection failed, dropped, or timed out."""
 
+    retry_decision = RetryDecision.RETRY
+    outcome = Outcome.SERVER_ERROR
     outcome_unknown_default = True
 
 
@@ -256,3 +287,5 @@ class ConnectError(TransportError):
 
 class RequestTimeoutError(TransportError):
     """The request was sent but no answer came in time: the server may have done the work."""
+
+    outcome = Outcome.TIMEOUT

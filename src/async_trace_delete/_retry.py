@@ -22,23 +22,13 @@ pure).
 
 from __future__ import annotations
 
-import enum
 import math
 from fractions import Fraction
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from ._batching import Outcome
-from ._exceptions import (
-    BatchTooLargeError,
-    InvalidResponseError,
-    RequestTimeoutError,
-    ServerError,
-    ServerUnavailableError,
-    ThrottledError,
-    TransportError,
-    UsageError,
-)
+from ._exceptions import TraceDeleteError, UsageError
+from ._outcomes import Outcome, RetryDecision
 
 __all__ = [
     "RetryBudget",
@@ -49,14 +39,6 @@ __all__ = [
     "outcome_for",
     "should_retry",
 ]
-
-_RETRYABLE: tuple[type[BaseException], ...] = (
-    ThrottledError,
-    ServerUnavailableError,
-    ServerError,
-    TransportError,
-    InvalidResponseError,
-)
 
 
 class RetryPolicy(BaseModel):
@@ -81,17 +63,6 @@ class RetryPolicy(BaseModel):
     max_backoff: float = Field(default=30.0, ge=0)
     multiplier: float = Field(default=2.0, ge=1)
     max_retry_after: float = Field(default=120.0, ge=0)
-
-
-class RetryDecision(enum.Enum):
-    """What to do after a failed call."""
-
-    RETRY = "retry"
-    """Try the same call again after a backoff."""
-    SHRINK = "shrink"
-    """Try again with a smaller batch; the same size would fail again."""
-    FAIL = "fail"
-    """Give up: retrying cannot help."""
 
 
 def _backoff_cap(policy: RetryPolicy, attempt: int) -> float:
@@ -143,21 +114,20 @@ def compute_backoff(
 
 
 def classify(error: BaseException) -> RetryDecision:
-    """Decide what to do about a failed call.
+    """Decide what to do about a failed call: the error class's ``retry_decision``.
 
     ``ThrottledError``, ``ServerUnavailableError``, ``ServerError``, every ``TransportError``
     and ``InvalidResponseError`` are retried; ``BatchTooLargeError`` shrinks the batch;
     anything else (400, 401, 403, 404, a 3xx, a bug) fails at once.
     """
-    if isinstance(error, BatchTooLargeError):
-        return RetryDecision.SHRINK
-    if isinstance(error, _RETRYABLE):
-        return RetryDecision.RETRY
+    if isinstance(error, TraceDeleteError):
+        return error.retry_decision
     return RetryDecision.FAIL
 
 
 def outcome_for(error: BaseException) -> Outcome | None:
-    """Translate a failure into what the batch and concurrency controllers learn from it.
+    """What a failure tells the batch and concurrency controllers: the error class's
+    ``outcome``.
 
     Returns:
         ``THROTTLED`` (429), ``TOO_LARGE``, ``UNAVAILABLE`` (503), ``TIMEOUT`` (read
@@ -165,16 +135,8 @@ def outcome_for(error: BaseException) -> Outcome | None:
         that says nothing about the server's load (400, 401, 403, 404, a bug): do not feed
         those to the controllers.
     """
-    if isinstance(error, BatchTooLargeError):
-        return Outcome.TOO_LARGE
-    if isinstance(error, ThrottledError):
-        return Outcome.THROTTLED
-    if isinstance(error, ServerUnavailableError):
-        return Outcome.UNAVAILABLE
-    if isinstance(error, RequestTimeoutError):
-        return Outcome.TIMEOUT
-    if isinstance(error, _RETRYABLE):
-        return Outcome.SERVER_ERROR
+    if isinstance(error, TraceDeleteError):
+        return error.outcome
     return None
 
 
