@@ -22,131 +22,25 @@ completion of one call updates the limit, the sizer, the budget and the events i
 
 from __future__ import annotations
 
-from collections import deque
 from collections.abc import Awaitable, Callable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import TypeVar
 
 import anyio
 
-from ._batching import BatchSizer, Outcome
-from ._client import TracePage, TracesClient
-from ._config import EngineConfig
-from ._events import BatchDeleted, BatchSizeChanged, Event, RetryScheduled
+from ._batching import BatchSizer
+from ._client import TracePage
+from ._events import BatchDeleted, BatchSizeChanged, RetryScheduled
 from ._exceptions import MlflowApiError, NoProgressError
+from ._ledger import Counters, Doubt
+from ._outcomes import Outcome, RetryDecision
 from ._reports import BatchRecord
-from ._retry import RetryBudget, RetryDecision, classify, compute_backoff, outcome_for, should_retry
-from ._scheduler import Scheduler
+from ._retry import classify, compute_backoff, outcome_for, should_retry
+from ._shared import SharedState
 
-__all__ = ["Caller", "Counters", "Delete", "Doubt", "SharedState", "StopRequested"]
+__all__ = ["Caller", "Delete", "StopRequested"]
 
 T = TypeVar("T")
-
-_MAX_ERRORS_KEPT = 100
-
-
-@dataclass
-class SharedState:
-    """What all jobs of one engine share: the server's client, gate and learnt sizes."""
-
-    config: EngineConfig
-    client: TracesClient
-    scheduler: Scheduler
-    cutoff_sizer: BatchSizer
-    id_sizer: BatchSizer
-    budget: RetryBudget
-    clock: Callable[[], float]
-    sleep: Callable[[float], Awaitable[None]]
-    random: Callable[[], float]
-    emit: Callable[[Event], None]
-    opened_at: float
-
-
-@dataclass
-class Counters:
-    """A job's live counts. Records and error texts are bounded: the newest are kept."""
-
-    record_limit: int = 1_000
-    deleted: int = 0
-    ambiguous: int = 0
-    ambiguous_calls: int = 0
-    not_found: int = 0
-    calls: int = 0
-    retries: int = 0
-    errors: deque[str] = field(default_factory=lambda: deque(maxlen=_MAX_ERRORS_KEPT))
-    errors_total: int = 0
-    batches: deque[BatchRecord] = field(default_factory=deque)
-    batches_total: int = 0
-
-    def __post_init__(self) -> None:
-        self.batches = deque(maxlen=self.record_limit)
-
-    def add_error(self, error: BaseException) -> None:
-        """Keep the text of one failure (the newest ``_MAX_ERRORS_KEPT``)."""
-        self.errors.append(f"{type(error).__name__}: {error}")
-        self.errors_total += 1
-
-    def add_record(self, record: BatchRecord) -> None:
-        """Keep one call's record (the newest ``record_limit``)."""
-        self.batches.append(record)
-        self.batches_total += 1
-
-
-class Doubt:
-    """What lost answers may have deleted, for one logical delete, counted exactly once.
-
-    A cutoff call is not idempotent: every lost call may have deleted up to what it asked
-    for, so each one adds to ``ambiguous``. A chunk of IDs is: however many of its attempts
-    go unanswered, its IDs are in doubt once, and a later answer settles how many are left.
-
-    Args:
-        counts: The job's counters (``ambiguous`` is kept there).
-        size: How many traces the delete asks for.
-        idempotent: True for a chunk of IDs.
-        counted: The IDs are already counted as ambiguous (inherited from a split chunk).
-    """
-
-    def __init__(
-        self, counts: Counters, size: int, *, idempotent: bool, counted: bool = False
-    ) -> None:
-        self._counts = counts
-        self._size = size
-        self._idempotent = idempotent
-        self._counted = counted
-
-    def lost(self) -> None:
-        """One attempt's answer was lost (timeout, reset, gateway 5xx, cancel in flight)."""
-        self._counts.ambiguous_calls += 1
-        if not self._idempotent:
-            self._counts.ambiguous += self._size
-        elif not self._counted:
-            self._counts.ambiguous += self._size
-            self._counted = True
-
-    def settle(self, deleted: int) -> None:
-        """A later attempt answered: ``deleted`` of the IDs were still there and are gone."""
-        if not self._idempotent:
-            return
-        if self._counted:
-            # The `deleted` IDs were still there: the lost calls did not delete them. The
-            # others stay ambiguous (deleted by a lost call, or never there).
-            self._counts.ambiguous -= deleted
-            self._counted = False
-        else:
-            self._counts.not_found += self._size - deleted
-
-    def split(self, first: int) -> tuple[Doubt, Doubt]:
-        """Hand the doubt on to two halves (``first`` IDs and the rest) that settle it.
-
-        What is counted stays counted until each half settles its own part, so a half that
-        fails (a 403, a stop) leaves its IDs ambiguous.
-        """
-        halves = (
-            Doubt(self._counts, first, idempotent=True, counted=self._counted),
-            Doubt(self._counts, self._size - first, idempotent=True, counted=self._counted),
-        )
-        self._counted = False  # the halves own it now
-        return halves
 
 
 @dataclass(frozen=True)
@@ -156,14 +50,14 @@ class Delete:
     Attributes:
         send: Makes the request once; returns what the server deleted.
         requested: Traces it asks for (``max_traces``, or the number of IDs).
-        sizer: The batch sizer it feeds.
+        sizer: The batch sizer it feeds, and its name in events.
         doubt: Its ambiguity ledger.
         trace_ids: The IDs a delete by ID sends (for the ``BatchDeleted`` event).
     """
 
     send: Callable[[], Awaitable[int]]
     requested: int
-    sizer: BatchSizer
+    sizer: tuple[str, BatchSizer]
     doubt: Doubt
     trace_ids: Sequence[str] | None = None
 
@@ -208,7 +102,7 @@ class Caller:
         self._stop = anyio.Event()
         self._halt = anyio.Event()
         self.failure: BaseException | None = None
-        self.last_progress = shared.clock()
+        self._last_progress = shared.runtime.clock()
 
     @property
     def stopped(self) -> bool:
@@ -229,6 +123,10 @@ class Caller:
         if self.failure is None:
             self.failure = error
         self._halt.set()
+
+    def progressed(self) -> None:
+        """Count now as progress (the job starts; a call succeeded)."""
+        self._last_progress = self._shared.runtime.clock()
 
     # -- the two kinds of call ------------------------------------------------------------------
 
@@ -283,7 +181,7 @@ class Caller:
     # -- the loop -------------------------------------------------------------------------------
 
     async def _retrying(self, once: Callable[[_Attempt], Awaitable[T]]) -> T:
-        first_try_at = self._shared.clock()
+        first_try_at = self._shared.runtime.clock()
         number = 0
         while True:
             number += 1
@@ -303,7 +201,7 @@ class Caller:
         try:
             if not await self._wait(scheduler.pace) or self.quitting:
                 raise StopRequested  # stopped while waiting for the gate: send nothing
-            attempt.sent_at = self._shared.clock()
+            attempt.sent_at = self._shared.runtime.clock()
             return await send()
         finally:
             scheduler.release()
@@ -314,69 +212,31 @@ class Caller:
         except MlflowApiError as error:
             self.counts.add_error(error)
             raise
-        self.last_progress = self._shared.clock()
+        self.progressed()
         return answer
 
     async def _delete_once(self, operation: Delete, attempt: _Attempt) -> int:
-        shared = self._shared
-        counts = self.counts
-        sizer = operation.sizer
-        doubt = operation.doubt
-        requested = operation.requested
-        started = 0.0
+        listener: _Completion | None = None
 
         async def send() -> int:
-            nonlocal started
-            started = shared.clock()
-            counts.calls += 1
+            nonlocal listener
+            listener = _Completion(self, operation, attempt)
             return await operation.send()
 
         try:
             deleted = await self._gated(attempt, send)
         except MlflowApiError as error:
-            latency = shared.clock() - started
-            outcome = outcome_for(error)
-            if error.outcome_unknown:
-                doubt.lost()
-            self._record(started, requested, None, latency, attempt.number, outcome, error)
-            counts.add_error(error)
-            if outcome is not None:
-                self._observe(sizer, requested, None, latency, outcome)
-                shared.scheduler.record(deleted=0, latency=latency, outcome=outcome)
+            if listener is not None:
+                listener.failed(error)
+            else:  # failed before it was sent (cannot happen today: the gate raises no API error)
+                self.counts.add_error(error)
             raise
-        except BaseException:  # a stop before sending, or a cancel
-            if attempt.sent_at is not None:
-                # Cancelled while in flight: the server may finish the call anyway.
-                doubt.lost()
-                latency = shared.clock() - started
-                self._record(started, requested, None, latency, attempt.number, None, "cancelled")
+        except BaseException:  # a stop before sending, or a cancel in flight
+            if listener is not None:
+                listener.dropped()
             raise
-        latency = shared.clock() - started
-        self.last_progress = shared.clock()
-        counts.deleted += deleted
-        doubt.settle(deleted)
-        shared.budget.record_success()
-        self._record(started, requested, deleted, latency, attempt.number, Outcome.OK, None)
-        self._observe(sizer, requested, deleted, latency, Outcome.OK)
-        shared.scheduler.record(
-            deleted=deleted,
-            latency=latency,
-            outcome=Outcome.OK,
-            quiet_gap=shared.config.sleep_coefficient * latency,
-        )
-        shared.emit(
-            BatchDeleted(
-                job=self._label,
-                experiment_id=self._experiment_id or "",
-                requested=requested,
-                deleted=deleted,
-                latency=latency,
-                attempt=attempt.number,
-                total_deleted=counts.deleted,
-                at=shared.clock() - shared.opened_at,
-                trace_ids=tuple(operation.trace_ids) if operation.trace_ids is not None else None,
-            )
-        )
+        assert listener is not None
+        listener.succeeded(deleted)
         return deleted
 
     # -- waiting ------------------------------------------------------------------------------
@@ -410,18 +270,19 @@ class Caller:
     ) -> None:
         """Wait before retrying; raise when the job made no progress for too long."""
         shared = self._shared
+        runtime = shared.runtime
         config = shared.config
         policy = config.retry
-        now = shared.clock()
+        now = runtime.clock()
         delay = compute_backoff(
-            policy, attempt.number, random_value=shared.random(), retry_after=error.retry_after
+            policy, attempt.number, random_value=runtime.random(), retry_after=error.retry_after
         )
         if not should_retry(
             policy, attempt=attempt.number, elapsed=now - first_try_at, next_delay=delay
         ):
             raise error
-        if now + delay - self.last_progress > config.progress_timeout:
-            seconds = now - self.last_progress
+        if now + delay - self._last_progress > config.progress_timeout:
+            seconds = now - self._last_progress
             raise NoProgressError(
                 f"no progress for {seconds:.0f} s (progress_timeout is "
                 f"{config.progress_timeout:g} s): the server kept failing; last error: {error}",
@@ -448,64 +309,108 @@ class Caller:
                 error=str(error),
                 error_type=type(error).__name__,
                 outcome_unknown=error.outcome_unknown,
-                at=now - shared.opened_at,
+                at=now - runtime.opened_at,
             )
         )
-        if not await self._wait(lambda: shared.sleep(delay)):
+        if not await self._wait(lambda: runtime.sleep(delay)):
             raise StopRequested
 
-    # -- bookkeeping ----------------------------------------------------------------------------
 
-    def _record(
-        self,
-        started: float,
-        requested: int,
-        deleted: int | None,
-        latency: float,
-        attempt: int,
-        outcome: Outcome | None,
-        error: BaseException | str | None,
-    ) -> None:
-        if outcome is not None:
-            kind = outcome.value
-        elif isinstance(error, str):
-            kind = error
-        else:
-            kind = type(error).__name__ if error is not None else "error"
-        unknown = (
-            isinstance(error, MlflowApiError) and error.outcome_unknown
-        ) or error == "cancelled"
-        self.counts.add_record(
-            BatchRecord(
-                started_at=started - self._shared.opened_at,
-                requested=requested,
+class _Completion:
+    """The completion listener of one sent delete (concurrency-limits' ``Limiter.Listener``).
+
+    Created when the call is sent; exactly one of :meth:`succeeded`, :meth:`failed` and
+    :meth:`dropped` is then called, and it feeds everything a finished call feeds, in one
+    place: the counts and the ambiguity ledger, the per-call record, the batch sizer, the
+    concurrency limit and the shared rate, the retry budget and the events.
+    """
+
+    def __init__(self, caller: Caller, operation: Delete, attempt: _Attempt) -> None:
+        self._caller = caller
+        self._shared = caller._shared
+        self._operation = operation
+        self._attempt = attempt
+        self._started = self._shared.runtime.clock()
+        caller.counts.calls += 1
+
+    def succeeded(self, deleted: int) -> None:
+        """The server answered: ``deleted`` traces are gone."""
+        shared, caller, operation = self._shared, self._caller, self._operation
+        latency = self._latency()
+        caller.progressed()
+        counts = caller.counts
+        counts.deleted += deleted
+        operation.doubt.settle(deleted)
+        shared.budget.record_success()
+        self._record(deleted=deleted, latency=latency, outcome=Outcome.OK.value, unknown=False)
+        self._observe(deleted, latency, Outcome.OK)
+        shared.scheduler.record(
+            deleted=deleted,
+            latency=latency,
+            outcome=Outcome.OK,
+            quiet_gap=shared.config.sleep_coefficient * latency,
+        )
+        shared.emit(
+            BatchDeleted(
+                job=caller._label,
+                experiment_id=caller._experiment_id or "",
+                requested=operation.requested,
                 deleted=deleted,
                 latency=latency,
-                attempt=attempt,
-                outcome=kind,
+                attempt=self._attempt.number,
+                total_deleted=counts.deleted,
+                at=shared.runtime.since_open(),
+                trace_ids=tuple(operation.trace_ids) if operation.trace_ids is not None else None,
+            )
+        )
+
+    def failed(self, error: MlflowApiError) -> None:
+        """The call failed with an answer (or the loss of one) the error describes."""
+        latency = self._latency()
+        outcome = outcome_for(error)
+        if error.outcome_unknown:
+            self._operation.doubt.lost()
+        kind = outcome.value if outcome is not None else type(error).__name__
+        self._record(deleted=None, latency=latency, outcome=kind, unknown=error.outcome_unknown)
+        self._caller.counts.add_error(error)
+        if outcome is not None:
+            self._observe(None, latency, outcome)
+            self._shared.scheduler.record(deleted=0, latency=latency, outcome=outcome)
+
+    def dropped(self) -> None:
+        """Cancelled in flight: the server may finish the call anyway."""
+        self._operation.doubt.lost()
+        self._record(deleted=None, latency=self._latency(), outcome="cancelled", unknown=True)
+
+    def _latency(self) -> float:
+        return self._shared.runtime.clock() - self._started
+
+    def _record(self, *, deleted: int | None, latency: float, outcome: str, unknown: bool) -> None:
+        self._caller.counts.add_record(
+            BatchRecord(
+                started_at=self._started - self._shared.runtime.opened_at,
+                requested=self._operation.requested,
+                deleted=deleted,
+                latency=latency,
+                attempt=self._attempt.number,
+                outcome=outcome,
                 outcome_unknown=unknown,
             )
         )
 
-    def _observe(
-        self,
-        sizer: BatchSizer,
-        requested: int,
-        deleted: int | None,
-        latency: float,
-        outcome: Outcome,
-    ) -> None:
-        shared = self._shared
+    def _observe(self, deleted: int | None, latency: float, outcome: Outcome) -> None:
+        scope, sizer = self._operation.sizer
         old = sizer.size
-        new = sizer.observe(requested=requested, deleted=deleted, latency=latency, outcome=outcome)
+        new = sizer.observe(
+            requested=self._operation.requested, deleted=deleted, latency=latency, outcome=outcome
+        )
         if new != old:
-            scope = "cutoff" if sizer is shared.cutoff_sizer else "ids"
-            shared.emit(
+            self._shared.emit(
                 BatchSizeChanged(
                     scope=scope,
                     old=old,
                     new=new,
                     reason=outcome.value,
-                    at=shared.clock() - shared.opened_at,
+                    at=self._shared.runtime.since_open(),
                 )
             )

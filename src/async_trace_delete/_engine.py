@@ -22,14 +22,13 @@ from typing import Self
 import anyio
 import httpx
 from anyio.abc import TaskGroup
-from pydantic import BaseModel, ConfigDict
 
 from ._batching import BatchSizer
-from ._calls import Caller, Counters, SharedState, StopRequested
+from ._calls import Caller, StopRequested
 from ._client import TracesClient
 from ._concurrency import ConcurrencyController
 from ._config import ClientConfig, EngineConfig
-from ._events import Event, Hook, JobFinished
+from ._events import Event, Hook
 from ._exceptions import (
     ConflictingJobsError,
     EngineClosedError,
@@ -38,12 +37,14 @@ from ._exceptions import (
     TraceDeleteError,
     UsageError,
 )
-from ._jobs import JobRunner
+from ._jobs import JobHandle, JobRunner, JobStatus, Verification
+from ._ledger import Counters
 from ._planning import JobPlan, PlanReport, count_remaining, plan_job
-from ._reports import JobReport, JobState, RunReport
+from ._reports import RunReport
 from ._retry import RetryBudget
 from ._scheduler import Scheduler
-from ._specs import DeleteSpec, ResolvedSpec
+from ._shared import Runtime, SharedState
+from ._specs import DeleteSpec, ResolvedSpec, conflict_message, one_job_per_experiment
 
 __all__ = ["Engine", "JobHandle", "JobStatus", "one_job_per_experiment"]
 
@@ -54,114 +55,6 @@ class _EngineState(enum.Enum):
     UNOPENED = "unopened"
     OPEN = "open"
     CLOSED = "closed"
-
-
-class JobStatus(BaseModel):
-    """A live view of a running job."""
-
-    model_config = ConfigDict(frozen=True, extra="forbid")
-
-    label: str
-    state: JobState
-    deleted: int
-    ambiguous: int
-    calls: int
-    retries: int
-    batch_size: int
-    elapsed: float
-
-
-class JobHandle:
-    """A submitted job: watch it, stop it, cancel it, wait for its report."""
-
-    def __init__(self, runner: JobRunner) -> None:
-        self._runner = runner
-        self._done = anyio.Event()
-        self._scope: anyio.CancelScope | None = None
-        self._cancel_requested = False
-
-    def __repr__(self) -> str:
-        return f"<JobHandle {self.label!r} {self._runner.state.value}>"
-
-    @property
-    def label(self) -> str:
-        """The job's name (its label, or the experiment)."""
-        return self._runner.label
-
-    @property
-    def resolved(self) -> ResolvedSpec:
-        """The spec as pinned at submission (experiment ID and cutoff)."""
-        return self._runner.resolved
-
-    @property
-    def done(self) -> bool:
-        """True once the job reached a final state."""
-        return self._done.is_set()
-
-    @property
-    def status(self) -> JobStatus:
-        """Deleted so far, calls, retries, current batch size and state (O(1): no records)."""
-        runner = self._runner
-        counts = runner.counts
-        return JobStatus(
-            label=runner.label,
-            state=runner.state,
-            deleted=counts.deleted,
-            ambiguous=counts.ambiguous,
-            calls=counts.calls,
-            retries=counts.retries,
-            batch_size=runner.current_batch_size,
-            elapsed=runner.elapsed,
-        )
-
-    def report(self) -> JobReport:
-        """A snapshot report (final once :attr:`done`)."""
-        return self._runner.report()
-
-    def stop(self) -> None:
-        """Stop gracefully: send no new call, let calls in flight finish and count them.
-
-        Every wait of the job (backoff, ``Retry-After``, pauses, the gate) ends at once.
-        """
-        self._runner.stop()
-
-    def cancel(self) -> None:
-        """Cancel now, including calls in flight (reported as outcome unknown)."""
-        self._runner.stop()
-        self._cancel_requested = True
-        if self._scope is not None:
-            self._scope.cancel()
-
-    async def wait(self) -> JobReport:
-        """Wait for the job to end and return its final report."""
-        await self._done.wait()
-        return self._runner.report()
-
-    async def _run(self) -> None:
-        runner = self._runner
-        try:
-            with anyio.CancelScope() as scope:
-                self._scope = scope
-                if self._cancel_requested:
-                    scope.cancel()
-                try:
-                    await runner.run()
-                except anyio.get_cancelled_exc_class():
-                    runner.state = JobState.CANCELLED
-                    raise
-                except Exception as error:  # the job fails; its siblings go on
-                    runner.error = error
-                    runner.state = JobState.FAILED
-                else:
-                    runner.state = JobState.CANCELLED if runner.stopping else JobState.COMPLETED
-        finally:
-            if not runner.state.finished:
-                runner.state = JobState.CANCELLED
-            runner.finished_at = runner.shared.clock()
-            self._done.set()
-            runner.shared.emit(
-                JobFinished(report=runner.report(), at=runner.finished_at - runner.shared.opened_at)
-            )
 
 
 class Engine:
@@ -253,24 +146,25 @@ class Engine:
                 emit=self._emit,
                 origin=opened_at,
             ),
-            cutoff_sizer=BatchSizer(
-                target_latency=config.target_latency,
-                min_size=config.min_batch_size,
-                max_size=config.max_batch_size,
-                initial_size=config.initial_batch_size,
-            ),
-            id_sizer=BatchSizer(
-                target_latency=config.target_latency,
-                min_size=1,
-                max_size=config.max_id_chunk,
-                initial_size=config.initial_id_chunk,
-            ),
             budget=RetryBudget(initial=config.retry_budget, ratio=config.retry_budget_ratio),
-            clock=self._clock,
-            sleep=self._sleep,
-            random=self._random,
+            sizers={
+                "cutoff": BatchSizer(
+                    target_latency=config.target_latency,
+                    min_size=config.min_batch_size,
+                    max_size=config.max_batch_size,
+                    initial_size=config.initial_batch_size,
+                ),
+                "ids": BatchSizer(
+                    target_latency=config.target_latency,
+                    min_size=1,
+                    max_size=config.max_id_chunk,
+                    initial_size=config.initial_id_chunk,
+                ),
+            },
+            runtime=Runtime(
+                clock=self._clock, sleep=self._sleep, random=self._random, opened_at=opened_at
+            ),
             emit=self._emit,
-            opened_at=opened_at,
         )
         group = anyio.create_task_group()
         await group.__aenter__()
@@ -354,17 +248,26 @@ class Engine:
         handles = [JobHandle(runner) for runner in runners]
         # Registered before the counts, so a submit() meanwhile sees these experiments taken.
         self._handles.extend(handles)
+        before: dict[JobRunner, int | str] = {}
         if verify:
             for runner in runners:
-                runner.matched_before = await self._verify_count(runner)
+                before[runner] = await self._verify_count(runner)
         started = self._clock()
         async with anyio.create_task_group() as group:
             for handle in handles:
                 group.start_soon(handle._run)
         if verify:
             for runner in runners:
-                if runner.verification_error is None:
-                    runner.verified_remaining = await self._verify_count(runner)
+                counted = before[runner]
+                if isinstance(counted, str):
+                    runner.verified(Verification(error=counted))
+                    continue
+                after = await self._verify_count(runner)
+                runner.verified(
+                    Verification(matched_before=counted, error=after)
+                    if isinstance(after, str)
+                    else Verification(matched_before=counted, remaining=after)
+                )
         return RunReport(
             jobs=tuple(handle.report() for handle in handles), elapsed=self._clock() - started
         )
@@ -426,7 +329,7 @@ class Engine:
             if handle.done or handle.resolved.experiment_id != resolved.experiment_id:
                 continue
             if handle.resolved.conflict_key() != resolved.conflict_key():
-                raise ConflictingJobsError(_conflict_message(handle.resolved, resolved))
+                raise ConflictingJobsError(conflict_message(handle.resolved, resolved))
             return handle
         return None
 
@@ -485,24 +388,22 @@ class Engine:
                     )
         return resolved
 
-    async def _verify_count(self, runner: JobRunner) -> int | None:
-        """Count what a job matches, for ``verify``; a failure is kept on the runner.
+    async def _verify_count(self, runner: JobRunner) -> int | str:
+        """Count what a job matches, for ``verify``; a failure comes back as its text.
 
         Through the engine's own reader, not the job's caller: a job that failed (halted) is
         still verified; a stopped job, or a stop of the engine, ends the count.
         """
         stopped = "not verified: the run was stopped"
         if runner.stopping:
-            runner.verification_error = stopped
-            return None
+            return stopped
         try:
             with self._reader(runner.label) as reader:
                 return await count_remaining(reader, runner.resolved, self._config.search_page_size)
         except _StoppedError:
-            runner.verification_error = stopped
+            return stopped
         except (MlflowApiError, TraceDeleteError) as error:
-            runner.verification_error = f"{type(error).__name__}: {error}"
-        return None
+            return f"{type(error).__name__}: {error}"
 
     def _emit(self, event: Event) -> None:
         for hook in self._hooks:
@@ -514,45 +415,3 @@ class Engine:
 
 class _StoppedError(TraceDeleteError):
     """The engine was stopped while one of its own reads (lookup, plan, count) waited."""
-
-
-def one_job_per_experiment(resolved: Sequence[ResolvedSpec]) -> list[ResolvedSpec]:
-    """Collapse identical jobs on one experiment; refuse different ones.
-
-    Raises:
-        ConflictingJobsError: two jobs select the same experiment differently.
-    """
-    kept: dict[str, ResolvedSpec] = {}
-    for item in resolved:
-        first = kept.get(item.experiment_id)
-        if first is None:
-            kept[item.experiment_id] = item
-        elif first.conflict_key() != item.conflict_key():
-            raise ConflictingJobsError(_conflict_message(first, item))
-    return list(kept.values())
-
-
-def _conflict_message(first: ResolvedSpec, second: ResolvedSpec) -> str:
-    return (
-        f"jobs {first.label!r} and {second.label!r} both delete from experiment "  # noqa: S608 - a message, not SQL
-        f"{first.experiment_id} with different selections ({_describe(first)} / "
-        f"{_describe(second)}); a run holds one job per experiment (two caps would add up, "
-        "two cutoff jobs would race): merge them into one job, or run them one after the "
-        "other; nothing was deleted"
-    )
-
-
-def _describe(resolved: ResolvedSpec) -> str:
-    spec = resolved.spec
-    parts: list[str] = [spec.mode]
-    if resolved.cutoff_millis is not None:
-        parts.append(f"cutoff {resolved.cutoff_millis}")
-    if spec.filter_string:
-        parts.append(f"filter {spec.filter_string!r}")
-    if spec.trace_ids is not None:
-        parts.append(f"{len(spec.trace_ids)} IDs")
-    if spec.max_traces is not None:
-        parts.append(f"max_traces {spec.max_traces}")
-    if spec.expect_at_most is not None:
-        parts.append(f"expect_at_most {spec.expect_at_most}")
-    return ", ".join(parts)

@@ -10,12 +10,11 @@ from __future__ import annotations
 
 import functools
 import heapq
-from collections.abc import AsyncIterator, Awaitable, Sequence
-from typing import Protocol
 
 from pydantic import BaseModel, ConfigDict
 
-from ._client import TracePage, TraceSummary, iter_pages
+from ._client import TraceSummary
+from ._modes import TraceSearcher, mode_of
 from ._specs import JobMode, ResolvedSpec
 
 __all__ = [
@@ -26,34 +25,6 @@ __all__ = [
     "count_remaining",
     "plan_job",
 ]
-
-
-class TraceSearcher(Protocol):
-    """Fetches one search page: a :class:`TracesClient`, or the engine's gated, retried
-    caller (which is what the engine's plans and verification use)."""
-
-    async def search_traces(
-        self,
-        experiment_id: str,
-        *,
-        filter_string: str | None = None,
-        max_results: int = 500,
-        page_token: str | None = None,
-    ) -> TracePage: ...
-
-
-def _iter_traces(
-    searcher: TraceSearcher, experiment_id: str, filter_string: str | None, page_size: int
-) -> AsyncIterator[TraceSummary]:
-    def fetch(token: str | None) -> Awaitable[TracePage]:
-        return searcher.search_traces(
-            experiment_id, filter_string=filter_string, max_results=page_size, page_token=token
-        )
-
-    return iter_pages(fetch)
-
-
-_ID_QUERY_CHUNK = 100  # IDs per `request_id IN (...)` search
 
 
 @functools.total_ordering
@@ -125,26 +96,6 @@ class PlanReport(BaseModel):
         return sum(job.would_delete for job in self.jobs)
 
 
-async def _matching(
-    client: TraceSearcher, resolved: ResolvedSpec, page_size: int
-) -> AsyncIterator[TraceSummary]:
-    spec = resolved.spec
-    if spec.trace_ids is None:
-        async for trace in _iter_traces(
-            client, resolved.experiment_id, resolved.search_filter() or None, page_size
-        ):
-            yield trace
-        return
-    ids: Sequence[str] = spec.trace_ids
-    for start in range(0, len(ids), _ID_QUERY_CHUNK):
-        chunk = ids[start : start + _ID_QUERY_CHUNK]
-        quoted = ", ".join("'" + trace_id.replace("'", "''") + "'" for trace_id in chunk)
-        async for trace in _iter_traces(
-            client, resolved.experiment_id, f"request_id IN ({quoted})", page_size
-        ):
-            yield trace
-
-
 async def plan_job(
     client: TraceSearcher, resolved: ResolvedSpec, *, sample_size: int = 10, page_size: int = 500
 ) -> JobPlan:
@@ -157,7 +108,7 @@ async def plan_job(
     heap: list[tuple[int, _Descending, TraceSummary]] = []
     oldest: int | None = None
     newest: int | None = None
-    async for trace in _matching(client, resolved, page_size):
+    async for trace in mode_of(spec).matching(client, resolved, page_size):
         matched += 1
         if cap is not None and matched > cap:
             continue  # counted as matched, but past the cap: would not be deleted
@@ -194,6 +145,6 @@ async def count_remaining(
 ) -> int:
     """How many traces the spec still matches on the server (ignoring its cap)."""
     count = 0
-    async for _ in _matching(client, resolved, page_size):
+    async for _ in mode_of(resolved.spec).matching(client, resolved, page_size):
         count += 1
     return count

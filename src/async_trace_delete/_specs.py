@@ -16,6 +16,7 @@ Every error names the field and the rule. Nothing here talks to the network.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from datetime import timedelta
 from typing import Annotated, Any, Literal, Self
 
@@ -28,9 +29,15 @@ from pydantic import (
     model_validator,
 )
 
-from ._exceptions import GuardrailError
+from ._exceptions import ConflictingJobsError, GuardrailError
 
-__all__ = ["DeleteSpec", "JobMode", "ResolvedSpec"]
+__all__ = [
+    "DeleteSpec",
+    "JobMode",
+    "ResolvedSpec",
+    "conflict_message",
+    "one_job_per_experiment",
+]
 
 JobMode = Literal["cutoff", "ids", "matching"]
 
@@ -305,3 +312,45 @@ class ResolvedSpec(BaseModel):
             spec.max_traces,
             spec.expect_at_most,
         )
+
+
+def one_job_per_experiment(resolved: Sequence[ResolvedSpec]) -> list[ResolvedSpec]:
+    """Collapse identical jobs on one experiment; refuse different ones.
+
+    Raises:
+        ConflictingJobsError: two jobs select the same experiment differently.
+    """
+    kept: dict[str, ResolvedSpec] = {}
+    for item in resolved:
+        first = kept.get(item.experiment_id)
+        if first is None:
+            kept[item.experiment_id] = item
+        elif first.conflict_key() != item.conflict_key():
+            raise ConflictingJobsError(conflict_message(first, item))
+    return list(kept.values())
+
+
+def conflict_message(first: ResolvedSpec, second: ResolvedSpec) -> str:
+    return (
+        f"jobs {first.label!r} and {second.label!r} both delete from experiment "  # noqa: S608 - a message, not SQL
+        f"{first.experiment_id} with different selections ({_describe(first)} / "
+        f"{_describe(second)}); a run holds one job per experiment (two caps would add up, "
+        "two cutoff jobs would race): merge them into one job, or run them one after the "
+        "other; nothing was deleted"
+    )
+
+
+def _describe(resolved: ResolvedSpec) -> str:
+    spec = resolved.spec
+    parts: list[str] = [spec.mode]
+    if resolved.cutoff_millis is not None:
+        parts.append(f"cutoff {resolved.cutoff_millis}")
+    if spec.filter_string:
+        parts.append(f"filter {spec.filter_string!r}")
+    if spec.trace_ids is not None:
+        parts.append(f"{len(spec.trace_ids)} IDs")
+    if spec.max_traces is not None:
+        parts.append(f"max_traces {spec.max_traces}")
+    if spec.expect_at_most is not None:
+        parts.append(f"expect_at_most {spec.expect_at_most}")
+    return ", ".join(parts)

@@ -181,7 +181,7 @@ class ProgressDisplay:
 
 def _selection(job: JobPlan) -> str:
     parts = []
-    if job.mode == "ids":
+    if job.requested_ids is not None:
         parts.append(f"{job.requested_ids:,} IDs")
     if job.filter_string:
         parts.append(job.filter_string)

@@ -27,7 +27,7 @@ from rich.console import Console
 
 from .. import __version__
 from .._config import redact_url
-from .._engine import Engine, one_job_per_experiment
+from .._engine import Engine
 from .._exceptions import (
     GuardrailError,
     InvalidParameterError,
@@ -35,9 +35,10 @@ from .._exceptions import (
     TraceDeleteError,
     UsageError,
 )
+from .._modes import mode_of
 from .._planning import JobPlan, PlanReport
 from .._reports import RunReport
-from .._specs import DeleteSpec
+from .._specs import DeleteSpec, one_job_per_experiment
 from .audit import AuditLog, Redactor, job_summary, read_confirmed_ids, who_and_where
 from .inputs import (
     EXIT_BAD_INPUT,
@@ -110,7 +111,7 @@ class Session:
         path = self.audit.path
         if path is not None:
             try:
-                if any(spec.mode == "ids" for spec, _ in self.invocation.jobs):
+                if any(mode_of(spec).names_ids for spec, _ in self.invocation.jobs):
                     self.confirmed = read_confirmed_ids(path)
                 self.audit.open()
             except OSError as error:

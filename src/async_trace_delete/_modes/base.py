@@ -1,0 +1,125 @@
+"""What a deletion mode is, and what it gets to run a job.
+
+A :class:`Mode` owns everything that differs between MLflow's ways of deleting: how a job
+turns into delete calls (:meth:`Mode.run`), which traces a dry run and ``verify`` count
+(:meth:`Mode.matching`), and which of the engine's shared batch sizers its calls feed
+(:attr:`Mode.sizer`). The engine, planning, reports and the CLI ask the mode; none of them
+compares mode names.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Awaitable
+from dataclasses import dataclass
+from typing import Protocol
+
+from .._batching import BatchSizer
+from .._calls import Caller
+from .._client import TracePage, TraceSummary, iter_pages
+from .._exceptions import GuardrailError
+from .._ledger import Counters
+from .._shared import SharedState
+from .._specs import ResolvedSpec
+
+__all__ = ["JobContext", "Mode", "TraceSearcher", "search_all"]
+
+
+class TraceSearcher(Protocol):
+    """Fetches one search page: a :class:`TracesClient`, or a job's gated, retried
+    :class:`~.._calls.Caller` (which is what plans and verification use)."""
+
+    async def search_traces(
+        self,
+        experiment_id: str,
+        *,
+        filter_string: str | None = None,
+        max_results: int = 500,
+        page_token: str | None = None,
+    ) -> TracePage: ...
+
+
+@dataclass(frozen=True)
+class JobContext:
+    """What a mode needs to run one job.
+
+    Attributes:
+        resolved: The job's spec, pinned.
+        caller: Makes the job's calls (gate, retries, accounting).
+        counts: The job's live counts.
+        shared: The engine's shared state (client, config).
+        sizer: The shared batch sizer the mode's calls feed, with its name.
+    """
+
+    resolved: ResolvedSpec
+    caller: Caller
+    counts: Counters
+    shared: SharedState
+    sizer: tuple[str, BatchSizer]
+
+    @property
+    def label(self) -> str:
+        """The job's name."""
+        return self.resolved.label
+
+    @property
+    def cap_left(self) -> int | None:
+        """What is left of the job's cap, counting possibly-deleted traces as deleted."""
+        cap = self.resolved.cap
+        if cap is None:
+            return None
+        return cap - self.counts.deleted - self.counts.ambiguous
+
+    @property
+    def guard(self) -> int | None:
+        """``expect_at_most`` when it is the job's binding cap (below ``max_traces``)."""
+        spec = self.resolved.spec
+        guard = spec.expect_at_most
+        if guard is None or (spec.max_traces is not None and spec.max_traces <= guard):
+            return None  # max_traces is the cap: reaching it is the job's end, not a refusal
+        return guard
+
+    def guardrail_error(self, guard: int) -> GuardrailError:
+        """The job reached ``expect_at_most`` and more still match."""
+        counts = self.counts
+        return GuardrailError(
+            f"expect_at_most: job {self.label!r} reached its limit of {guard} traces "
+            f"({counts.deleted} deleted, {counts.ambiguous} possibly deleted) and more still "
+            "match (written during the run?); it stopped there"
+        )
+
+
+class Mode(Protocol):
+    """One of MLflow's ways of deleting traces (see :mod:`.._modes`)."""
+
+    @property
+    def name(self) -> str:
+        """The mode's name in specs, reports and JSON (``DeleteSpec.mode``)."""
+
+    @property
+    def sizer(self) -> str:
+        """Which of the engine's shared batch sizers its calls feed (``"cutoff"``/``"ids"``)."""
+
+    @property
+    def names_ids(self) -> bool:
+        """True when the job deletes IDs the user named (a rerun can skip confirmed ones)."""
+
+    def run(self, job: JobContext) -> Awaitable[None]:
+        """Delete what the job selects; raise what made it fail."""
+
+    def matching(
+        self, searcher: TraceSearcher, resolved: ResolvedSpec, page_size: int
+    ) -> AsyncIterator[TraceSummary]:
+        """Every trace the job selects now, by search (dry runs and ``verify``)."""
+
+
+def search_all(
+    searcher: TraceSearcher, experiment_id: str, filter_string: str | None, page_size: int
+) -> AsyncIterator[TraceSummary]:
+    """Every trace a search filter matches, page by page."""
+
+    def fetch(token: str | None) -> Awaitable[TracePage]:
+        return searcher.search_traces(
+            experiment_id, filter_string=filter_string, max_results=page_size, page_token=token
+        )
+
+    return iter_pages(fetch)
