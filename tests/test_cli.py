@@ -24,6 +24,7 @@ import anyio.lowlevel
 import httpx
 import pytest
 
+from async_trace_delete import FieldMessage
 from async_trace_delete._cli.args import build_parser, main, prepare, run_cli
 from async_trace_delete._cli.audit import Redactor, read_confirmed_ids
 from async_trace_delete._cli.inputs import (
@@ -33,8 +34,8 @@ from async_trace_delete._cli.inputs import (
     EXIT_OK,
     parse_duration,
     parse_instant,
-    rename_fields,
 )
+from async_trace_delete._cli.names import Namer
 from tests.support.simulated_server import (
     BASE_MS,
     SIM_URL,
@@ -211,11 +212,12 @@ def test_parse_instant_needs_a_zone() -> None:
         parse_instant("1969-12-31T00:00:00Z")
 
 
-def test_rename_fields_uses_the_typed_names() -> None:
+def test_field_messages_use_the_typed_names() -> None:
     """Library field names in messages become flags; `force=True` becomes `--force`."""
     names = {"min_retention": "--min-retention", "force": "--force"}
-    message = "min_retention: keeps less than 7 days; pass force=True to override"
-    assert rename_fields(message, names) == (
+    message = FieldMessage("{min_retention}: keeps less than 7 days; {force:pass} to override")
+    assert str(message) == "min_retention: keeps less than 7 days; pass force=True to override"
+    assert message.render(Namer(typed=names)) == (
         "--min-retention: keeps less than 7 days; pass --force to override"
     )
 

@@ -39,6 +39,7 @@ from ._exceptions import (
     RedirectError,
     RequestTimeoutError,
     RetryBudgetExhaustedError,
+    RuleError,
     ServerError,
     ServerUnavailableError,
     ThrottledError,
@@ -46,6 +47,7 @@ from ._exceptions import (
     TransportError,
     UsageError,
 )
+from ._messages import FieldMessage
 from ._planning import JobPlan, PlanReport, SampleTrace
 from ._reports import BatchRecord, JobReport, JobState, RunReport
 from ._retry import RetryBudget, RetryPolicy, compute_backoff
@@ -74,6 +76,7 @@ __all__ = [
     "EngineConfig",
     "Event",
     "Experiment",
+    "FieldMessage",
     "GuardrailError",
     "Hook",
     "InvalidParameterError",
@@ -100,6 +103,7 @@ __all__ = [
     "RetryBudgetExhaustedError",
     "RetryPolicy",
     "RetryScheduled",
+    "RuleError",
     "RunReport",
     "SampleTrace",
     "ServerError",

@@ -24,7 +24,8 @@ from urllib.parse import urlsplit, urlunsplit
 
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator, model_validator
 
-from ._exceptions import UsageError
+from ._exceptions import RuleError, UsageError
+from ._messages import FieldMessage
 from ._retry import RetryPolicy
 
 __all__ = ["ClientConfig", "EngineConfig"]
@@ -76,22 +77,30 @@ class ClientConfig(BaseModel):
         value = value.strip()
         parts = urlsplit(value)
         if parts.scheme not in {"http", "https"} or not parts.netloc:
-            raise ValueError(
-                "tracking_uri must be an http(s):// URL of an MLflow tracking server "
-                f"(got {redact_url(value)!r}); file:, sqlite: and databricks URIs are not "
-                "served over REST by this library"
+            raise RuleError(
+                FieldMessage(
+                    "{tracking_uri} must be an http(s):// URL of an MLflow tracking server "
+                    "(got {given!r}); file:, sqlite: and databricks URIs are not served over "
+                    "REST by this library",
+                    given=redact_url(value),
+                )
             )
         if parts.username is not None or parts.password is not None:
-            raise ValueError(
-                "tracking_uri must not embed credentials; use username/password or token "
-                "(MLFLOW_TRACKING_USERNAME / MLFLOW_TRACKING_PASSWORD / MLFLOW_TRACKING_TOKEN)"
+            raise RuleError(
+                FieldMessage(
+                    "{tracking_uri} must not embed credentials; use {username}/{password} or "
+                    "{token} "
+                    "(MLFLOW_TRACKING_USERNAME / MLFLOW_TRACKING_PASSWORD / MLFLOW_TRACKING_TOKEN)"
+                )
             )
         return value.rstrip("/")
 
     @model_validator(mode="after")
     def _credentials_pair(self) -> Self:
         if (self.username is None) != (self.password is None):
-            raise ValueError("username and password must be given together (Basic auth)")
+            raise RuleError(
+                FieldMessage("{username} and {password} must be given together (Basic auth)")
+            )
         return self
 
     @property
@@ -143,8 +152,10 @@ class ClientConfig(BaseModel):
         values.update({key: value for key, value in overrides.items() if value is not None})
         if "tracking_uri" not in values:
             raise UsageError(
-                "tracking_uri: no MLflow server given; pass tracking_uri or set "
-                "MLFLOW_TRACKING_URI (e.g. http://127.0.0.1:5000)"
+                FieldMessage(
+                    "{tracking_uri}: no MLflow server given; pass {tracking_uri} or set "
+                    "MLFLOW_TRACKING_URI (e.g. http://127.0.0.1:5000)"
+                )
             )
         return cls(**values)
 
@@ -231,14 +242,21 @@ class EngineConfig(BaseModel):
     @model_validator(mode="after")
     def _bounds(self) -> Self:
         if not self.min_batch_size <= self.initial_batch_size <= self.max_batch_size:
-            raise ValueError(
-                "batch sizes must satisfy min_batch_size <= initial_batch_size <= "
-                f"max_batch_size (got {self.min_batch_size}, {self.initial_batch_size}, "
-                f"{self.max_batch_size})"
+            raise RuleError(
+                FieldMessage(
+                    "batch sizes must satisfy {min_batch_size} <= {initial_batch_size} <= "
+                    "{max_batch_size} (got {low}, {initial}, {high})",
+                    low=self.min_batch_size,
+                    initial=self.initial_batch_size,
+                    high=self.max_batch_size,
+                )
             )
         if self.initial_id_chunk > self.max_id_chunk:
-            raise ValueError(
-                f"initial_id_chunk ({self.initial_id_chunk}) must be <= max_id_chunk "
-                f"({self.max_id_chunk})"
+            raise RuleError(
+                FieldMessage(
+                    "{initial_id_chunk} ({chunk}) must be <= {max_id_chunk} ({most})",
+                    chunk=self.initial_id_chunk,
+                    most=self.max_id_chunk,
+                )
             )
         return self

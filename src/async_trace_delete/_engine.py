@@ -39,6 +39,7 @@ from ._exceptions import (
 )
 from ._jobs import JobHandle, JobRunner, JobStatus, Verification
 from ._ledger import Counters
+from ._messages import FieldMessage
 from ._planning import JobPlan, PlanReport, count_remaining, plan_job
 from ._reports import RunReport
 from ._retry import RetryBudget
@@ -382,9 +383,13 @@ class Engine:
                 expected = plan.would_delete
                 if expected > spec.expect_at_most:
                     raise GuardrailError(
-                        f"expect_at_most: job {resolved.label!r} would delete {expected} "
-                        f"traces, more than the {spec.expect_at_most} expected; nothing was "
-                        "deleted"
+                        FieldMessage(
+                            "{expect_at_most}: job {label!r} would delete {expected} traces, "
+                            "more than the {limit} expected; nothing was deleted",
+                            label=resolved.label,
+                            expected=expected,
+                            limit=spec.expect_at_most,
+                        )
                     )
         return resolved
 

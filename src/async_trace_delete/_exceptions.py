@@ -9,6 +9,7 @@ exception ever escapes the client.
 
     TraceDeleteError
     ├── UsageError (also ValueError)       bad arguments, caught before any HTTP call
+    │   └── RuleError                      a rule between fields (its message names them)
     ├── EngineClosedError                  submit() on an engine that is not open
     ├── GuardrailError                     a safety guardrail refused (or stopped) the job
     ├── ConflictingJobsError (UsageError)  two jobs of one run on the same experiment
@@ -48,8 +49,10 @@ counted as done or not done, and counts against every cap.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import ClassVar
 
+from ._messages import FieldMessage
 from ._outcomes import Outcome, RetryDecision
 
 __all__ = [
@@ -69,6 +72,7 @@ __all__ = [
     "RedirectError",
     "RequestTimeoutError",
     "RetryBudgetExhaustedError",
+    "RuleError",
     "ServerError",
     "ServerUnavailableError",
     "ThrottledError",
@@ -79,12 +83,27 @@ __all__ = [
 
 
 class TraceDeleteError(Exception):
-    """Base class of every error async-trace-delete raises."""
+    """Base class of every error async-trace-delete raises.
+
+    Args:
+        message: What went wrong; a :class:`FieldMessage` when it names fields (kept as
+            :attr:`message_fields`, so a front end can re-render it in its own names).
+    """
 
     retry_decision: ClassVar[RetryDecision] = RetryDecision.FAIL
     """What the engine does after this failure: by default, give up."""
     outcome: ClassVar[Outcome | None] = None
     """What this failure tells the controllers about the server's load (``None``: nothing)."""
+
+    def __init__(self, message: object = "", *args: object) -> None:
+        self.message_fields = message if isinstance(message, FieldMessage) else None
+        super().__init__(str(message) if self.message_fields is not None else message, *args)
+
+    def render(self, name: Callable[[str, str | None], str]) -> str:
+        """The message with its fields named by ``name`` (as ``str()`` when it names none)."""
+        if self.message_fields is None:
+            return str(self)
+        return self.message_fields.render(name)
 
 
 class UsageError(TraceDeleteError, ValueError):
@@ -97,6 +116,11 @@ class EngineClosedError(TraceDeleteError, RuntimeError):
 
 class GuardrailError(TraceDeleteError):
     """A safety guardrail refused a job before anything was deleted."""
+
+
+class RuleError(UsageError):
+    """A spec or setting breaks one of the rules between its fields (pydantic reports it as
+    a validation error whose context holds this error, with its :class:`FieldMessage`)."""
 
 
 class ConflictingJobsError(UsageError):

@@ -29,7 +29,8 @@ from pydantic import (
     model_validator,
 )
 
-from ._exceptions import ConflictingJobsError, GuardrailError
+from ._exceptions import ConflictingJobsError, GuardrailError, RuleError
+from ._messages import FieldMessage
 
 __all__ = [
     "DeleteSpec",
@@ -139,26 +140,37 @@ class DeleteSpec(BaseModel):
     @model_validator(mode="after")
     def _mlflow_rules(self) -> Self:
         if (self.experiment_id is None) == (self.experiment_name is None):
-            raise ValueError("give exactly one of experiment_id and experiment_name")
+            raise RuleError(
+                FieldMessage("give exactly one of {experiment_id} and {experiment_name}")
+            )
         has_cutoff = self._has_cutoff
         if self.max_timestamp_millis is not None and self.older_than is not None:
-            raise ValueError(
-                "give max_timestamp_millis or older_than, not both (they are the same cutoff)"
+            raise RuleError(
+                FieldMessage(
+                    "give {max_timestamp_millis} or {older_than}, not both "
+                    "(they are the same cutoff)"
+                )
             )
         if self.trace_ids is not None:
             if has_cutoff:
-                raise ValueError(
-                    "trace_ids cannot be combined with a cutoff (max_timestamp_millis / "
-                    "older_than): MLflow deletes by cutoff or by IDs, never both"
+                raise RuleError(
+                    FieldMessage(
+                        "{trace_ids} cannot be combined with a cutoff ({max_timestamp_millis} "
+                        "/ {older_than}): MLflow deletes by cutoff or by IDs, never both"
+                    )
                 )
             if self.max_traces is not None:
-                raise ValueError("max_traces cannot be used with trace_ids (MLflow's rule)")
+                raise RuleError(
+                    FieldMessage("{max_traces} cannot be used with {trace_ids} (MLflow's rule)")
+                )
             if self.filter_string is not None:
-                raise ValueError("filter_string cannot be combined with trace_ids")
+                raise RuleError(FieldMessage("{filter_string} cannot be combined with {trace_ids}"))
         elif not has_cutoff and self.filter_string is None:
-            raise ValueError(
-                "give a cutoff (max_timestamp_millis or older_than), trace_ids, or a "
-                "filter_string: there is nothing to select traces by"
+            raise RuleError(
+                FieldMessage(
+                    "give a cutoff ({max_timestamp_millis} or {older_than}), {trace_ids}, or "
+                    "a {filter_string}: there is nothing to select traces by"
+                )
             )
         if (
             self.filter_string is not None
@@ -166,9 +178,11 @@ class DeleteSpec(BaseModel):
             and not has_cutoff
             and not self.allow_match_all
         ):
-            raise ValueError(
-                "filter_string is empty and there is no cutoff: this would delete every trace "
-                "of the experiment; set allow_match_all=True if that is what you want"
+            raise RuleError(
+                FieldMessage(
+                    "{filter_string} is empty and there is no cutoff: this would delete every "
+                    "trace of the experiment; {allow_match_all:set} if that is what you want"
+                )
             )
         return self
 
@@ -190,6 +204,59 @@ class DeleteSpec(BaseModel):
         """The experiment as the user named it (ID or name)."""
         return self.experiment_id if self.experiment_id is not None else str(self.experiment_name)
 
+    def pin_cutoff(self, *, now_millis: int) -> int | None:
+        """The cutoff at ``now_millis`` (``older_than`` resolved), checked against the
+        time-dependent rules; ``None`` for a job without one. Needs no experiment.
+
+        Raises:
+            GuardrailError: the cutoff is in the future, or newer than ``min_retention``
+                allows and ``force`` is not set.
+        """
+        cutoff = self.max_timestamp_millis
+        if self.older_than is not None:
+            # Exact integer milliseconds, rounded up (older): floats can land 1 ms too new.
+            cutoff = now_millis - _ceil_millis(self.older_than)
+            if cutoff <= 0:
+                raise GuardrailError(
+                    FieldMessage(
+                        "{older_than}: {age} reaches before 1970; the cutoff would be "
+                        "{cutoff_ms} ms, and cutoffs must be > 0",
+                        age=self.older_than,
+                        cutoff_ms=cutoff,
+                    )
+                )
+        if cutoff is None and self.min_retention is not None and not self.force:
+            raise GuardrailError(
+                FieldMessage(
+                    "{min_retention}: a selective job without a cutoff can delete traces of any "
+                    "age; add a cutoff ({max_timestamp_millis} / {older_than}) or {force:pass}"
+                )
+            )
+        if cutoff is not None:
+            if cutoff > now_millis + _FUTURE_TOLERANCE_MS:
+                raise GuardrailError(
+                    FieldMessage(
+                        "{max_timestamp_millis}: {cutoff_ms} is in the future (now is {now_ms}); "
+                        "a future cutoff would delete traces being written right now",
+                        cutoff_ms=cutoff,
+                        now_ms=now_millis,
+                    )
+                )
+            if (
+                self.min_retention is not None
+                and not self.force
+                and cutoff > now_millis - _ceil_millis(self.min_retention)
+            ):
+                raise GuardrailError(
+                    FieldMessage(
+                        "{min_retention}: the cutoff {cutoff_ms} keeps less than {retention} of "
+                        "traces; {force:pass} to override",
+                        cutoff_ms=cutoff,
+                        retention=self.min_retention,
+                    )
+                )
+        return cutoff
+
     def resolve(self, *, now_millis: int, experiment_id: str | None = None) -> ResolvedSpec:
         """Pin the cutoff and the experiment ID; check the time-dependent rules.
 
@@ -204,35 +271,7 @@ class DeleteSpec(BaseModel):
         resolved_id = self.experiment_id if self.experiment_id is not None else experiment_id
         if resolved_id is None:
             raise ValueError("experiment_name must be resolved to an ID before resolve()")
-        cutoff = self.max_timestamp_millis
-        if self.older_than is not None:
-            # Exact integer milliseconds, rounded up (older): floats can land 1 ms too new.
-            cutoff = now_millis - _ceil_millis(self.older_than)
-            if cutoff <= 0:
-                raise GuardrailError(
-                    f"older_than: {self.older_than} reaches before 1970; the cutoff would be "
-                    f"{cutoff} ms, and cutoffs must be > 0"
-                )
-        if cutoff is None and self.min_retention is not None and not self.force:
-            raise GuardrailError(
-                "min_retention: a selective job without a cutoff can delete traces of any age; "
-                "add a cutoff (max_timestamp_millis / older_than) or pass force=True"
-            )
-        if cutoff is not None:
-            if cutoff > now_millis + _FUTURE_TOLERANCE_MS:
-                raise GuardrailError(
-                    f"max_timestamp_millis: {cutoff} is in the future (now is {now_millis}); "
-                    "a future cutoff would delete traces being written right now"
-                )
-            if (
-                self.min_retention is not None
-                and not self.force
-                and cutoff > now_millis - _ceil_millis(self.min_retention)
-            ):
-                raise GuardrailError(
-                    f"min_retention: the cutoff {cutoff} keeps less than {self.min_retention} "
-                    "of traces; pass force=True to override"
-                )
+        cutoff = self.pin_cutoff(now_millis=now_millis)
         return ResolvedSpec(
             spec=self,
             experiment_id=resolved_id,

@@ -24,7 +24,6 @@ from .._config import ClientConfig
 from .._exceptions import UsageError
 from .audit import known_secrets
 from .inputs import (
-    ENGINE_OPTIONS,
     EXIT_BAD_INPUT,
     EXIT_FAILED,
     EXIT_INTERRUPTED,
@@ -40,8 +39,8 @@ from .inputs import (
     parse_instant,
     parse_trace_ids,
     read_trace_ids,
-    rename_fields,
 )
+from .names import ENGINE_OPTIONS, Namer
 from .policy import load_policy
 from .session import Session
 
@@ -55,14 +54,6 @@ __all__ = [
     "prepare",
     "run_cli",
 ]
-
-_CLIENT_NAMES = {
-    "tracking_uri": "--tracking-uri",
-    "username": "MLFLOW_TRACKING_USERNAME",
-    "password": "MLFLOW_TRACKING_PASSWORD",
-    "token": "MLFLOW_TRACKING_TOKEN",
-    "timeout": "MLFLOW_HTTP_REQUEST_TIMEOUT",
-}
 
 
 class _Parser(argparse.ArgumentParser):
@@ -239,13 +230,9 @@ def _client_config(uri: str | None, environ: Mapping[str, str]) -> ClientConfig:
     try:
         return ClientConfig.from_env(environ, tracking_uri=uri)
     except ValidationError as error:
-        first = error.errors(include_url=False)[0]
-        location = str(first["loc"][0]) if first["loc"] else ""
-        message = str(first["msg"]).removeprefix("Value error, ")
-        prefix = f"{_CLIENT_NAMES.get(location, location)}: " if location else ""
-        raise BadInputError(prefix + rename_fields(message, _CLIENT_NAMES)) from None
+        raise BadInputError(Namer().validation(error, show_input=False)) from None
     except UsageError as error:
-        raise BadInputError(rename_fields(str(error), _CLIENT_NAMES)) from None
+        raise BadInputError(Namer().message(error)) from None
 
 
 def prepare(
@@ -259,7 +246,8 @@ def prepare(
     """
     args = build_parser().parse_args(list(argv))
     engine_options = {key: getattr(args, key) for key in ENGINE_OPTIONS}
-    engine_names = {key: f"--{key.replace('_', '-')}" for key in ENGINE_OPTIONS}
+    flags = Namer()
+    engine_names = {key: flags(field) for key, field in ENGINE_OPTIONS.items()}
     uri = args.tracking_uri
     if args.command == "run":
         policy = load_policy(args.policy)

@@ -25,15 +25,14 @@ from pydantic import ValidationError
 from .._config import ClientConfig, EngineConfig, redact_url
 from .._exceptions import GuardrailError, UsageError
 from .._specs import DeleteSpec
+from .names import ENGINE_OPTIONS, Namer
 
 __all__ = [
-    "ENGINE_OPTIONS",
     "EXIT_BAD_INPUT",
     "EXIT_FAILED",
     "EXIT_INTERRUPTED",
     "EXIT_OK",
     "PROG",
-    "SPEC_FLAGS",
     "BadInputError",
     "Invocation",
     "JobDefinition",
@@ -41,12 +40,10 @@ __all__ = [
     "build_specs",
     "check_cutoffs",
     "describe_guardrail",
-    "name_of",
     "parse_duration",
     "parse_instant",
     "parse_trace_ids",
     "read_trace_ids",
-    "rename_fields",
 ]
 
 EXIT_OK = 0
@@ -54,36 +51,6 @@ EXIT_FAILED = 1
 EXIT_BAD_INPUT = 2
 EXIT_INTERRUPTED = 130
 PROG = "async-trace-delete"
-# DeleteSpec field -> the flag that sets it (policy keys are the flag without dashes). A
-# field two flags set is named as the one the user typed (JobDefinition.names); the name
-# here is for messages about a field the user did not set.
-SPEC_FLAGS: Mapping[str, str] = {
-    "experiment_id": "--experiment-id",
-    "experiment_name": "--experiment-name",
-    "max_timestamp_millis": "--max-timestamp-millis",
-    "older_than": "--older-than",
-    "trace_ids": "--trace-ids / --trace-ids-file",
-    "filter_string": "--filter",
-    "max_traces": "--max-traces",
-    "expect_at_most": "--expect-at-most",
-    "min_retention": "--min-retention",
-    "allow_match_all": "--allow-match-all",
-    "force": "--force",
-}
-
-# Option name (flag without dashes, policy key) -> EngineConfig field.
-ENGINE_OPTIONS: Mapping[str, str] = {
-    "rate": "rate_limit",
-    "concurrency": "max_concurrency",
-    "target_latency": "target_latency",
-    "min_batch_size": "min_batch_size",
-    "max_batch_size": "max_batch_size",
-    "initial_batch_size": "initial_batch_size",
-    "max_id_chunk": "max_id_chunk",
-    "sleep_coefficient": "sleep_coefficient",
-    "request_timeout": "request_timeout",
-}
-
 # A unit means exactly one thing: only these, lowercase (``m`` is minutes, never months).
 _DURATION_UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86_400, "w": 604_800}
 _DURATION = re.compile(r"(\d+(?:\.\d+)?)([A-Za-z]+)")
@@ -121,6 +88,11 @@ class JobDefinition:
     experiment_names: tuple[str, ...]
     fields: Mapping[str, Any]
     names: Mapping[str, str]
+
+    @property
+    def namer(self) -> Namer:
+        """Names fields as this definition's source does."""
+        return Namer(origin=self.origin, typed=self.names)
 
 
 # -- values written the human way ------------------------------------------------------------
@@ -225,51 +197,6 @@ def read_trace_ids(path: str, flag: str, stdin: TextIO | None = None) -> tuple[s
     return ids
 
 
-# -- errors in the user's words ----------------------------------------------------------------
-
-
-def rename_fields(message: str, names: Mapping[str, str]) -> str:
-    """Rewrite the library's field names in ``message`` as the flags or keys the user typed."""
-    if not names:
-        return message
-    alternatives = "|".join(re.escape(name) for name in sorted(names, key=len, reverse=True))
-    pattern = re.compile(rf"\b(?:set |pass )?({alternatives})(=True)?\b")
-
-    def replace(match: re.Match[str]) -> str:
-        typed = names[match.group(1)]
-        if match.group(2):  # "pass force=True" -> "pass --force" / "set force = true"
-            verb = "pass " if typed.startswith("-") else "set "
-            return verb + (typed if typed.startswith("-") else f"{typed} = true")
-        return match.group(0).replace(match.group(1), typed)
-
-    return pattern.sub(replace, message)
-
-
-def _describe(error: ValidationError, names: Mapping[str, str], origin: str) -> str:
-    first = error.errors(include_url=False)[0]
-    message = str(first["msg"]).removeprefix("Value error, ")
-    location = first["loc"]
-    where = f"{origin}: " if origin else ""
-    if location:
-        field_name = str(location[0])
-        given = first.get("input")
-        shown = f" (got {given!r})" if isinstance(given, str | int | float) else ""
-        return f"{where}{names.get(field_name, field_name)}: {rename_fields(message, names)}{shown}"
-    return where + rename_fields(message, names)
-
-
-def _spec_names(names: Mapping[str, str], origin: str) -> dict[str, str]:
-    if origin:  # a policy file: the keys are the field names, prefixed by the job
-        defaults = {
-            "experiment_id": "experiment_ids",
-            "experiment_name": "experiment_names",
-            "trace_ids": "trace_ids_file",
-            "filter_string": "filter",
-        }
-        return {key: names.get(key, defaults.get(key, key)) for key in SPEC_FLAGS}
-    return {key: names.get(key, flag) for key, flag in SPEC_FLAGS.items()}
-
-
 # -- definitions -> specs --------------------------------------------------------------------
 
 
@@ -282,13 +209,13 @@ def build_specs(definitions: Iterable[JobDefinition]) -> list[tuple[DeleteSpec, 
     specs: list[tuple[DeleteSpec, JobDefinition]] = []
     labels: set[str] = set()
     for definition in definitions:
-        names = _spec_names(definition.names, definition.origin)
-        where = f"{definition.origin}: " if definition.origin else ""
+        namer = definition.namer
+        where = namer.where
         experiments = [("experiment_id", value) for value in definition.experiment_ids]
         experiments += [("experiment_name", value) for value in definition.experiment_names]
         if not experiments:
             raise BadInputError(
-                f"{where}{names['experiment_id']} / {names['experiment_name']}: "
+                f"{where}{namer('experiment_id')} / {namer('experiment_name')}: "
                 "give at least one experiment"
             )
         for key, experiment in dict.fromkeys(experiments):
@@ -301,7 +228,7 @@ def build_specs(definitions: Iterable[JobDefinition]) -> list[tuple[DeleteSpec, 
                     {key: experiment, **definition.fields, "label": label}
                 )
             except ValidationError as error:
-                raise BadInputError(_describe(error, names, definition.origin)) from None
+                raise BadInputError(namer.validation(error)) from None
             specs.append((spec, definition))
     return specs
 
@@ -314,23 +241,22 @@ def check_cutoffs(specs: Iterable[tuple[DeleteSpec, JobDefinition]], now_ms: int
     """
     for spec, definition in specs:
         try:
-            spec.resolve(now_millis=now_ms, experiment_id=spec.experiment_id or "0")
+            spec.pin_cutoff(now_millis=now_ms)
         except GuardrailError as error:
             raise BadInputError(describe_guardrail(error, definition)) from None
 
 
 def describe_guardrail(error: GuardrailError, definition: JobDefinition | None) -> str:
     """A guardrail refusal in the user's words."""
-    if definition is None:
-        return rename_fields(str(error), _spec_names({}, ""))
-    where = f"{definition.origin}: " if definition.origin else ""
-    return where + rename_fields(str(error), _spec_names(definition.names, definition.origin))
+    namer = definition.namer if definition is not None else Namer()
+    return namer.message(error)
 
 
 def build_engine_config(
     options: Mapping[str, Any], names: Mapping[str, str], client: ClientConfig
 ) -> EngineConfig:
-    """EngineConfig from options named as flags (``rate``, ``concurrency``, ...).
+    """EngineConfig from options named as flags (``rate``, ``concurrency``, ...); ``names``
+    says how the user wrote the ones they set (a flag, or a policy file's key).
 
     Batch bounds the user did not set follow the ones they did (``--max-batch-size 500``
     alone lowers the initial size to 500 rather than failing).
@@ -357,13 +283,11 @@ def build_engine_config(
     ):
         values["initial_batch_size"] = min(max(defaults["initial_batch_size"], low), high)
     # initial_id_chunk follows max_id_chunk in EngineConfig itself.
-    field_names = {
-        ENGINE_OPTIONS[key]: names.get(key, f"--{key.replace('_', '-')}") for key in ENGINE_OPTIONS
-    }
+    typed = {ENGINE_OPTIONS[key]: name for key, name in names.items()}
     try:
         return EngineConfig(client=client, **values)
     except ValidationError as error:
-        raise BadInputError(_describe(error, field_names, "")) from None
+        raise BadInputError(Namer(typed=typed).validation(error)) from None
 
 
 @dataclass(frozen=True)
@@ -401,20 +325,3 @@ class Invocation:
         if execute:
             words.append("--execute")
         return shlex.join([PROG, *words])
-
-
-def name_of(definition: JobDefinition, field_name: str) -> str:
-    """How the user named a spec field (flag or policy key, with the job's origin)."""
-    if definition.origin:
-        keys = {
-            "experiment_id": "experiment_ids",
-            "experiment_name": "experiment_names",
-            "filter_string": "filter",
-        }
-        return f"{definition.origin}: {keys.get(field_name, field_name)}"
-    flags = {
-        "experiment_id": "--experiment-id",
-        "experiment_name": "--experiment-name",
-        "filter_string": "--filter",
-    }
-    return definition.names.get(field_name, flags.get(field_name, field_name))

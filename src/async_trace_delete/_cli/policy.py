@@ -37,13 +37,13 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 from .inputs import (
-    ENGINE_OPTIONS,
     BadInputError,
     JobDefinition,
     parse_duration,
     parse_instant,
     read_trace_ids,
 )
+from .names import ENGINE_OPTIONS
 
 __all__ = ["Policy", "load_policy"]
 

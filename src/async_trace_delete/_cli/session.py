@@ -49,7 +49,6 @@ from .inputs import (
     BadInputError,
     Invocation,
     describe_guardrail,
-    name_of,
 )
 from .render import ProgressDisplay, plan_json, render_plan, render_summary, report_json
 
@@ -204,7 +203,9 @@ class Session:
                         else client.get_experiment_by_name(spec.experiment)
                     )
                 except NotFoundError:
-                    flag = name_of(definition, "experiment_id" if by_id else "experiment_name")
+                    flag = definition.namer.qualified(
+                        "experiment_id" if by_id else "experiment_name"
+                    )
                     what = "with ID" if by_id else "named"
                     raise BadInputError(
                         f"{flag}: no experiment {what} {spec.experiment!r} on "
@@ -261,7 +262,7 @@ class Session:
                 if spec.filter_string is None:
                     raise
                 raise BadInputError(
-                    f"{name_of(definition, 'filter_string')}: the server rejected the "
+                    f"{definition.namer.qualified('filter_string')}: the server rejected the "
                     f"filter {spec.filter_string!r}: {error.message}"
                 ) from None
             jobs.extend(report.jobs)

@@ -18,6 +18,7 @@ from .._calls import Caller
 from .._client import TracePage, TraceSummary, iter_pages
 from .._exceptions import GuardrailError
 from .._ledger import Counters
+from .._messages import FieldMessage
 from .._shared import SharedState
 from .._specs import ResolvedSpec
 
@@ -82,9 +83,15 @@ class JobContext:
         """The job reached ``expect_at_most`` and more still match."""
         counts = self.counts
         return GuardrailError(
-            f"expect_at_most: job {self.label!r} reached its limit of {guard} traces "
-            f"({counts.deleted} deleted, {counts.ambiguous} possibly deleted) and more still "
-            "match (written during the run?); it stopped there"
+            FieldMessage(
+                "{expect_at_most}: job {label!r} reached its limit of {guard} traces "
+                "({deleted} deleted, {ambiguous} possibly deleted) and more still match "
+                "(written during the run?); it stopped there",
+                label=self.label,
+                guard=guard,
+                deleted=counts.deleted,
+                ambiguous=counts.ambiguous,
+            )
         )
 
 
