@@ -25,7 +25,6 @@ from benchmarks.variants import (
     Unbounded,
     Variant,
     VariantRun,
-    engine_available,
     sequential_deletes,
 )
 from tests.support.seed import create_experiment
@@ -73,7 +72,7 @@ class VariantResult:
 
     name: str
     description: str
-    status: str  # "done", "time-boxed", "failed", "pending"
+    status: str  # "done", "time-boxed", "failed"
     scenario: str  # "main" or "big"
     run: VariantRun = field(default_factory=VariantRun)
     measured_deleted: int = 0
@@ -92,7 +91,7 @@ class VariantResult:
     @property
     def throughput(self) -> float | None:
         """Traces deleted (as the database saw it) per second of the variant's run."""
-        if self.status == "pending" or self.run.elapsed <= 0:
+        if self.run.elapsed <= 0:
             return None
         return self.measured_deleted / self.run.elapsed
 
@@ -114,7 +113,7 @@ class VariantResult:
         return left == 0
 
     @property
-    def verified(self) -> bool | None:
+    def verified(self) -> bool:
         """What the database confirms of the variant's work.
 
         Always: every new trace kept, no orphaned tag or metadata row, and the variant's own
@@ -122,8 +121,6 @@ class VariantResult:
         a time-boxed one must have deleted the oldest first (the rest is cleaned untimed and
         checked with `--clean-rest`); a failed one is only checked not to have done harm.
         """
-        if self.status == "pending":
-            return None
         base = self.new_kept and self.count_consistent and self.orphans == 0
         if self.status == "done":
             return base and self.old_gone
@@ -282,11 +279,6 @@ class BackendRun:
     ) -> VariantResult:
         """Run one variant with the probe alongside, then check the database."""
         result = VariantResult(variant.name, variant.description, "done", scenario_name)
-        if isinstance(variant, EngineVariant) and (reason := engine_available()) is not None:
-            result.status = "pending"
-            result.note = f"engine not importable yet ({reason})"
-            self._say(f"{variant.name}: pending, {result.note}")
-            return result
         old = self.settings.big_old if scenario_name == "big" else None
         await self.ensure_seeded(experiment_ids, old)
         database = self.backend.database

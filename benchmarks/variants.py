@@ -25,6 +25,8 @@ import anyio
 import anyio.to_thread
 import httpx
 
+from async_trace_delete import ClientConfig, DeleteSpec, Engine, EngineConfig
+
 DELETE_PATH = "/api/2.0/mlflow/traces/delete-traces"
 BASELINE_TIMEOUT_SECONDS = 900.0
 DOCS_MAX_TRACES = 100
@@ -258,13 +260,6 @@ class EngineVariant:
     options: dict[str, Any] = field(default_factory=dict)
 
     async def run(self, target: Target, deadline: float | None) -> VariantRun:
-        from async_trace_delete import (  # imported late: the variant may still be pending
-            ClientConfig,
-            DeleteSpec,
-            Engine,
-            EngineConfig,
-        )
-
         config = EngineConfig(
             client=ClientConfig(tracking_uri=target.base_url, timeout=BASELINE_TIMEOUT_SECONDS),
             target_latency=self.target_latency,
@@ -329,16 +324,6 @@ async def _stop_at_deadline(engine: Any, deadline: float, result: VariantRun) ->
     await anyio.sleep(max(0.0, deadline - time.monotonic()))
     result.time_boxed = True
     engine.stop_all()
-
-
-def engine_available() -> str | None:
-    """None when `async_trace_delete.Engine` imports, else why not."""
-    try:
-        module = importlib.import_module("async_trace_delete")
-        getattr(module, "Engine")  # noqa: B009 - the attribute may not exist yet
-    except (ImportError, AttributeError) as error:
-        return f"{type(error).__name__}: {error}"
-    return None
 
 
 def peak_in_flight(calls: Sequence[CallRecord]) -> int:
