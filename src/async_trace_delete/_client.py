@@ -36,6 +36,7 @@ from ._exceptions import (
     TransportError,
     UsageError,
 )
+from ._requests import MAX_SEARCH_PAGE, check_experiment_id, delete_body, is_int, search_body
 from ._wire import (
     Experiment,
     TracePage,
@@ -63,7 +64,6 @@ DELETE_PATH = "/api/2.0/mlflow/traces/delete-traces"
 SEARCH_PATH = "/api/3.0/mlflow/traces/search"
 GET_EXPERIMENT_PATH = "/api/2.0/mlflow/experiments/get"
 GET_EXPERIMENT_BY_NAME_PATH = "/api/2.0/mlflow/experiments/get-by-name"
-MAX_SEARCH_PAGE = 500
 
 # What no HTTP answer means, most specific first (httpx's own HTTPCORE_EXC_MAP, one level up):
 # a request that never left cannot have done anything; one sent and unanswered may have.
@@ -208,39 +208,12 @@ class TracesClient:
             UsageError: the arguments break MLflow's rules (nothing is sent).
             MlflowApiError: the call failed; see its subclasses.
         """
-        _check_experiment_id(experiment_id)
-        body: dict[str, Any] = {"experiment_id": experiment_id}
-        batch_size: int | None
-        if (max_timestamp_millis is None) == (trace_ids is None):
-            raise UsageError(
-                "give exactly one of max_timestamp_millis and trace_ids "
-                "(MLflow deletes by cutoff or by IDs)"
-            )
-        if max_timestamp_millis is not None:
-            if not _is_int(max_timestamp_millis) or max_timestamp_millis <= 0:
-                raise UsageError(
-                    f"max_timestamp_millis must be an integer > 0, got {max_timestamp_millis!r} "
-                    "(0 means 'delete everything' on some servers)"
-                )
-            body["max_timestamp_millis"] = max_timestamp_millis
-            if max_traces is not None:
-                if not _is_int(max_traces) or max_traces <= 0:
-                    raise UsageError(f"max_traces must be an integer > 0, got {max_traces!r}")
-                body["max_traces"] = max_traces
-            batch_size = max_traces
-        else:
-            assert trace_ids is not None
-            if max_traces is not None:
-                raise UsageError("max_traces cannot be used with trace_ids (MLflow's rule)")
-            if isinstance(trace_ids, str):
-                raise UsageError("trace_ids must be a list of IDs, not a single string")
-            ids = list(trace_ids)
-            if not ids:
-                raise UsageError("trace_ids must not be empty")
-            if not all(isinstance(item, str) and item for item in ids):
-                raise UsageError("trace_ids must all be non-empty strings")
-            body["request_ids"] = ids
-            batch_size = len(ids)
+        body, batch_size = delete_body(
+            experiment_id,
+            max_timestamp_millis=max_timestamp_millis,
+            max_traces=max_traces,
+            trace_ids=trace_ids,
+        )
         payload = await self._call(
             "POST",
             DELETE_PATH,
@@ -250,7 +223,7 @@ class TracesClient:
             request_timeout=request_timeout,
         )
         deleted = payload.get("traces_deleted", 0)  # proto3 JSON may omit a zero
-        if not _is_int(deleted) or deleted < 0:
+        if not is_int(deleted) or deleted < 0:
             raise InvalidResponseError(
                 f"delete-traces answered traces_deleted={deleted!r}",
                 status_code=200,
@@ -278,20 +251,13 @@ class TracesClient:
             order_by: Order clauses; oldest first by default.
             page_token: The previous page's ``next_page_token`` (an offset).
         """
-        _check_experiment_id(experiment_id)
-        if not _is_int(max_results) or not 1 <= max_results <= MAX_SEARCH_PAGE:
-            raise UsageError(f"max_results must be an integer in 1..{MAX_SEARCH_PAGE}")
-        body: dict[str, Any] = {
-            "locations": [
-                {"type": "MLFLOW_EXPERIMENT", "mlflow_experiment": {"experiment_id": experiment_id}}
-            ],
-            "max_results": max_results,
-            "order_by": list(order_by),
-        }
-        if filter_string:
-            body["filter"] = filter_string
-        if page_token:
-            body["page_token"] = page_token
+        body = search_body(
+            experiment_id,
+            filter_string=filter_string,
+            max_results=max_results,
+            order_by=order_by,
+            page_token=page_token,
+        )
         payload = await self._call("POST", SEARCH_PATH, json_body=body, experiment_id=experiment_id)
         try:
             traces = tuple(trace_summary(item) for item in payload.get("traces", []))
@@ -340,7 +306,7 @@ class TracesClient:
 
     async def get_experiment(self, experiment_id: str) -> Experiment:
         """Look an experiment up by ID. Raises :class:`NotFoundError` if it does not exist."""
-        _check_experiment_id(experiment_id)
+        check_experiment_id(experiment_id)
         payload = await self._call(
             "GET",
             GET_EXPERIMENT_PATH,
@@ -456,12 +422,3 @@ def _secret_values(config: ClientConfig) -> tuple[str, ...]:
         values += [base64.b64encode(pair).decode("ascii"), password]
     # Longest first, so a value containing another is removed whole.
     return tuple(sorted((value for value in values if value), key=len, reverse=True))
-
-
-def _check_experiment_id(experiment_id: object) -> None:
-    if not isinstance(experiment_id, str) or not experiment_id.strip():
-        raise UsageError(f"experiment_id must be a non-empty string, got {experiment_id!r}")
-
-
-def _is_int(value: object) -> bool:
-    return isinstance(value, int) and not isinstance(value, bool)
