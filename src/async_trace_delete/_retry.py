@@ -29,6 +29,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from ._exceptions import TraceDeleteError, UsageError
 from ._outcomes import Outcome, RetryDecision
+from ._requests import is_int
 
 __all__ = [
     "RetryBudget",
@@ -170,7 +171,7 @@ class RetryBudget:
     """
 
     def __init__(self, *, initial: int = 20, ratio: float = 0.2) -> None:
-        if isinstance(initial, bool) or not isinstance(initial, int) or initial < 0:
+        if not is_int(initial) or initial < 0:
             raise UsageError(f"initial must be an integer >= 0, got {initial!r}")
         if not (math.isfinite(ratio) and ratio >= 0):
             raise UsageError(f"ratio must be a finite number >= 0, got {ratio!r}")

@@ -31,6 +31,7 @@ from pydantic import (
 
 from ._exceptions import ConflictingJobsError, GuardrailError, RuleError
 from ._messages import FieldMessage
+from ._requests import is_int
 
 __all__ = [
     "DeleteSpec",
@@ -88,7 +89,7 @@ class DeleteSpec(BaseModel):
     @field_validator("experiment_id", mode="before")
     @classmethod
     def _experiment_id_text(cls, value: Any) -> Any:
-        if isinstance(value, int) and not isinstance(value, bool):
+        if is_int(value):
             return str(value)
         return value
 

@@ -36,6 +36,7 @@ from datetime import date, datetime
 from pathlib import Path
 from typing import Any, TypeVar
 
+from .._requests import is_int
 from .inputs import (
     BadInputError,
     JobDefinition,
@@ -200,13 +201,13 @@ def _experiments(
     job: Mapping[str, Any], key: str, origin: str, *, allow_int: bool
 ) -> tuple[str, ...]:
     values = job.get(key, [])
-    if isinstance(values, str | int) and not isinstance(values, bool):
+    if isinstance(values, str) or is_int(values):
         values = [values]
     if not isinstance(values, list):
         raise BadInputError(f"{origin}: {key}: must be a list")
     result = []
     for value in values:
-        if isinstance(value, int) and not isinstance(value, bool) and allow_int:
+        if is_int(value) and allow_int:
             value = str(value)
         if not isinstance(value, str):
             raise BadInputError(f"{origin}: {key}: {value!r} is not a string")
