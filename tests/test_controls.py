@@ -1,4 +1,4 @@
-"""Tests of the controllers' settings models: validated field by field, frozen."""
+"""Tests of the controller seams: settings models and the fixed limit."""
 
 from __future__ import annotations
 
@@ -7,9 +7,13 @@ from typing import Any, get_type_hints
 import pytest
 from pydantic import ValidationError
 
-from async_trace_delete import BatchSizer, ConcurrencyController, UsageError
+from async_trace_delete import BatchSizer, ConcurrencyController, Outcome, UsageError
 from async_trace_delete._batching import SizerSettings, SizerValues
-from async_trace_delete._concurrency import LimitSettings, LimitValues
+from async_trace_delete._concurrency import FixedLimit, LimitSettings, LimitValues
+from async_trace_delete._controls import ConcurrencyLimit
+
+# The built-in limits are what the scheduler asks for (checked by mypy).
+_LIMITS: tuple[ConcurrencyLimit, ...] = (ConcurrencyController(max_limit=2), FixedLimit(2))
 
 # -- settings models -------------------------------------------------------------------------
 
@@ -67,3 +71,21 @@ def test_settings_are_frozen() -> None:
     settings = SizerSettings()
     with pytest.raises(ValidationError, match="frozen"):
         settings.min_size = 1  # type: ignore[misc]
+
+
+# -- the fixed limit -------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("outcome", list(Outcome))
+def test_fixed_limit_ignores_every_result(outcome: Outcome) -> None:
+    """Whatever a call ended in, a fixed limit stays where it is."""
+    limit = FixedLimit(3)
+    assert limit.record(now=1.0, deleted=0, latency=9.0, outcome=outcome, waiting=5) == 3
+    assert limit.limit == 3
+
+
+@pytest.mark.parametrize("value", [0, -1, True, 2.0])
+def test_fixed_limit_must_be_a_positive_integer(value: Any) -> None:
+    """A fixed limit is an integer >= 1; a bool or a float is not one."""
+    with pytest.raises(UsageError, match="limit"):
+        FixedLimit(value)

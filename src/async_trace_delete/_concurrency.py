@@ -57,6 +57,7 @@ from ._exceptions import UsageError
 
 __all__ = [
     "ConcurrencyController",
+    "FixedLimit",
     "LimitSettings",
     "LimitValues",
     "Window",
@@ -114,6 +115,35 @@ class LimitValues(TypedDict, total=False):
     window_calls: int
     reprobe_interval: int
     max_reprobe_interval: int
+
+
+class FixedLimit:
+    """A concurrency limit that never changes: ``limit`` calls may always be in flight.
+
+    Args:
+        limit: Calls allowed in flight.
+
+    Raises:
+        UsageError: ``limit`` is not an integer >= 1.
+    """
+
+    def __init__(self, limit: int) -> None:
+        check_count("limit", limit, minimum=1)
+        self._limit = limit
+
+    @property
+    def limit(self) -> int:
+        """Calls allowed in flight."""
+        return self._limit
+
+    def record(
+        self, *, now: float, deleted: int, latency: float, outcome: Outcome, waiting: int
+    ) -> int:
+        """Ignore the completed call; return the fixed limit."""
+        return self._limit
+
+    def __repr__(self) -> str:
+        return f"FixedLimit({self._limit})"
 
 
 @dataclass(frozen=True, slots=True)

@@ -1,4 +1,8 @@
-"""The checks every controller shares.
+"""What the scheduler asks of a concurrency limit, and the checks every controller shares.
+
+The engine's numbers come from small pure objects (see the house style: "pure controllers,
+impure shell"). A :class:`ConcurrencyLimit` says how many calls may be in flight: it is fed
+plain numbers after each call and never sees a clock, I/O or asyncio.
 
 The settings of the built-in controllers are frozen pydantic models
 (:class:`~._batching.SizerSettings`, :class:`~._concurrency.LimitSettings`), like
@@ -10,15 +14,46 @@ from __future__ import annotations
 
 import math
 from collections.abc import Mapping
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, Protocol, TypeVar
 
 from pydantic import BaseModel, ValidationError
 
 from ._exceptions import UsageError
 
-__all__ = ["check_count", "check_seconds", "settings_from"]
+if TYPE_CHECKING:
+    from ._batching import Outcome
+
+__all__ = ["ConcurrencyLimit", "check_count", "check_seconds", "settings_from"]
 
 SettingsT = TypeVar("SettingsT", bound=BaseModel)
+
+
+class ConcurrencyLimit(Protocol):
+    """Decides how many calls may be in flight, from the calls that completed.
+
+    The engine enforces the limit; the object only decides it (Netflix concurrency-limits'
+    ``Limit``). :class:`~._concurrency.ConcurrencyController` adapts it,
+    :class:`~._concurrency.FixedLimit` keeps it constant.
+    """
+
+    @property
+    def limit(self) -> int:
+        """Calls allowed in flight now (at least 1)."""
+        ...
+
+    def record(
+        self, *, now: float, deleted: int, latency: float, outcome: Outcome, waiting: int
+    ) -> int:
+        """Learn from one completed call and return the limit to enforce from now on.
+
+        Args:
+            now: When the call completed, on the engine's monotonic clock (seconds).
+            deleted: Traces the call deleted (0 if it failed or is unknown).
+            latency: Seconds the call took.
+            outcome: How the call ended.
+            waiting: Calls ready to run but blocked on the limit when this one completed.
+        """
+        ...
 
 
 def settings_from(model: type[SettingsT], values: Mapping[str, Any]) -> SettingsT:

@@ -27,7 +27,7 @@ from pydantic import BaseModel, ConfigDict
 from ._batching import BatchSizer
 from ._calls import Caller, Counters, SharedState, StopRequested
 from ._client import TracesClient
-from ._concurrency import ConcurrencyController
+from ._concurrency import ConcurrencyController, FixedLimit
 from ._config import ClientConfig, EngineConfig
 from ._events import Event, Hook, JobFinished
 from ._exceptions import (
@@ -233,12 +233,12 @@ class Engine:
         client_config = config.client if config.client is not None else ClientConfig.from_env()
         client = TracesClient(client_config, transport=self._transport)
         client.open()
-        controller = (
+        limit = (
             ConcurrencyController(
                 max_limit=config.max_concurrency, target_latency=config.target_latency
             )
             if config.adaptive_concurrency and config.max_concurrency > 1
-            else None
+            else FixedLimit(config.max_concurrency)
         )
         opened_at = self._clock()
         self._shared = SharedState(
@@ -246,8 +246,7 @@ class Engine:
             client=client,
             scheduler=Scheduler(
                 rate_limit=config.rate_limit,
-                controller=controller,
-                max_concurrency=config.max_concurrency,
+                limit=limit,
                 clock=self._clock,
                 sleep=self._sleep,
                 emit=self._emit,

@@ -5,8 +5,10 @@ Four things are shared by all jobs on one server, and enforced here:
 * **fair slots** — at most ``limit`` calls in flight; when a slot frees it goes to the
   next *job* in round-robin order (not the next request), so a job with many ID chunks
   cannot starve a small job;
-* **adaptive concurrency** — ``limit`` comes from a :class:`ConcurrencyController` fed each
-  call's result (on SQLite it settles at 1, on a backend that scales it opens up);
+* **the concurrency limit** — ``limit`` comes from a :class:`~._controls.ConcurrencyLimit`
+  fed each call's result (the adaptive :class:`~._concurrency.ConcurrencyController` settles
+  at 1 on SQLite and opens up on a backend that scales; :class:`~._concurrency.FixedLimit`
+  keeps it constant);
 * **a shared rate** — one ``aiolimiter.AsyncLimiter`` paces calls evenly (no bursts) at the
   configured rate, and every server call (deletes and searches alike) passes through it;
 * **throttling for everyone** — a 429/503 (or a retry over the run's budget) pauses every
@@ -16,19 +18,21 @@ Four things are shared by all jobs on one server, and enforced here:
   it once, not four times. The slower rate is enforced as a minimum interval between call
   starts on the engine's clock, on top of the limiter, so changing it never lets a call
   through early; it recovers step by step on success.
+
+Slot waits run on anyio: an :class:`anyio.Event` per waiting call.
 """
 
 from __future__ import annotations
 
-import asyncio
 from collections import OrderedDict, deque
 from collections.abc import Awaitable, Callable
 from contextlib import suppress
 
+import anyio
 from aiolimiter import AsyncLimiter
 
 from ._batching import Outcome
-from ._concurrency import ConcurrencyController
+from ._controls import ConcurrencyLimit
 from ._events import ConcurrencyChanged, Event, Throttled
 
 __all__ = ["Scheduler"]
@@ -38,6 +42,16 @@ _RECOVERY_SUCCESSES = 5  # successes without push-back before the rate steps up 
 _RECOVERY_FACTOR = 1.5
 
 
+class _Waiter:
+    """One call waiting for a slot; ``granted`` once :meth:`Scheduler._dispatch` gave it one."""
+
+    __slots__ = ("event", "granted")
+
+    def __init__(self) -> None:
+        self.event = anyio.Event()
+        self.granted = False
+
+
 class Scheduler:
     """Fair, rate-limited, adaptively-concurrent admission of delete calls.
 
@@ -45,8 +59,7 @@ class Scheduler:
 
     Args:
         rate_limit: Calls per second across the engine.
-        controller: Decides the in-flight limit; ``None`` keeps it at ``max_concurrency``.
-        max_concurrency: The fixed limit when there is no controller.
+        limit: Decides how many calls may be in flight.
         clock: Monotonic seconds.
         sleep: Awaitable sleep (injected in tests).
         emit: Sends an event to the engine's hooks.
@@ -57,8 +70,7 @@ class Scheduler:
         self,
         *,
         rate_limit: float,
-        controller: ConcurrencyController | None,
-        max_concurrency: int,
+        limit: ConcurrencyLimit,
         clock: Callable[[], float],
         sleep: Callable[[float], Awaitable[None]],
         emit: Callable[[Event], None],
@@ -68,13 +80,12 @@ class Scheduler:
         self._configured_rate = rate_limit
         self._rate = rate_limit
         self._limiter = AsyncLimiter(1, 1 / rate_limit)
-        self._controller = controller
-        self._fixed_limit = max_concurrency
+        self._limit = limit
         self._clock = clock
         self._sleep = sleep
         self._emit = emit
         self._in_flight = 0
-        self._queue: OrderedDict[object, deque[asyncio.Future[None]]] = OrderedDict()
+        self._queue: OrderedDict[object, deque[_Waiter]] = OrderedDict()
         self._paused_until = 0.0
         self._quiet_until = 0.0
         self._next_start = 0.0  # earliest start of the next call while the rate is cut
@@ -84,7 +95,7 @@ class Scheduler:
     @property
     def limit(self) -> int:
         """Calls allowed in flight now."""
-        return self._controller.limit if self._controller is not None else self._fixed_limit
+        return self._limit.limit
 
     @property
     def in_flight(self) -> int:
@@ -102,9 +113,25 @@ class Scheduler:
         return self._rate
 
     async def acquire(self, job: object) -> None:
-        """Wait for an in-flight slot for ``job`` (granted round-robin across jobs);
-        cancelling the wait gives nothing up. Give it back with :meth:`release`."""
-        await self._acquire(job)
+        """Wait for an in-flight slot for ``job`` (granted round-robin across jobs).
+
+        Cancelling the wait gives nothing up: a waiter cancelled before its turn leaves the
+        queue, one cancelled just after it was granted a slot hands the slot on. Give the
+        slot back with :meth:`release`.
+        """
+        if self._in_flight < self.limit and not self._queue:
+            self._in_flight += 1
+            return
+        waiter = _Waiter()
+        self._queue.setdefault(job, deque()).append(waiter)
+        try:
+            await waiter.event.wait()
+        except BaseException:
+            if waiter.granted:
+                self.release()  # granted just as we were cancelled: hand the slot on
+            else:
+                self._forget(job, waiter)
+            raise
 
     def release(self) -> None:
         """Give back a slot taken with :meth:`acquire`."""
@@ -130,7 +157,7 @@ class Scheduler:
     def record(
         self, *, deleted: int, latency: float, outcome: Outcome, quiet_gap: float = 0.0
     ) -> None:
-        """Feed one finished call to the concurrency controller (and the rate recovery).
+        """Feed one finished call to the concurrency limit (and the rate recovery).
 
         Args:
             deleted: Traces the call deleted.
@@ -149,10 +176,8 @@ class Scheduler:
             ):
                 self._successes_since_pushback = 0
                 self._set_rate(min(self._configured_rate, self._rate * _RECOVERY_FACTOR))
-        if self._controller is None:
-            return
-        old = self._controller.limit
-        new = self._controller.record(
+        old = self._limit.limit
+        new = self._limit.record(
             now=self._clock(),
             deleted=deleted,
             latency=latency,
@@ -202,42 +227,23 @@ class Scheduler:
         # once); a cut rate is the interval `pace` keeps between call starts.
         self._rate = rate
 
-    async def _acquire(self, job: object) -> None:
-        if self._in_flight < self.limit and not self._queue:
-            self._in_flight += 1
-            return
-        future: asyncio.Future[None] = asyncio.get_running_loop().create_future()
-        self._queue.setdefault(job, deque()).append(future)
-        try:
-            await future
-        except BaseException:
-            if future.done() and not future.cancelled():
-                # Granted just as we were cancelled: hand the slot on.
-                self._in_flight -= 1
-                self._dispatch()
-            else:
-                future.cancel()
-                self._forget(job, future)
-            raise
-
-    def _forget(self, job: object, future: asyncio.Future[None]) -> None:
+    def _forget(self, job: object, waiter: _Waiter) -> None:
         waiters = self._queue.get(job)
         if waiters is None:
             return
         with suppress(ValueError):
-            waiters.remove(future)
+            waiters.remove(waiter)
         if not waiters:
             del self._queue[job]
 
     def _dispatch(self) -> None:
         while self._queue and self._in_flight < self.limit:
             job, waiters = next(iter(self._queue.items()))
-            future = waiters.popleft()
+            waiter = waiters.popleft()
             if waiters:
                 self._queue.move_to_end(job)  # round robin: this job goes to the back
             else:
                 del self._queue[job]
-            if future.done():
-                continue
             self._in_flight += 1
-            future.set_result(None)
+            waiter.granted = True
+            waiter.event.set()
