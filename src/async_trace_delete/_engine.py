@@ -39,6 +39,7 @@ from ._exceptions import (
     UsageError,
 )
 from ._jobs import JobRunner
+from ._pacing import pacer_for
 from ._planning import JobPlan, PlanReport, count_remaining, plan_job
 from ._reports import JobReport, JobState, RunReport
 from ._retry import RetryBudget
@@ -245,8 +246,8 @@ class Engine:
             config=config,
             client=client,
             scheduler=Scheduler(
-                rate_limit=config.rate_limit,
                 limit=limit,
+                pacer=pacer_for(config.rate_limit, clock=self._clock, sleep=self._sleep),
                 clock=self._clock,
                 sleep=self._sleep,
                 emit=self._emit,

@@ -1,4 +1,4 @@
-"""The engine-wide gate every delete call passes through.
+"""The engine-wide gate every server call passes through.
 
 Four things are shared by all jobs on one server, and enforced here:
 
@@ -9,17 +9,15 @@ Four things are shared by all jobs on one server, and enforced here:
   fed each call's result (the adaptive :class:`~._concurrency.ConcurrencyController` settles
   at 1 on SQLite and opens up on a backend that scales; :class:`~._concurrency.FixedLimit`
   keeps it constant);
-* **a shared rate** — one ``aiolimiter.AsyncLimiter`` paces calls evenly (no bursts) at the
-  configured rate, and every server call (deletes and searches alike) passes through it;
+* **a shared rate** — a :class:`~._pacing.Pacer` spaces call starts evenly (no bursts) at
+  the configured rate, and every server call (deletes and searches alike) passes through it;
 * **throttling for everyone** — a 429/503 (or a retry over the run's budget) pauses every
-  job until the server's ``Retry-After`` (or the backoff) has passed, and halves the shared
-  rate once per *episode*: pushes-back from calls sent before the last cut are the same
-  congestion, already answered (TCP's one cut per window), so four simultaneous 429s halve
-  it once, not four times. The slower rate is enforced as a minimum interval between call
-  starts on the engine's clock, on top of the limiter, so changing it never lets a call
-  through early; it recovers step by step on success.
+  job until the server's ``Retry-After`` (or the backoff) has passed, and a
+  :class:`~._pacing.RateThrottle` halves the shared rate once per episode and lets it recover
+  step by step on success; the pacer enforces the rate it decides.
 
-Slot waits run on anyio: an :class:`anyio.Event` per waiting call.
+Waits run on anyio (an :class:`anyio.Event` per waiting call), the pause and the quiet gap on
+the engine's clock and sleep.
 """
 
 from __future__ import annotations
@@ -29,17 +27,13 @@ from collections.abc import Awaitable, Callable
 from contextlib import suppress
 
 import anyio
-from aiolimiter import AsyncLimiter
 
 from ._batching import Outcome
 from ._controls import ConcurrencyLimit
 from ._events import ConcurrencyChanged, Event, Throttled
+from ._pacing import Pacer, RateThrottle
 
 __all__ = ["Scheduler"]
-
-_MIN_RATE_FRACTION = 1 / 16  # throttling never slows the shared rate below this share
-_RECOVERY_SUCCESSES = 5  # successes without push-back before the rate steps up again
-_RECOVERY_FACTOR = 1.5
 
 
 class _Waiter:
@@ -53,15 +47,14 @@ class _Waiter:
 
 
 class Scheduler:
-    """Fair, rate-limited, adaptively-concurrent admission of delete calls.
-
-    Must be created inside the running asyncio loop (aiolimiter binds to it).
+    """Fair, rate-limited, concurrency-limited admission of server calls.
 
     Args:
-        rate_limit: Calls per second across the engine.
         limit: Decides how many calls may be in flight.
+        pacer: Spaces call starts; its rate when the scheduler is built is the configured
+            rate, which throttling cuts and restores.
         clock: Monotonic seconds.
-        sleep: Awaitable sleep (injected in tests).
+        sleep: Awaitable sleep on that clock (injected in tests).
         emit: Sends an event to the engine's hooks.
         origin: The clock reading event times are measured from (the engine's opening).
     """
@@ -69,18 +62,17 @@ class Scheduler:
     def __init__(
         self,
         *,
-        rate_limit: float,
         limit: ConcurrencyLimit,
+        pacer: Pacer,
         clock: Callable[[], float],
         sleep: Callable[[float], Awaitable[None]],
         emit: Callable[[Event], None],
         origin: float = 0.0,
     ) -> None:
         self._origin = origin  # event times are seconds since the engine opened
-        self._configured_rate = rate_limit
-        self._rate = rate_limit
-        self._limiter = AsyncLimiter(1, 1 / rate_limit)
         self._limit = limit
+        self._pacer = pacer
+        self._throttle = RateThrottle(pacer.rate)
         self._clock = clock
         self._sleep = sleep
         self._emit = emit
@@ -88,9 +80,6 @@ class Scheduler:
         self._queue: OrderedDict[object, deque[_Waiter]] = OrderedDict()
         self._paused_until = 0.0
         self._quiet_until = 0.0
-        self._next_start = 0.0  # earliest start of the next call while the rate is cut
-        self._last_cut_at = float("-inf")
-        self._successes_since_pushback = 0
 
     @property
     def limit(self) -> int:
@@ -110,7 +99,7 @@ class Scheduler:
     @property
     def rate(self) -> float:
         """The shared rate in force (calls per second)."""
-        return self._rate
+        return self._throttle.rate
 
     async def acquire(self, job: object) -> None:
         """Wait for an in-flight slot for ``job`` (granted round-robin across jobs).
@@ -139,25 +128,24 @@ class Scheduler:
         self._dispatch()
 
     async def pace(self) -> None:
-        """Wait out any shared pause, the quiet gap and a cut rate, then the rate limiter."""
+        """Wait out any shared pause and the quiet gap, then the shared rate.
+
+        A pause or a quiet gap that begins while the pacer makes the call wait holds it too.
+        """
         while True:
             now = self._clock()
-            throttled = self._rate < self._configured_rate
-            start_at = max(
-                self._paused_until, self._quiet_until, self._next_start if throttled else 0.0
-            )
-            if start_at <= now:
-                if throttled:
-                    # Reserved before any await, so two waiters cannot both take it.
-                    self._next_start = now + 1 / self._rate
-                break
-            await self._sleep(start_at - now)
-        await self._limiter.acquire()
+            hold_until = max(self._paused_until, self._quiet_until)
+            if hold_until > now:
+                await self._sleep(hold_until - now)
+                continue
+            await self._pacer.wait()
+            if max(self._paused_until, self._quiet_until) <= self._clock():
+                return
 
     def record(
         self, *, deleted: int, latency: float, outcome: Outcome, quiet_gap: float = 0.0
     ) -> None:
-        """Feed one finished call to the concurrency limit (and the rate recovery).
+        """Feed one finished call to the concurrency limit (and the rate's recovery).
 
         Args:
             deleted: Traces the call deleted.
@@ -169,13 +157,7 @@ class Scheduler:
         if quiet_gap > 0:
             self._quiet_until = max(self._quiet_until, self._clock() + quiet_gap)
         if outcome is Outcome.OK:
-            self._successes_since_pushback += 1
-            if (
-                self._rate < self._configured_rate
-                and self._successes_since_pushback >= _RECOVERY_SUCCESSES
-            ):
-                self._successes_since_pushback = 0
-                self._set_rate(min(self._configured_rate, self._rate * _RECOVERY_FACTOR))
+            self._pacer.set_rate(self._throttle.success())
         old = self._limit.limit
         new = self._limit.record(
             now=self._clock(),
@@ -208,24 +190,13 @@ class Scheduler:
         """
         now = self._clock()
         self._paused_until = max(self._paused_until, now + pause)
-        self._successes_since_pushback = 0
-        if sent_at is None or sent_at >= self._last_cut_at:
-            self._last_cut_at = now
-            self._set_rate(max(self._configured_rate * _MIN_RATE_FRACTION, self._rate / 2))
+        rate = self._throttle.push_back(now=now, sent_at=sent_at)
+        self._pacer.set_rate(rate)
         self._emit(
             Throttled(
-                job=job,
-                retry_after=retry_after,
-                pause=pause,
-                rate=self._rate,
-                at=now - self._origin,
+                job=job, retry_after=retry_after, pause=pause, rate=rate, at=now - self._origin
             )
         )
-
-    def _set_rate(self, rate: float) -> None:
-        # The limiter keeps the configured rate (rebuilding it would hand out a fresh token at
-        # once); a cut rate is the interval `pace` keeps between call starts.
-        self._rate = rate
 
     def _forget(self, job: object, waiter: _Waiter) -> None:
         waiters = self._queue.get(job)
