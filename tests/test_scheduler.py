@@ -12,8 +12,7 @@ import itertools
 import anyio
 import pytest
 
-from async_trace_delete import ConcurrencyChanged, Event, Outcome, Throttled
-from async_trace_delete._concurrency import FixedLimit
+from async_trace_delete import ConcurrencyChanged, Event, FixedLimit, Outcome, Throttled
 from async_trace_delete._pacing import ClockPacer
 from async_trace_delete._scheduler import Scheduler
 from tests.support.sim_engine import cutoff_spec, fixed_batches, make_engine, seeded

@@ -1,8 +1,10 @@
-"""What the scheduler asks of a concurrency limit, and the checks every controller shares.
+"""What the engine asks of its controllers, and the checks every controller shares.
 
 The engine's numbers come from small pure objects (see the house style: "pure controllers,
-impure shell"). A :class:`ConcurrencyLimit` says how many calls may be in flight: it is fed
-plain numbers after each call and never sees a clock, I/O or asyncio.
+impure shell"): a :class:`ConcurrencyLimit` says how many calls may be in flight, a
+:class:`Sizer` how many traces the next call asks for. Both are fed plain numbers by the
+engine after each call and never see a clock, I/O or asyncio. The engine accepts any object
+with these members, so a user can pin, replace or instrument a controller.
 
 The settings of the built-in controllers are frozen pydantic models
 (:class:`~._batching.SizerSettings`, :class:`~._concurrency.LimitSettings`), like
@@ -23,7 +25,7 @@ from ._exceptions import UsageError
 if TYPE_CHECKING:
     from ._batching import Outcome
 
-__all__ = ["ConcurrencyLimit", "check_count", "check_seconds", "settings_from"]
+__all__ = ["ConcurrencyLimit", "Sizer", "check_count", "check_seconds", "settings_from"]
 
 SettingsT = TypeVar("SettingsT", bound=BaseModel)
 
@@ -52,6 +54,38 @@ class ConcurrencyLimit(Protocol):
             latency: Seconds the call took.
             outcome: How the call ended.
             waiting: Calls ready to run but blocked on the limit when this one completed.
+        """
+        ...
+
+
+class Sizer(Protocol):
+    """Decides how many traces the next delete call asks for (e.g. :class:`~._batching.BatchSizer`).
+
+    One sizer is shared by every job of an engine that deletes the same way (one for cutoff
+    calls, one for chunks of IDs), so observations of calls in flight at once interleave.
+    """
+
+    @property
+    def size(self) -> int:
+        """How many traces the next call should ask for (at least 1)."""
+        ...
+
+    @property
+    def min_size(self) -> int:
+        """The smallest size it would ask for unless the server cannot take it: a call of
+        this size that is still too large is not retried smaller."""
+        ...
+
+    def observe(
+        self, *, requested: int, deleted: int | None, latency: float | None, outcome: Outcome
+    ) -> int:
+        """Learn from one finished call and return the new :attr:`size`.
+
+        Args:
+            requested: How many traces the call asked for.
+            deleted: How many it deleted, or ``None`` if unknown.
+            latency: Seconds it took, or ``None`` if unknown (e.g. cancelled).
+            outcome: How it ended.
         """
         ...
 

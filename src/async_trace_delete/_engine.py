@@ -29,6 +29,7 @@ from ._calls import Caller, Counters, SharedState, StopRequested
 from ._client import TracesClient
 from ._concurrency import ConcurrencyController, FixedLimit
 from ._config import ClientConfig, EngineConfig
+from ._controls import ConcurrencyLimit, Sizer
 from ._events import Event, Hook, JobFinished
 from ._exceptions import (
     ConflictingJobsError,
@@ -177,6 +178,13 @@ class Engine:
         sleep: Awaitable sleep used for backoff and pauses (injected in tests).
         random: Uniform ``[0, 1)`` source for backoff jitter.
         wall_clock_ms: Current time in epoch milliseconds, for ``older_than`` cutoffs.
+        concurrency_limit: Decides the calls in flight instead of the one ``config`` asks
+            for (a :class:`ConcurrencyController` when ``adaptive_concurrency`` and
+            ``max_concurrency > 1``, else a :class:`FixedLimit` of ``max_concurrency``).
+        cutoff_sizer: Sizes cutoff calls instead of a :class:`BatchSizer` on the config's
+            batch settings.
+        id_sizer: Sizes chunks of IDs instead of a :class:`BatchSizer` on the config's ID
+            chunk settings.
     """
 
     def __init__(
@@ -189,8 +197,14 @@ class Engine:
         sleep: Callable[[float], Awaitable[None]] = anyio.sleep,
         random: Callable[[], float] = random.random,
         wall_clock_ms: Callable[[], int] = lambda: time.time_ns() // 1_000_000,
+        concurrency_limit: ConcurrencyLimit | None = None,
+        cutoff_sizer: Sizer | None = None,
+        id_sizer: Sizer | None = None,
     ) -> None:
         self._config = config if config is not None else EngineConfig()
+        self._concurrency_limit = concurrency_limit
+        self._cutoff_sizer = cutoff_sizer
+        self._id_sizer = id_sizer
         self._hooks = list(hooks)
         self._transport = transport
         self._clock = clock
@@ -234,13 +248,31 @@ class Engine:
         client_config = config.client if config.client is not None else ClientConfig.from_env()
         client = TracesClient(client_config, transport=self._transport)
         client.open()
-        limit = (
-            ConcurrencyController(
-                max_limit=config.max_concurrency, target_latency=config.target_latency
+        limit = self._concurrency_limit
+        if limit is None:
+            limit = (
+                ConcurrencyController(
+                    max_limit=config.max_concurrency, target_latency=config.target_latency
+                )
+                if config.adaptive_concurrency and config.max_concurrency > 1
+                else FixedLimit(config.max_concurrency)
             )
-            if config.adaptive_concurrency and config.max_concurrency > 1
-            else FixedLimit(config.max_concurrency)
-        )
+        cutoff_sizer = self._cutoff_sizer
+        if cutoff_sizer is None:
+            cutoff_sizer = BatchSizer(
+                target_latency=config.target_latency,
+                min_size=config.min_batch_size,
+                max_size=config.max_batch_size,
+                initial_size=config.initial_batch_size,
+            )
+        id_sizer = self._id_sizer
+        if id_sizer is None:
+            id_sizer = BatchSizer(
+                target_latency=config.target_latency,
+                min_size=1,
+                max_size=config.max_id_chunk,
+                initial_size=config.initial_id_chunk,
+            )
         opened_at = self._clock()
         self._shared = SharedState(
             config=config,
@@ -253,18 +285,9 @@ class Engine:
                 emit=self._emit,
                 origin=opened_at,
             ),
-            cutoff_sizer=BatchSizer(
-                target_latency=config.target_latency,
-                min_size=config.min_batch_size,
-                max_size=config.max_batch_size,
-                initial_size=config.initial_batch_size,
-            ),
-            id_sizer=BatchSizer(
-                target_latency=config.target_latency,
-                min_size=1,
-                max_size=config.max_id_chunk,
-                initial_size=config.initial_id_chunk,
-            ),
+            # SharedState (in _calls.py) still names BatchSizer; it uses only Sizer's members.
+            cutoff_sizer=cutoff_sizer,  # type: ignore[arg-type]
+            id_sizer=id_sizer,  # type: ignore[arg-type]
             budget=RetryBudget(initial=config.retry_budget, ratio=config.retry_budget_ratio),
             clock=self._clock,
             sleep=self._sleep,
