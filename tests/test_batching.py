@@ -272,7 +272,7 @@ def test_initial_size_is_clamped() -> None:
 def test_rejects_bad_settings(argument: str, value: float) -> None:
     """Each bad setting raises a ValueError naming it."""
     with pytest.raises(ValueError, match=argument):
-        BatchSizer(**{argument: value})  # type: ignore[arg-type]
+        BatchSizer(**{argument: value})  # type: ignore[call-overload]
 
 
 def test_rejects_max_below_min() -> None:

@@ -361,7 +361,7 @@ def test_rejects_bad_settings(arguments: dict[str, float], name: str) -> None:
     """Each bad setting (a bool or a float where a count belongs, too) raises a ValueError
     naming it."""
     with pytest.raises(ValueError, match=name):
-        ConcurrencyController(**arguments)  # type: ignore[arg-type]
+        ConcurrencyController(**arguments)  # type: ignore[call-overload]
 
 
 @pytest.mark.parametrize(

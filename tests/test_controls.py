@@ -54,11 +54,14 @@ def test_settings_or_keywords_build_the_same_controller() -> None:
 
 
 def test_settings_and_keywords_together_are_refused() -> None:
-    """Either a settings model or its fields, not both: which one would win is unclear."""
+    """Either a settings model or its fields, not both: which one would win is unclear (mypy
+    refuses the call too)."""
     with pytest.raises(UsageError, match="not both"):
-        BatchSizer(settings=SizerSettings(), min_size=5)
+        BatchSizer(settings=SizerSettings(), min_size=5)  # type: ignore[call-overload]
     with pytest.raises(UsageError, match="not both"):
-        ConcurrencyController(settings=LimitSettings(max_limit=2), max_limit=3)
+        ConcurrencyController(  # type: ignore[call-overload]
+            settings=LimitSettings(max_limit=2), max_limit=3
+        )
 
 
 @pytest.mark.parametrize(

@@ -53,7 +53,7 @@ from __future__ import annotations
 
 import enum
 import math
-from typing import Annotated, Self, TypedDict, Unpack
+from typing import Annotated, Any, Self, TypedDict, Unpack, overload
 
 from pydantic import BaseModel, ConfigDict, Field, StrictInt, model_validator
 
@@ -154,9 +154,13 @@ class BatchSizer:
             ``settings`` and fields were given.
     """
 
-    def __init__(
-        self, *, settings: SizerSettings | None = None, **values: Unpack[SizerValues]
-    ) -> None:
+    @overload
+    def __init__(self, *, settings: SizerSettings) -> None: ...
+
+    @overload
+    def __init__(self, **values: Unpack[SizerValues]) -> None: ...
+
+    def __init__(self, *, settings: SizerSettings | None = None, **values: Any) -> None:
         if settings is not None and values:
             raise UsageError("give BatchSizer either settings or its fields, not both")
         if settings is None:

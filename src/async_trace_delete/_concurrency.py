@@ -47,7 +47,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from typing import Annotated, Self, TypedDict, Unpack
+from typing import Annotated, Any, Required, Self, TypedDict, Unpack, overload
 
 from pydantic import BaseModel, ConfigDict, Field, StrictInt, model_validator
 
@@ -107,7 +107,7 @@ class LimitValues(TypedDict, total=False):
     """The fields of :class:`LimitSettings` as keyword arguments of
     :class:`ConcurrencyController` (``max_limit`` is required there too)."""
 
-    max_limit: int
+    max_limit: Required[int]
     initial_limit: int
     target_latency: float
     min_gain: float
@@ -229,9 +229,13 @@ class ConcurrencyController:
             ``settings`` and fields were given.
     """
 
-    def __init__(
-        self, *, settings: LimitSettings | None = None, **values: Unpack[LimitValues]
-    ) -> None:
+    @overload
+    def __init__(self, *, settings: LimitSettings) -> None: ...
+
+    @overload
+    def __init__(self, **values: Unpack[LimitValues]) -> None: ...
+
+    def __init__(self, *, settings: LimitSettings | None = None, **values: Any) -> None:
         if settings is not None and values:
             raise UsageError("give ConcurrencyController either settings or its fields, not both")
         if settings is None:
