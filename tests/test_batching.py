@@ -246,17 +246,6 @@ def test_unknown_latency_changes_nothing() -> None:
     assert sizer.observe(requested=4_000, deleted=4_000, latency=None, outcome=Outcome.OK) == 4_000
 
 
-def test_fork_starts_from_what_was_learnt() -> None:
-    """A fork starts at the current size and ceiling, then evolves on its own."""
-    sizer = BatchSizer(initial_size=1_000, max_size=500_000)
-    sizer.observe(requested=300_000, deleted=None, latency=None, outcome=Outcome.TOO_LARGE)
-    ok(sizer, 1_000, 0.1)
-    forked = sizer.fork()
-    assert (forked.size, forked.ceiling) == (2_000, 150_000)
-    ok(forked, 2_000, 0.1)
-    assert (forked.size, sizer.size) == (4_000, 2_000)
-
-
 def test_initial_size_is_clamped() -> None:
     """An initial size outside the bounds starts at the nearest bound."""
     assert BatchSizer(initial_size=10, min_size=100).size == 100
@@ -271,6 +260,8 @@ def test_initial_size_is_clamped() -> None:
         ("min_size", 0),
         ("max_size", 0),
         ("initial_size", 0),
+        ("initial_size", True),
+        ("min_size", 10.0),
         ("max_growth", 1.0),
         ("tolerance", 1.0),
         ("tolerance", -0.1),
@@ -281,7 +272,7 @@ def test_initial_size_is_clamped() -> None:
 def test_rejects_bad_settings(argument: str, value: float) -> None:
     """Each bad setting raises a ValueError naming it."""
     with pytest.raises(ValueError, match=argument):
-        BatchSizer(**{argument: value})  # type: ignore[arg-type]
+        BatchSizer(**{argument: value})  # type: ignore[call-overload]
 
 
 def test_rejects_max_below_min() -> None:
@@ -292,7 +283,14 @@ def test_rejects_max_below_min() -> None:
 
 @pytest.mark.parametrize(
     ("requested", "deleted", "latency", "argument"),
-    [(0, 0, 1.0, "requested"), (10, -1, 1.0, "deleted"), (10, 10, -1.0, "latency")],
+    [
+        (0, 0, 1.0, "requested"),
+        (True, 0, 1.0, "requested"),
+        (10, -1, 1.0, "deleted"),
+        (10, False, 1.0, "deleted"),
+        (10, 10, -1.0, "latency"),
+        (10, 10, float("nan"), "latency"),
+    ],
 )
 def test_rejects_bad_observations(
     requested: int, deleted: int, latency: float, argument: str

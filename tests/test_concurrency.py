@@ -13,7 +13,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from async_trace_delete._batching import BatchSizer, Outcome
-from async_trace_delete._concurrency import ConcurrencyController
+from async_trace_delete._concurrency import ConcurrencyController, Window
 from async_trace_delete._exceptions import UsageError
 
 OVERLOADS = [Outcome.THROTTLED, Outcome.UNAVAILABLE, Outcome.TIMEOUT, Outcome.SERVER_ERROR]
@@ -169,16 +169,34 @@ def test_never_probes_without_demand(initial_limit: int) -> None:
 
 
 def test_window_closes_after_twice_the_limit() -> None:
-    """A window needs ``max(window_calls, 2 * limit)`` completions."""
+    """A window needs ``max(window_calls, 2 * limit)`` completions: with demand and nothing
+    to wait for, the probe comes with the sixth completion at limit 3, not before."""
     controller = ConcurrencyController(max_limit=8, initial_limit=3, window_calls=4)
     now = feed(controller, 5, start=0.0, interval=1.0)
-    assert controller.last_window is None
+    assert (controller.limit, controller.probing) == (3, False)
     feed(controller, 1, start=now, interval=1.0)
-    window = controller.last_window
-    assert window is not None
-    assert (window.calls, window.deleted, window.duration) == (6, 600, 6.0)
-    assert window.throughput == pytest.approx(100.0)
-    assert controller.limit == 4
+    assert (controller.limit, controller.probing) == (4, True)
+
+
+def test_window_measures_from_the_first_call_start() -> None:
+    """A first window starts when its first call started (``now - latency``) and its
+    throughput is the traces deleted over the time to its last completion."""
+    window = Window()
+    for now in (1.0, 2.0, 3.0, 4.0, 5.0, 6.0):
+        window.add(now=now, deleted=100, latency=1.0, waiting=1 if now < 4 else 0)
+    result = window.close(6.0)
+    assert (result.calls, result.deleted, result.duration) == (6, 600, 6.0)
+    assert result.throughput == pytest.approx(100.0)
+    assert result.mean_latency == pytest.approx(1.0)
+    assert result.demand is False  # calls waited in 3 of 6 completions: not most of them
+
+
+def test_a_window_started_at_a_time_measures_from_it() -> None:
+    """A window that follows another starts where that one closed, idle time included."""
+    window = Window(start=10.0)
+    window.add(now=14.0, deleted=200, latency=0.5, waiting=2)
+    result = window.close(14.0)
+    assert (result.duration, result.throughput, result.demand) == (4.0, 50.0, True)
 
 
 def test_probe_kept_on_gain_then_rejected_without() -> None:
@@ -327,6 +345,8 @@ def test_too_large_is_not_an_overload() -> None:
     ("arguments", "name"),
     [
         ({"max_limit": 0}, "max_limit"),
+        ({"max_limit": True}, "max_limit"),
+        ({"max_limit": 2, "window_calls": 2.0}, "window_calls"),
         ({"max_limit": 2, "initial_limit": 0}, "initial_limit"),
         ({"max_limit": 2, "initial_limit": 3}, "initial_limit"),
         ({"max_limit": 2, "target_latency": 0.0}, "target_latency"),
@@ -338,9 +358,10 @@ def test_too_large_is_not_an_overload() -> None:
     ],
 )
 def test_rejects_bad_settings(arguments: dict[str, float], name: str) -> None:
-    """Each bad setting raises a ValueError naming it."""
+    """Each bad setting (a bool or a float where a count belongs, too) raises a ValueError
+    naming it."""
     with pytest.raises(ValueError, match=name):
-        ConcurrencyController(**arguments)  # type: ignore[arg-type]
+        ConcurrencyController(**arguments)  # type: ignore[call-overload]
 
 
 @pytest.mark.parametrize(
@@ -350,6 +371,9 @@ def test_rejects_bad_settings(arguments: dict[str, float], name: str) -> None:
         (1.0, -1, 1.0, 0, "deleted"),
         (1.0, 1, -1.0, 0, "latency"),
         (1.0, 1, 1.0, -1, "waiting"),
+        (1.0, True, 1.0, 0, "deleted"),
+        (1.0, 1, 1.0, True, "waiting"),
+        (1.0, 1, float("inf"), 0, "latency"),
     ],
 )
 def test_rejects_bad_records(

@@ -64,7 +64,8 @@ async def test_backoff_delays_are_exact_full_jitter_with_fixed_random() -> None:
     async with make_engine(server, **fixed_batches(1000)) as engine:
         report = await engine.run([cutoff_spec(experiment_id, cutoff)])
     job = report.jobs[0]
-    assert server.clock.sleeps == [0.25, 0.5, 1.0]
+    # The first sleep paces the first delete after the experiment lookup (1 / rate).
+    assert server.clock.sleeps == pytest.approx([1 / FAST, 0.25, 0.5, 1.0])
     assert job.state is JobState.COMPLETED
     assert (job.deleted, job.retries, job.calls) == (500, 3, 4)
     assert server.remaining(experiment_id) == []
@@ -80,7 +81,7 @@ async def test_retry_after_is_a_floor_on_the_backoff() -> None:
     events: list[Event] = []
     async with make_engine(server, hooks=[events.append]) as engine:
         report = await engine.run([cutoff_spec(experiment_id, cutoff)])
-    assert sum(server.clock.sleeps) == pytest.approx(3.25)
+    assert sum(server.clock.sleeps) == pytest.approx(1 / FAST + 3.25)  # the pace, the wait
     retries = [event for event in events if isinstance(event, RetryScheduled)]
     assert [event.delay for event in retries] == [3.25]
     assert server.deletes[1].started_at - server.deletes[0].started_at >= 3.0
@@ -113,7 +114,7 @@ async def test_client_errors_are_not_retried(fault: Fault, error_type: str) -> N
     assert job.state is JobState.FAILED
     assert job.error_type == error_type
     assert (job.calls, job.retries, job.deleted) == (1, 0, 0)
-    assert server.clock.sleeps == []
+    assert server.clock.sleeps == pytest.approx([1 / FAST])  # the pace after the lookup only
     assert len(server.remaining(experiment_id)) == 500
 
 
@@ -454,8 +455,9 @@ async def test_status_shows_live_counts() -> None:
     assert running.state is JobState.RUNNING
     assert (running.deleted, running.calls, running.ambiguous) == (2000, 3, 0)
     assert running.batch_size == 1000
-    # two 1.0 s calls, each followed by the default quiet gap (0.1 x latency)
-    assert running.elapsed == pytest.approx(2.2)
+    # the pace after the experiment lookup (1 / rate), then two 1.0 s calls, each followed
+    # by the default quiet gap (0.1 x latency)
+    assert running.elapsed == pytest.approx(1 / FAST + 2.2)
     assert finished.state is JobState.COMPLETED
     assert finished.deleted == 5000
     assert handle.done

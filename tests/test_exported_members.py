@@ -49,3 +49,9 @@ def test_version_is_a_string() -> None:
     assert isinstance(async_trace_delete.__version__, str)
     assert async_trace_delete.__version__
     assert "__version__" in async_trace_delete.__all__
+
+
+def test_the_controller_seams_are_exported() -> None:
+    """What a custom controller implements and the built-ins' settings are public names."""
+    seams = {"ConcurrencyLimit", "FixedLimit", "LimitSettings", "Sizer", "SizerSettings"}
+    assert seams <= set(async_trace_delete.__all__)

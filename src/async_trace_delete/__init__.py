@@ -5,10 +5,11 @@ Deletion is irreversible: dry-run first. See the README for the safety model.
 
 from importlib.metadata import PackageNotFoundError, version
 
-from ._batching import BatchSizer, Outcome
+from ._batching import BatchSizer, Outcome, SizerSettings
 from ._client import Experiment, TracePage, TracesClient, TraceSummary
-from ._concurrency import ConcurrencyController
+from ._concurrency import ConcurrencyController, FixedLimit, LimitSettings
 from ._config import ClientConfig, EngineConfig
+from ._controls import ConcurrencyLimit, Sizer
 from ._engine import Engine, JobHandle, JobStatus
 from ._events import (
     BatchDeleted,
@@ -68,6 +69,7 @@ __all__ = [
     "ClientConfig",
     "ConcurrencyChanged",
     "ConcurrencyController",
+    "ConcurrencyLimit",
     "ConflictingJobsError",
     "ConnectError",
     "DeleteSpec",
@@ -77,6 +79,7 @@ __all__ = [
     "Event",
     "Experiment",
     "FieldMessage",
+    "FixedLimit",
     "GuardrailError",
     "Hook",
     "InvalidParameterError",
@@ -88,6 +91,7 @@ __all__ = [
     "JobStarted",
     "JobState",
     "JobStatus",
+    "LimitSettings",
     "LoggingHook",
     "MlflowApiError",
     "NoProgressError",
@@ -108,6 +112,8 @@ __all__ = [
     "SampleTrace",
     "ServerError",
     "ServerUnavailableError",
+    "Sizer",
+    "SizerSettings",
     "Throttled",
     "ThrottledError",
     "TraceDeleteError",

@@ -52,11 +52,23 @@ cut again; the first OK call of at most the post-cut size ends the hold.
 from __future__ import annotations
 
 import math
+from typing import Annotated, Any, Self, TypedDict, Unpack, overload
 
+from pydantic import BaseModel, ConfigDict, Field, StrictInt, model_validator
+
+from ._checks import check_count, check_seconds
+from ._controls import settings_from
 from ._exceptions import UsageError
 from ._outcomes import Outcome
 
-__all__ = ["OVERLOAD_OUTCOMES", "SIZE_OUTCOMES", "BatchSizer", "Outcome"]
+__all__ = [
+    "OVERLOAD_OUTCOMES",
+    "SIZE_OUTCOMES",
+    "BatchSizer",
+    "Outcome",
+    "SizerSettings",
+    "SizerValues",
+]
 
 
 OVERLOAD_OUTCOMES = frozenset(
@@ -68,73 +80,87 @@ SIZE_OUTCOMES = frozenset({Outcome.TIMEOUT})
 """Overloads that say something about the batch size: the sizer cuts on these only."""
 
 
-def _check_positive_int(name: str, value: int) -> None:
-    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-        raise UsageError(f"{name} must be an integer >= 1, got {value!r}")
+class SizerSettings(BaseModel):
+    """How a :class:`BatchSizer` steers the batch size (frozen; validated field by field).
+
+    Attributes:
+        target_latency: Seconds one delete call should take (the user's knob: larger is
+            faster overall, smaller keeps the server responsive to other clients).
+        min_size: Never ask for fewer traces than this (unless a learnt ceiling is lower).
+        max_size: Never ask for more traces than this (at least ``min_size``).
+        initial_size: The first size; clamped into ``[min_size, max_size]``.
+        max_growth: The most the size may grow in one step (a factor > 1).
+        tolerance: Relative dead band around the target in which the size is kept.
+        overload_factor: What the size is multiplied by after an overload (in (0, 1)).
+    """
+
+    model_config = ConfigDict(frozen=True, extra="forbid", allow_inf_nan=False)
+
+    target_latency: Annotated[float, Field(gt=0)] = 1.0
+    min_size: Annotated[StrictInt, Field(ge=1)] = 100
+    max_size: Annotated[StrictInt, Field(ge=1)] = 100_000
+    initial_size: Annotated[StrictInt, Field(ge=1)] = 1_000
+    max_growth: Annotated[float, Field(gt=1)] = 2.0
+    tolerance: Annotated[float, Field(ge=0, lt=1)] = 0.05
+    overload_factor: Annotated[float, Field(gt=0, lt=1)] = 0.5
+
+    @model_validator(mode="after")
+    def _bounds(self) -> Self:
+        if self.max_size < self.min_size:
+            raise ValueError(f"max_size ({self.max_size}) must be >= min_size ({self.min_size})")
+        return self
 
 
-def _check_finite(name: str, value: float) -> None:
-    if not math.isfinite(value):
-        raise UsageError(f"{name} must be a finite number, got {value!r}")
+class SizerValues(TypedDict, total=False):
+    """The fields of :class:`SizerSettings` as keyword arguments of :class:`BatchSizer`."""
+
+    target_latency: float
+    min_size: int
+    max_size: int
+    initial_size: int
+    max_growth: float
+    tolerance: float
+    overload_factor: float
 
 
 class BatchSizer:
     """Chooses how many traces the next delete call asks for.
 
+    Give either ``settings`` or its fields as keywords
+    (``BatchSizer(target_latency=0.5, max_size=10_000)``); unset fields keep their defaults.
+
     Args:
-        target_latency: Seconds one delete call should take (the user's knob: larger is
-            faster overall, smaller keeps the server responsive to other clients).
-        min_size: Never ask for fewer traces than this (unless a learnt ceiling is lower).
-        max_size: Never ask for more traces than this.
-        initial_size: The first size; clamped into ``[min_size, max_size]``.
-        max_growth: The most the size may grow in one step (a factor > 1).
-        tolerance: Relative dead band around the target in which the size is kept.
-        overload_factor: What the size is multiplied by after an overload (in (0, 1)).
+        settings: The sizer's settings.
+        **values: Fields of :class:`SizerSettings`, when ``settings`` is not given.
 
     Raises:
-        UsageError: an argument is out of range (the message names it).
+        UsageError: a value is out of range (the message names the field), or both
+            ``settings`` and fields were given.
     """
 
-    def __init__(
-        self,
-        *,
-        target_latency: float = 1.0,
-        min_size: int = 100,
-        max_size: int = 100_000,
-        initial_size: int = 1_000,
-        max_growth: float = 2.0,
-        tolerance: float = 0.05,
-        overload_factor: float = 0.5,
-    ) -> None:
-        _check_finite("target_latency", target_latency)
-        if target_latency <= 0:
-            raise UsageError(f"target_latency must be > 0 seconds, got {target_latency!r}")
-        _check_positive_int("min_size", min_size)
-        _check_positive_int("max_size", max_size)
-        _check_positive_int("initial_size", initial_size)
-        if max_size < min_size:
-            raise UsageError(f"max_size ({max_size}) must be >= min_size ({min_size})")
-        _check_finite("max_growth", max_growth)
-        if max_growth <= 1:
-            raise UsageError(f"max_growth must be > 1, got {max_growth!r}")
-        _check_finite("tolerance", tolerance)
-        if not 0 <= tolerance < 1:
-            raise UsageError(f"tolerance must be in [0, 1), got {tolerance!r}")
-        _check_finite("overload_factor", overload_factor)
-        if not 0 < overload_factor < 1:
-            raise UsageError(f"overload_factor must be in (0, 1), got {overload_factor!r}")
-        self._target_latency = float(target_latency)
-        self._min_size = min_size
-        self._max_size = max_size
-        self._max_growth = float(max_growth)
-        self._tolerance = float(tolerance)
-        self._overload_factor = float(overload_factor)
+    @overload
+    def __init__(self, *, settings: SizerSettings) -> None: ...
+
+    @overload
+    def __init__(self, **values: Unpack[SizerValues]) -> None: ...
+
+    def __init__(self, *, settings: SizerSettings | None = None, **values: Any) -> None:
+        if settings is not None and values:
+            raise UsageError("give BatchSizer either settings or its fields, not both")
+        if settings is None:
+            settings = settings_from(SizerSettings, values)
+        self._settings = settings
         self._ceiling: int | None = None
         # The size right after the last overload cut, while the sizer holds (see module doc).
         self._hold: int | None = None
         # +1 / -1: the last proportional step grew / shrank the size; 0: none since a reset.
         self._direction = 0
-        self._size = self._clamp(initial_size)
+        self._size = self._clamp(settings.initial_size)
+
+    @property
+    def settings(self) -> SizerSettings:
+        """The settings it was built with."""
+        return self._settings
 
     @property
     def size(self) -> int:
@@ -149,36 +175,17 @@ class BatchSizer:
     @property
     def target_latency(self) -> float:
         """Seconds one delete call should take."""
-        return self._target_latency
+        return self._settings.target_latency
 
     @property
     def min_size(self) -> int:
         """The configured lower bound."""
-        return self._min_size
+        return self._settings.min_size
 
     @property
     def max_size(self) -> int:
         """The configured upper bound."""
-        return self._max_size
-
-    def fork(self) -> BatchSizer:
-        """Return a new, independent sizer that starts from what this one has learnt.
-
-        The fork has the same settings, starts at this sizer's current size and keeps its
-        ceiling; from then on the two evolve separately.
-        """
-        forked = BatchSizer(
-            target_latency=self._target_latency,
-            min_size=self._min_size,
-            max_size=self._max_size,
-            initial_size=self._min_size,
-            max_growth=self._max_growth,
-            tolerance=self._tolerance,
-            overload_factor=self._overload_factor,
-        )
-        forked._ceiling = self._ceiling
-        forked._size = self._size
-        return forked
+        return self._settings.max_size
 
     def observe(
         self,
@@ -203,11 +210,11 @@ class BatchSizer:
             UsageError: ``requested`` < 1, ``deleted`` < 0, or ``latency`` negative or not
                 finite.
         """
-        _check_positive_int("requested", requested)
-        if deleted is not None and (isinstance(deleted, bool) or deleted < 0):
-            raise UsageError(f"deleted must be >= 0 or None, got {deleted!r}")
-        if latency is not None and (not math.isfinite(latency) or latency < 0):
-            raise UsageError(f"latency must be a finite number >= 0 or None, got {latency!r}")
+        check_count("requested", requested, minimum=1)
+        if deleted is not None:
+            check_count("deleted", deleted, minimum=0)
+        if latency is not None:
+            check_seconds("latency", latency)
 
         if outcome is Outcome.TOO_LARGE:
             self._observe_too_large(requested)
@@ -230,7 +237,7 @@ class BatchSizer:
         if self._hold is not None and requested > self._hold:
             # Issued before the last cut: the same congestion episode, already answered.
             return
-        self._size = self._clamp(min(self._size, requested) * self._overload_factor)
+        self._size = self._clamp(min(self._size, requested) * self._settings.overload_factor)
         self._hold = self._size
         self._direction = 0
 
@@ -238,14 +245,14 @@ class BatchSizer:
         stale = self._hold is not None and requested > self._hold
         if not stale:
             self._hold = None
-        target = self._target_latency
+        target = self._settings.target_latency
         if deleted is not None and deleted < requested:
             # A short batch (the tail of a job) says nothing about capacity: shrink only.
-            if deleted >= 1 and latency > target * (1 + self._tolerance):
+            if deleted >= 1 and latency > target * (1 + self._settings.tolerance):
                 self._size = self._clamp(min(self._size, deleted * target / latency))
             return
-        factor = self._max_growth if latency == 0 else target / latency
-        if abs(1 - factor) <= self._tolerance:
+        factor = self._settings.max_growth if latency == 0 else target / latency
+        if abs(1 - factor) <= self._settings.tolerance:
             self._direction = 0
             return
         if stale:
@@ -258,7 +265,7 @@ class BatchSizer:
             # in log space, so the loop damps instead of ringing.
             factor = math.sqrt(factor)
         self._direction = direction
-        target = requested * min(factor, self._max_growth)
+        target = requested * min(factor, self._settings.max_growth)
         # Step by at least one trace: rounding must never turn a step into standing still
         # (size 1 on an overhead-dominated server would otherwise stay at 1 forever).
         if direction > 0:
@@ -270,12 +277,14 @@ class BatchSizer:
             self._size = self._clamp(min(requested - 1, math.floor(target)))
 
     def _clamp(self, value: float) -> int:
-        upper = self._max_size if self._ceiling is None else min(self._max_size, self._ceiling)
-        lower = min(self._min_size, upper)
+        upper = self._settings.max_size
+        if self._ceiling is not None:
+            upper = min(upper, self._ceiling)
+        lower = min(self._settings.min_size, upper)
         return max(lower, min(upper, max(1, round(value))))
 
     def __repr__(self) -> str:
         return (
             f"BatchSizer(size={self._size}, ceiling={self._ceiling}, "
-            f"target_latency={self._target_latency:g})"
+            f"target_latency={self._settings.target_latency:g})"
         )

@@ -28,8 +28,8 @@ from typing import TypeVar
 
 import anyio
 
-from ._batching import BatchSizer
 from ._client import TracePage
+from ._controls import Sizer
 from ._events import BatchDeleted, BatchSizeChanged, RetryScheduled
 from ._exceptions import MlflowApiError, NoProgressError
 from ._ledger import Counters, Doubt
@@ -57,7 +57,7 @@ class Delete:
 
     send: Callable[[], Awaitable[int]]
     requested: int
-    sizer: tuple[str, BatchSizer]
+    sizer: tuple[str, Sizer]
     doubt: Doubt
     trace_ids: Sequence[str] | None = None
 

@@ -25,6 +25,7 @@ from typing import Any, Self
 import httpx
 from pydantic import SecretStr
 
+from ._checks import is_int
 from ._config import ClientConfig
 from ._error_table import error_for
 from ._exceptions import (
@@ -36,7 +37,7 @@ from ._exceptions import (
     TransportError,
     UsageError,
 )
-from ._requests import MAX_SEARCH_PAGE, check_experiment_id, delete_body, is_int, search_body
+from ._requests import MAX_SEARCH_PAGE, check_experiment_id, delete_body, search_body
 from ._wire import (
     Experiment,
     TracePage,

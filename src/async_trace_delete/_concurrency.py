@@ -47,16 +47,104 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+from typing import Annotated, Any, Required, Self, TypedDict, Unpack, overload
+
+from pydantic import BaseModel, ConfigDict, Field, StrictInt, model_validator
 
 from ._batching import OVERLOAD_OUTCOMES, Outcome
+from ._checks import check_count, check_seconds
+from ._controls import settings_from
 from ._exceptions import UsageError
 
-__all__ = ["ConcurrencyController", "WindowResult"]
+__all__ = [
+    "ConcurrencyController",
+    "FixedLimit",
+    "LimitSettings",
+    "LimitValues",
+    "Window",
+    "WindowResult",
+]
 
 
-def _check_int(name: str, value: object, *, minimum: int) -> None:
-    if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
-        raise UsageError(f"{name} must be an integer >= {minimum}, got {value!r}")
+class LimitSettings(BaseModel):
+    """How a :class:`ConcurrencyController` climbs (frozen; validated field by field).
+
+    Attributes:
+        max_limit: The highest limit it may reach (the user's cap).
+        initial_limit: Where it starts (default 1: prove parallelism pays before using it);
+            at most ``max_limit``.
+        target_latency: The latency the batch sizer aims at (seconds); a probe whose calls
+            take longer than ``target_latency * latency_tolerance`` on average is rejected.
+        min_gain: Relative throughput gain a probe must show to be kept.
+        latency_tolerance: See ``target_latency`` (at least 1).
+        window_calls: Minimum completions per window.
+        reprobe_interval: Windows to wait after a rejected probe or an overload; doubled
+            after each further one in a row, reset by a kept probe.
+        max_reprobe_interval: The most windows that wait can grow to (a value below
+            ``reprobe_interval`` means ``reprobe_interval``).
+    """
+
+    model_config = ConfigDict(frozen=True, extra="forbid", allow_inf_nan=False)
+
+    max_limit: Annotated[StrictInt, Field(ge=1)]
+    initial_limit: Annotated[StrictInt, Field(ge=1)] = 1
+    target_latency: Annotated[float, Field(gt=0)] = 1.0
+    min_gain: Annotated[float, Field(ge=0)] = 0.10
+    latency_tolerance: Annotated[float, Field(ge=1)] = 1.5
+    window_calls: Annotated[StrictInt, Field(ge=1)] = 4
+    reprobe_interval: Annotated[StrictInt, Field(ge=0)] = 2
+    max_reprobe_interval: Annotated[StrictInt, Field(ge=0)] = 16
+
+    @model_validator(mode="after")
+    def _start_within_cap(self) -> Self:
+        if self.initial_limit > self.max_limit:
+            raise ValueError(
+                f"initial_limit ({self.initial_limit}) must be <= max_limit ({self.max_limit})"
+            )
+        return self
+
+
+class LimitValues(TypedDict, total=False):
+    """The fields of :class:`LimitSettings` as keyword arguments of
+    :class:`ConcurrencyController` (``max_limit`` is required there too)."""
+
+    max_limit: Required[int]
+    initial_limit: int
+    target_latency: float
+    min_gain: float
+    latency_tolerance: float
+    window_calls: int
+    reprobe_interval: int
+    max_reprobe_interval: int
+
+
+class FixedLimit:
+    """A concurrency limit that never changes: ``limit`` calls may always be in flight.
+
+    Args:
+        limit: Calls allowed in flight.
+
+    Raises:
+        UsageError: ``limit`` is not an integer >= 1.
+    """
+
+    def __init__(self, limit: int) -> None:
+        check_count("limit", limit, minimum=1)
+        self._limit = limit
+
+    @property
+    def limit(self) -> int:
+        """Calls allowed in flight."""
+        return self._limit
+
+    def record(
+        self, *, now: float, deleted: int, latency: float, outcome: Outcome, waiting: int
+    ) -> int:
+        """Ignore the completed call; return the fixed limit."""
+        return self._limit
+
+    def __repr__(self) -> str:
+        return f"FixedLimit({self._limit})"
 
 
 @dataclass(frozen=True, slots=True)
@@ -64,7 +152,6 @@ class WindowResult:
     """What one closed measurement window saw.
 
     Attributes:
-        limit: The limit in force during the window.
         calls: How many calls completed in the window.
         deleted: Traces those calls deleted.
         duration: Seconds from the window's start to its last completion.
@@ -73,7 +160,6 @@ class WindowResult:
         demand: Whether calls were waiting on the limit in most completions.
     """
 
-    limit: int
     calls: int
     deleted: int
     duration: float
@@ -82,74 +168,95 @@ class WindowResult:
     demand: bool
 
 
+class Window:
+    """The open measurement window: the completions counted since it started.
+
+    Args:
+        start: When it started; ``None``: when its first call started (``now - latency`` of
+            the first completion).
+    """
+
+    def __init__(self, start: float | None = None) -> None:
+        self._start = start
+        self._calls = 0
+        self._deleted = 0
+        self._latency_sum = 0.0
+        self._demand_calls = 0  # completions that saw calls waiting on the limit
+
+    @property
+    def calls(self) -> int:
+        """Completions counted so far."""
+        return self._calls
+
+    def add(self, *, now: float, deleted: int, latency: float, waiting: int) -> None:
+        """Count one completed call."""
+        if self._start is None:
+            self._start = now - latency
+        self._calls += 1
+        self._deleted += deleted
+        self._latency_sum += latency
+        self._demand_calls += waiting > 0
+
+    def close(self, now: float) -> WindowResult:
+        """What the window saw, measured up to ``now`` (its last completion)."""
+        assert self._start is not None, "a window closes after at least one completion"
+        duration = now - self._start
+        if duration > 0:
+            throughput = self._deleted / duration
+        else:
+            throughput = math.inf if self._deleted > 0 else 0.0
+        return WindowResult(
+            calls=self._calls,
+            deleted=self._deleted,
+            duration=duration,
+            throughput=throughput,
+            mean_latency=self._latency_sum / self._calls,
+            demand=2 * self._demand_calls > self._calls,
+        )
+
+
 class ConcurrencyController:
     """Decides how many delete calls may be in flight, from completed calls only.
 
+    Give either ``settings`` or its fields as keywords
+    (``ConcurrencyController(max_limit=8, target_latency=0.5)``).
+
     Args:
-        max_limit: The highest limit it may reach (the user's cap).
-        initial_limit: Where it starts (default 1: prove parallelism pays before using it).
-        target_latency: The latency the batch sizer aims at (seconds); a probe whose calls
-            take longer than ``target_latency * latency_tolerance`` on average is rejected.
-        min_gain: Relative throughput gain a probe must show to be kept.
-        latency_tolerance: See ``target_latency``.
-        window_calls: Minimum completions per window.
-        reprobe_interval: Windows to wait after a rejected probe or an overload; doubled
-            after each further one in a row, reset by a kept probe.
-        max_reprobe_interval: The most windows that wait can grow to (at least
-            ``reprobe_interval``).
+        settings: The controller's settings.
+        **values: Fields of :class:`LimitSettings`, when ``settings`` is not given.
 
     Raises:
-        UsageError: an argument is out of range (the message names it).
+        UsageError: a value is out of range (the message names the field), or both
+            ``settings`` and fields were given.
     """
 
-    def __init__(
-        self,
-        *,
-        max_limit: int,
-        initial_limit: int = 1,
-        target_latency: float = 1.0,
-        min_gain: float = 0.10,
-        latency_tolerance: float = 1.5,
-        window_calls: int = 4,
-        reprobe_interval: int = 2,
-        max_reprobe_interval: int = 16,
-    ) -> None:
-        _check_int("max_limit", max_limit, minimum=1)
-        _check_int("initial_limit", initial_limit, minimum=1)
-        if initial_limit > max_limit:
-            raise UsageError(f"initial_limit ({initial_limit}) must be <= max_limit ({max_limit})")
-        if not (math.isfinite(target_latency) and target_latency > 0):
-            raise UsageError(f"target_latency must be > 0 seconds, got {target_latency!r}")
-        if not (math.isfinite(min_gain) and min_gain >= 0):
-            raise UsageError(f"min_gain must be >= 0, got {min_gain!r}")
-        if not (math.isfinite(latency_tolerance) and latency_tolerance >= 1):
-            raise UsageError(f"latency_tolerance must be >= 1, got {latency_tolerance!r}")
-        _check_int("window_calls", window_calls, minimum=1)
-        _check_int("reprobe_interval", reprobe_interval, minimum=0)
-        _check_int("max_reprobe_interval", max_reprobe_interval, minimum=0)
-        self._max_limit = max_limit
-        self._limit = initial_limit
-        self._target_latency = float(target_latency)
-        self._min_gain = float(min_gain)
-        self._latency_tolerance = float(latency_tolerance)
-        self._window_calls = window_calls
-        self._reprobe_interval = reprobe_interval
-        self._max_reprobe_interval = max(max_reprobe_interval, reprobe_interval)
-        self._next_cooldown = reprobe_interval  # doubles with each rejection in a row
+    @overload
+    def __init__(self, *, settings: LimitSettings) -> None: ...
+
+    @overload
+    def __init__(self, **values: Unpack[LimitValues]) -> None: ...
+
+    def __init__(self, *, settings: LimitSettings | None = None, **values: Any) -> None:
+        if settings is not None and values:
+            raise UsageError("give ConcurrencyController either settings or its fields, not both")
+        if settings is None:
+            settings = settings_from(LimitSettings, values)
+        self._settings = settings
+        self._limit = settings.initial_limit
+        self._max_reprobe_interval = max(settings.max_reprobe_interval, settings.reprobe_interval)
+        self._next_cooldown = settings.reprobe_interval  # doubles with each rejection in a row
 
         self._previous: WindowResult | None = None  # the last closed window
-        self._last: WindowResult | None = None  # exposed for events and tests
         self._probe_from: int | None = None  # set while the current window judges a probe
         self._cooldown = 0  # windows left before probing is allowed again
         self._warmup = 0  # completions to skip before the next window starts
         self._after_overload = False  # the warm-up follows an overload cut
-        # The open window: its start (None until its first completion), completions,
-        # traces deleted, summed latency, and completions that saw calls waiting.
-        self._window_start: float | None = None
-        self._calls = 0
-        self._deleted = 0
-        self._latency_sum = 0.0
-        self._demand_calls = 0
+        self._window = Window()
+
+    @property
+    def settings(self) -> LimitSettings:
+        """The settings it was built with."""
+        return self._settings
 
     @property
     def limit(self) -> int:
@@ -159,12 +266,7 @@ class ConcurrencyController:
     @property
     def max_limit(self) -> int:
         """The configured cap."""
-        return self._max_limit
-
-    @property
-    def last_window(self) -> WindowResult | None:
-        """The most recently closed window, if any."""
-        return self._last
+        return self._settings.max_limit
 
     @property
     def probing(self) -> bool:
@@ -197,12 +299,9 @@ class ConcurrencyController:
         """
         if not math.isfinite(now):
             raise UsageError(f"now must be a finite number, got {now!r}")
-        if not (math.isfinite(latency) and latency >= 0):
-            raise UsageError(f"latency must be a finite number >= 0, got {latency!r}")
-        if isinstance(deleted, bool) or deleted < 0:
-            raise UsageError(f"deleted must be >= 0, got {deleted!r}")
-        if isinstance(waiting, bool) or waiting < 0:
-            raise UsageError(f"waiting must be >= 0, got {waiting!r}")
+        check_seconds("latency", latency)
+        check_count("deleted", deleted, minimum=0)
+        check_count("waiting", waiting, minimum=0)
 
         if outcome in OVERLOAD_OUTCOMES:
             self._on_overload(now)
@@ -211,16 +310,11 @@ class ConcurrencyController:
             self._warmup -= 1
             if self._warmup == 0:
                 self._after_overload = False
-                self._reset_window(start=now)
+                self._window = Window(start=now)
             return self._limit
 
-        if self._window_start is None:
-            self._window_start = now - latency
-        self._calls += 1
-        self._deleted += deleted
-        self._latency_sum += latency
-        self._demand_calls += waiting > 0
-        if self._calls >= max(self._window_calls, 2 * self._limit):
+        self._window.add(now=now, deleted=deleted, latency=latency, waiting=waiting)
+        if self._window.calls >= max(self._settings.window_calls, 2 * self._limit):
             self._close_window(now)
         return self._limit
 
@@ -230,7 +324,7 @@ class ConcurrencyController:
             self._warmup -= 1
             if self._warmup == 0:
                 self._after_overload = False
-                self._reset_window(start=now)
+                self._window = Window(start=now)
             return
         old = self._limit
         self._limit = max(1, old // 2)
@@ -240,37 +334,23 @@ class ConcurrencyController:
         # The calls in flight now were scheduled under the old limit (this one has finished).
         self._warmup = old - 1
         self._after_overload = self._warmup > 0
-        self._reset_window(start=now)
+        self._window = Window(start=now)
 
     def _close_window(self, now: float) -> None:
-        assert self._window_start is not None
-        duration = now - self._window_start
-        if duration > 0:
-            throughput = self._deleted / duration
-        else:
-            throughput = math.inf if self._deleted > 0 else 0.0
-        window = WindowResult(
-            limit=self._limit,
-            calls=self._calls,
-            deleted=self._deleted,
-            duration=duration,
-            throughput=throughput,
-            mean_latency=self._latency_sum / self._calls,
-            demand=2 * self._demand_calls > self._calls,
-        )
-        self._last = window
+        window = self._window.close(now)
+        settings = self._settings
         old = self._limit
         if self._probe_from is not None:
             baseline = self._previous
             kept = (
                 baseline is not None
-                and window.throughput >= baseline.throughput * (1 + self._min_gain)
-                and window.mean_latency <= self._target_latency * self._latency_tolerance
+                and window.throughput >= baseline.throughput * (1 + settings.min_gain)
+                and window.mean_latency <= settings.target_latency * settings.latency_tolerance
             )
             if kept:
                 self._probe_from = None
                 self._previous = window
-                self._next_cooldown = self._reprobe_interval
+                self._next_cooldown = settings.reprobe_interval
                 self._maybe_probe(window)
             else:
                 self._limit = self._probe_from
@@ -286,26 +366,19 @@ class ConcurrencyController:
         # The calls still in flight were scheduled under the old limit (this one has finished):
         # skip them, then start measuring. Without any, the next window starts now.
         self._warmup = old - 1 if self._limit != old else 0
-        self._reset_window(start=now)
+        self._window = Window(start=now)
 
     def _start_cooldown(self) -> None:
         self._cooldown = self._next_cooldown
         self._next_cooldown = min(2 * self._next_cooldown, self._max_reprobe_interval)
 
     def _maybe_probe(self, window: WindowResult) -> None:
-        if window.demand and self._limit < self._max_limit:
+        if window.demand and self._limit < self._settings.max_limit:
             self._probe_from = self._limit
             self._limit += 1
 
-    def _reset_window(self, *, start: float | None) -> None:
-        self._window_start = start
-        self._calls = 0
-        self._deleted = 0
-        self._latency_sum = 0.0
-        self._demand_calls = 0
-
     def __repr__(self) -> str:
         return (
-            f"ConcurrencyController(limit={self._limit}, max_limit={self._max_limit}, "
+            f"ConcurrencyController(limit={self._limit}, max_limit={self._settings.max_limit}, "
             f"probing={self.probing})"
         )

@@ -23,11 +23,10 @@ import anyio
 import httpx
 from anyio.abc import TaskGroup
 
-from ._batching import BatchSizer
 from ._calls import Caller, StopRequested
 from ._client import TracesClient
-from ._concurrency import ConcurrencyController
 from ._config import ClientConfig, EngineConfig
+from ._controls import ConcurrencyLimit, Sizer
 from ._events import Event, Hook
 from ._exceptions import (
     ConflictingJobsError,
@@ -42,9 +41,7 @@ from ._ledger import Counters
 from ._messages import FieldMessage
 from ._planning import JobPlan, PlanReport, count_remaining, plan_job
 from ._reports import RunReport
-from ._retry import RetryBudget
-from ._scheduler import Scheduler
-from ._shared import Runtime, SharedState
+from ._shared import Controls, Runtime, SharedState, open_shared
 from ._specs import DeleteSpec, ResolvedSpec, conflict_message, one_job_per_experiment
 
 __all__ = ["Engine", "JobHandle", "JobStatus", "one_job_per_experiment"]
@@ -70,6 +67,13 @@ class Engine:
         sleep: Awaitable sleep used for backoff and pauses (injected in tests).
         random: Uniform ``[0, 1)`` source for backoff jitter.
         wall_clock_ms: Current time in epoch milliseconds, for ``older_than`` cutoffs.
+        concurrency_limit: Decides the calls in flight instead of the one ``config`` asks
+            for (a :class:`ConcurrencyController` when ``adaptive_concurrency`` and
+            ``max_concurrency > 1``, else a :class:`FixedLimit` of ``max_concurrency``).
+        cutoff_sizer: Sizes cutoff calls instead of a :class:`BatchSizer` on the config's
+            batch settings.
+        id_sizer: Sizes chunks of IDs instead of a :class:`BatchSizer` on the config's ID
+            chunk settings.
     """
 
     def __init__(
@@ -82,8 +86,14 @@ class Engine:
         sleep: Callable[[float], Awaitable[None]] = anyio.sleep,
         random: Callable[[], float] = random.random,
         wall_clock_ms: Callable[[], int] = lambda: time.time_ns() // 1_000_000,
+        concurrency_limit: ConcurrencyLimit | None = None,
+        cutoff_sizer: Sizer | None = None,
+        id_sizer: Sizer | None = None,
     ) -> None:
         self._config = config if config is not None else EngineConfig()
+        self._controls = Controls(
+            limit=concurrency_limit, cutoff_sizer=cutoff_sizer, id_sizer=id_sizer
+        )
         self._hooks = list(hooks)
         self._transport = transport
         self._clock = clock
@@ -127,45 +137,14 @@ class Engine:
         client_config = config.client if config.client is not None else ClientConfig.from_env()
         client = TracesClient(client_config, transport=self._transport)
         client.open()
-        controller = (
-            ConcurrencyController(
-                max_limit=config.max_concurrency, target_latency=config.target_latency
-            )
-            if config.adaptive_concurrency and config.max_concurrency > 1
-            else None
-        )
-        opened_at = self._clock()
-        self._shared = SharedState(
-            config=config,
-            client=client,
-            scheduler=Scheduler(
-                rate_limit=config.rate_limit,
-                controller=controller,
-                max_concurrency=config.max_concurrency,
-                clock=self._clock,
-                sleep=self._sleep,
-                emit=self._emit,
-                origin=opened_at,
+        self._shared = open_shared(
+            config,
+            client,
+            self._controls,
+            Runtime(
+                clock=self._clock, sleep=self._sleep, random=self._random, opened_at=self._clock()
             ),
-            budget=RetryBudget(initial=config.retry_budget, ratio=config.retry_budget_ratio),
-            sizers={
-                "cutoff": BatchSizer(
-                    target_latency=config.target_latency,
-                    min_size=config.min_batch_size,
-                    max_size=config.max_batch_size,
-                    initial_size=config.initial_batch_size,
-                ),
-                "ids": BatchSizer(
-                    target_latency=config.target_latency,
-                    min_size=1,
-                    max_size=config.max_id_chunk,
-                    initial_size=config.initial_id_chunk,
-                ),
-            },
-            runtime=Runtime(
-                clock=self._clock, sleep=self._sleep, random=self._random, opened_at=opened_at
-            ),
-            emit=self._emit,
+            self._emit,
         )
         group = anyio.create_task_group()
         await group.__aenter__()

@@ -9,22 +9,17 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
+from ._checks import is_int
 from ._exceptions import UsageError
 
 __all__ = [
     "MAX_SEARCH_PAGE",
     "check_experiment_id",
     "delete_body",
-    "is_int",
     "search_body",
 ]
 
 MAX_SEARCH_PAGE = 500
-
-
-def is_int(value: object) -> bool:
-    """An ``int`` that is not a ``bool`` (``True`` is an ``int`` in Python, never a count)."""
-    return isinstance(value, int) and not isinstance(value, bool)
 
 
 def check_experiment_id(experiment_id: object) -> None:

@@ -27,9 +27,9 @@ from fractions import Fraction
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from ._checks import is_int
 from ._exceptions import TraceDeleteError, UsageError
 from ._outcomes import Outcome, RetryDecision
-from ._requests import is_int
 
 __all__ = [
     "RetryBudget",
@@ -102,7 +102,7 @@ def compute_backoff(
         UsageError: ``attempt`` < 1, ``random_value`` outside ``[0, 1)``, or ``retry_after``
             not a number.
     """
-    if isinstance(attempt, bool) or attempt < 1:
+    if not is_int(attempt) or attempt < 1:
         raise UsageError(f"attempt must be >= 1, got {attempt!r}")
     if not 0 <= random_value < 1:
         raise UsageError(f"random_value must be in [0, 1), got {random_value!r}")

@@ -1,54 +1,60 @@
-"""The engine-wide gate every delete call passes through.
+"""The engine-wide gate every server call passes through.
 
 Four things are shared by all jobs on one server, and enforced here:
 
 * **fair slots** — at most ``limit`` calls in flight; when a slot frees it goes to the
   next *job* in round-robin order (not the next request), so a job with many ID chunks
   cannot starve a small job;
-* **adaptive concurrency** — ``limit`` comes from a :class:`ConcurrencyController` fed each
-  call's result (on SQLite it settles at 1, on a backend that scales it opens up);
-* **a shared rate** — one ``aiolimiter.AsyncLimiter`` paces calls evenly (no bursts) at the
-  configured rate, and every server call (deletes and searches alike) passes through it;
+* **the concurrency limit** — ``limit`` comes from a :class:`~._controls.ConcurrencyLimit`
+  fed each call's result (the adaptive :class:`~._concurrency.ConcurrencyController` settles
+  at 1 on SQLite and opens up on a backend that scales; :class:`~._concurrency.FixedLimit`
+  keeps it constant);
+* **a shared rate** — a :class:`~._pacing.Pacer` spaces call starts evenly (no bursts) at
+  the configured rate, and every server call (deletes and searches alike) passes through it;
 * **throttling for everyone** — a 429/503 (or a retry over the run's budget) pauses every
-  job until the server's ``Retry-After`` (or the backoff) has passed, and halves the shared
-  rate once per *episode*: pushes-back from calls sent before the last cut are the same
-  congestion, already answered (TCP's one cut per window), so four simultaneous 429s halve
-  it once, not four times. The slower rate is enforced as a minimum interval between call
-  starts on the engine's clock, on top of the limiter, so changing it never lets a call
-  through early; it recovers step by step on success.
+  job until the server's ``Retry-After`` (or the backoff) has passed, and a
+  :class:`~._pacing.RateThrottle` halves the shared rate once per episode and lets it recover
+  step by step on success; the pacer enforces the rate it decides.
+
+Waits run on anyio (an :class:`anyio.Event` per waiting call), the pause and the quiet gap on
+the engine's clock and sleep.
 """
 
 from __future__ import annotations
 
-import asyncio
 from collections import OrderedDict, deque
 from collections.abc import Awaitable, Callable
 from contextlib import suppress
 
-from aiolimiter import AsyncLimiter
+import anyio
 
 from ._batching import Outcome
-from ._concurrency import ConcurrencyController
+from ._controls import ConcurrencyLimit
 from ._events import ConcurrencyChanged, Event, Throttled
+from ._pacing import Pacer, RateThrottle
 
 __all__ = ["Scheduler"]
 
-_MIN_RATE_FRACTION = 1 / 16  # throttling never slows the shared rate below this share
-_RECOVERY_SUCCESSES = 5  # successes without push-back before the rate steps up again
-_RECOVERY_FACTOR = 1.5
+
+class _Waiter:
+    """One call waiting for a slot; ``granted`` once :meth:`Scheduler._dispatch` gave it one."""
+
+    __slots__ = ("event", "granted")
+
+    def __init__(self) -> None:
+        self.event = anyio.Event()
+        self.granted = False
 
 
 class Scheduler:
-    """Fair, rate-limited, adaptively-concurrent admission of delete calls.
-
-    Must be created inside the running asyncio loop (aiolimiter binds to it).
+    """Fair, rate-limited, concurrency-limited admission of server calls.
 
     Args:
-        rate_limit: Calls per second across the engine.
-        controller: Decides the in-flight limit; ``None`` keeps it at ``max_concurrency``.
-        max_concurrency: The fixed limit when there is no controller.
+        limit: Decides how many calls may be in flight.
+        pacer: Spaces call starts; its rate when the scheduler is built is the configured
+            rate, which throttling cuts and restores.
         clock: Monotonic seconds.
-        sleep: Awaitable sleep (injected in tests).
+        sleep: Awaitable sleep on that clock (injected in tests).
         emit: Sends an event to the engine's hooks.
         origin: The clock reading event times are measured from (the engine's opening).
     """
@@ -56,35 +62,29 @@ class Scheduler:
     def __init__(
         self,
         *,
-        rate_limit: float,
-        controller: ConcurrencyController | None,
-        max_concurrency: int,
+        limit: ConcurrencyLimit,
+        pacer: Pacer,
         clock: Callable[[], float],
         sleep: Callable[[float], Awaitable[None]],
         emit: Callable[[Event], None],
         origin: float = 0.0,
     ) -> None:
         self._origin = origin  # event times are seconds since the engine opened
-        self._configured_rate = rate_limit
-        self._rate = rate_limit
-        self._limiter = AsyncLimiter(1, 1 / rate_limit)
-        self._controller = controller
-        self._fixed_limit = max_concurrency
+        self._limit = limit
+        self._pacer = pacer
+        self._throttle = RateThrottle(pacer.rate)
         self._clock = clock
         self._sleep = sleep
         self._emit = emit
         self._in_flight = 0
-        self._queue: OrderedDict[object, deque[asyncio.Future[None]]] = OrderedDict()
+        self._queue: OrderedDict[object, deque[_Waiter]] = OrderedDict()
         self._paused_until = 0.0
         self._quiet_until = 0.0
-        self._next_start = 0.0  # earliest start of the next call while the rate is cut
-        self._last_cut_at = float("-inf")
-        self._successes_since_pushback = 0
 
     @property
     def limit(self) -> int:
         """Calls allowed in flight now."""
-        return self._controller.limit if self._controller is not None else self._fixed_limit
+        return self._limit.limit
 
     @property
     def in_flight(self) -> int:
@@ -99,12 +99,28 @@ class Scheduler:
     @property
     def rate(self) -> float:
         """The shared rate in force (calls per second)."""
-        return self._rate
+        return self._throttle.rate
 
     async def acquire(self, job: object) -> None:
-        """Wait for an in-flight slot for ``job`` (granted round-robin across jobs);
-        cancelling the wait gives nothing up. Give it back with :meth:`release`."""
-        await self._acquire(job)
+        """Wait for an in-flight slot for ``job`` (granted round-robin across jobs).
+
+        Cancelling the wait gives nothing up: a waiter cancelled before its turn leaves the
+        queue, one cancelled just after it was granted a slot hands the slot on. Give the
+        slot back with :meth:`release`.
+        """
+        if self._in_flight < self.limit and not self._queue:
+            self._in_flight += 1
+            return
+        waiter = _Waiter()
+        self._queue.setdefault(job, deque()).append(waiter)
+        try:
+            await waiter.event.wait()
+        except BaseException:
+            if waiter.granted:
+                self.release()  # granted just as we were cancelled: hand the slot on
+            else:
+                self._forget(job, waiter)
+            raise
 
     def release(self) -> None:
         """Give back a slot taken with :meth:`acquire`."""
@@ -112,25 +128,24 @@ class Scheduler:
         self._dispatch()
 
     async def pace(self) -> None:
-        """Wait out any shared pause, the quiet gap and a cut rate, then the rate limiter."""
+        """Wait out any shared pause and the quiet gap, then the shared rate.
+
+        A pause or a quiet gap that begins while the pacer makes the call wait holds it too.
+        """
         while True:
             now = self._clock()
-            throttled = self._rate < self._configured_rate
-            start_at = max(
-                self._paused_until, self._quiet_until, self._next_start if throttled else 0.0
-            )
-            if start_at <= now:
-                if throttled:
-                    # Reserved before any await, so two waiters cannot both take it.
-                    self._next_start = now + 1 / self._rate
-                break
-            await self._sleep(start_at - now)
-        await self._limiter.acquire()
+            hold_until = max(self._paused_until, self._quiet_until)
+            if hold_until > now:
+                await self._sleep(hold_until - now)
+                continue
+            await self._pacer.wait()
+            if max(self._paused_until, self._quiet_until) <= self._clock():
+                return
 
     def record(
         self, *, deleted: int, latency: float, outcome: Outcome, quiet_gap: float = 0.0
     ) -> None:
-        """Feed one finished call to the concurrency controller (and the rate recovery).
+        """Feed one finished call to the concurrency limit (and the rate's recovery).
 
         Args:
             deleted: Traces the call deleted.
@@ -142,17 +157,9 @@ class Scheduler:
         if quiet_gap > 0:
             self._quiet_until = max(self._quiet_until, self._clock() + quiet_gap)
         if outcome is Outcome.OK:
-            self._successes_since_pushback += 1
-            if (
-                self._rate < self._configured_rate
-                and self._successes_since_pushback >= _RECOVERY_SUCCESSES
-            ):
-                self._successes_since_pushback = 0
-                self._set_rate(min(self._configured_rate, self._rate * _RECOVERY_FACTOR))
-        if self._controller is None:
-            return
-        old = self._controller.limit
-        new = self._controller.record(
+            self._pacer.set_rate(self._throttle.success())
+        old = self._limit.limit
+        new = self._limit.record(
             now=self._clock(),
             deleted=deleted,
             latency=latency,
@@ -183,61 +190,31 @@ class Scheduler:
         """
         now = self._clock()
         self._paused_until = max(self._paused_until, now + pause)
-        self._successes_since_pushback = 0
-        if sent_at is None or sent_at >= self._last_cut_at:
-            self._last_cut_at = now
-            self._set_rate(max(self._configured_rate * _MIN_RATE_FRACTION, self._rate / 2))
+        rate = self._throttle.push_back(now=now, sent_at=sent_at)
+        self._pacer.set_rate(rate)
         self._emit(
             Throttled(
-                job=job,
-                retry_after=retry_after,
-                pause=pause,
-                rate=self._rate,
-                at=now - self._origin,
+                job=job, retry_after=retry_after, pause=pause, rate=rate, at=now - self._origin
             )
         )
 
-    def _set_rate(self, rate: float) -> None:
-        # The limiter keeps the configured rate (rebuilding it would hand out a fresh token at
-        # once); a cut rate is the interval `pace` keeps between call starts.
-        self._rate = rate
-
-    async def _acquire(self, job: object) -> None:
-        if self._in_flight < self.limit and not self._queue:
-            self._in_flight += 1
-            return
-        future: asyncio.Future[None] = asyncio.get_running_loop().create_future()
-        self._queue.setdefault(job, deque()).append(future)
-        try:
-            await future
-        except BaseException:
-            if future.done() and not future.cancelled():
-                # Granted just as we were cancelled: hand the slot on.
-                self._in_flight -= 1
-                self._dispatch()
-            else:
-                future.cancel()
-                self._forget(job, future)
-            raise
-
-    def _forget(self, job: object, future: asyncio.Future[None]) -> None:
+    def _forget(self, job: object, waiter: _Waiter) -> None:
         waiters = self._queue.get(job)
         if waiters is None:
             return
         with suppress(ValueError):
-            waiters.remove(future)
+            waiters.remove(waiter)
         if not waiters:
             del self._queue[job]
 
     def _dispatch(self) -> None:
         while self._queue and self._in_flight < self.limit:
             job, waiters = next(iter(self._queue.items()))
-            future = waiters.popleft()
+            waiter = waiters.popleft()
             if waiters:
                 self._queue.move_to_end(job)  # round robin: this job goes to the back
             else:
                 del self._queue[job]
-            if future.done():
-                continue
             self._in_flight += 1
-            future.set_result(None)
+            waiter.granted = True
+            waiter.event.set()

@@ -15,12 +15,15 @@ from dataclasses import dataclass
 
 from ._batching import BatchSizer
 from ._client import TracesClient
+from ._concurrency import ConcurrencyController, FixedLimit
 from ._config import EngineConfig
+from ._controls import ConcurrencyLimit, Sizer
 from ._events import Event
+from ._pacing import pacer_for
 from ._retry import RetryBudget
 from ._scheduler import Scheduler
 
-__all__ = ["Runtime", "SharedState"]
+__all__ = ["Controls", "Runtime", "SharedState", "open_shared"]
 
 
 @dataclass(frozen=True)
@@ -56,6 +59,71 @@ class SharedState:
     client: TracesClient
     scheduler: Scheduler
     budget: RetryBudget
-    sizers: Mapping[str, BatchSizer]
+    sizers: Mapping[str, Sizer]
     runtime: Runtime
     emit: Callable[[Event], None]
+
+
+@dataclass(frozen=True)
+class Controls:
+    """Controllers the user gave the engine instead of the ones its config describes."""
+
+    limit: ConcurrencyLimit | None = None
+    cutoff_sizer: Sizer | None = None
+    id_sizer: Sizer | None = None
+
+
+def open_shared(
+    config: EngineConfig,
+    client: TracesClient,
+    controls: Controls,
+    runtime: Runtime,
+    emit: Callable[[Event], None],
+) -> SharedState:
+    """Build what the engine's jobs share (inside the running loop: the pacer may bind to it).
+
+    The controllers are the user's where given; otherwise a :class:`ConcurrencyController`
+    when ``adaptive_concurrency`` and ``max_concurrency > 1`` (else a :class:`FixedLimit`),
+    and one :class:`BatchSizer` per kind of call on the config's batch settings.
+    """
+    limit = controls.limit
+    if limit is None:
+        limit = (
+            ConcurrencyController(
+                max_limit=config.max_concurrency, target_latency=config.target_latency
+            )
+            if config.adaptive_concurrency and config.max_concurrency > 1
+            else FixedLimit(config.max_concurrency)
+        )
+    cutoff_sizer = controls.cutoff_sizer
+    if cutoff_sizer is None:
+        cutoff_sizer = BatchSizer(
+            target_latency=config.target_latency,
+            min_size=config.min_batch_size,
+            max_size=config.max_batch_size,
+            initial_size=config.initial_batch_size,
+        )
+    id_sizer = controls.id_sizer
+    if id_sizer is None:
+        id_sizer = BatchSizer(
+            target_latency=config.target_latency,
+            min_size=1,
+            max_size=config.max_id_chunk,
+            initial_size=config.initial_id_chunk,
+        )
+    return SharedState(
+        config=config,
+        client=client,
+        scheduler=Scheduler(
+            limit=limit,
+            pacer=pacer_for(config.rate_limit, clock=runtime.clock, sleep=runtime.sleep),
+            clock=runtime.clock,
+            sleep=runtime.sleep,
+            emit=emit,
+            origin=runtime.opened_at,
+        ),
+        budget=RetryBudget(initial=config.retry_budget, ratio=config.retry_budget_ratio),
+        sizers={"cutoff": cutoff_sizer, "ids": id_sizer},
+        runtime=runtime,
+        emit=emit,
+    )

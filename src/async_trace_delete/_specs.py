@@ -29,9 +29,9 @@ from pydantic import (
     model_validator,
 )
 
+from ._checks import is_int
 from ._exceptions import ConflictingJobsError, GuardrailError, RuleError
 from ._messages import FieldMessage
-from ._requests import is_int
 
 __all__ = [
     "DeleteSpec",

@@ -36,7 +36,7 @@ from datetime import date, datetime
 from pathlib import Path
 from typing import Any, TypeVar
 
-from .._requests import is_int
+from .._checks import is_int
 from .inputs import (
     BadInputError,
     JobDefinition,

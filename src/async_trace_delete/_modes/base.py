@@ -13,9 +13,9 @@ from collections.abc import AsyncIterator, Awaitable
 from dataclasses import dataclass
 from typing import Protocol
 
-from .._batching import BatchSizer
 from .._calls import Caller
 from .._client import TracePage, TraceSummary, iter_pages
+from .._controls import Sizer
 from .._exceptions import GuardrailError
 from .._ledger import Counters
 from .._messages import FieldMessage
@@ -55,7 +55,7 @@ class JobContext:
     caller: Caller
     counts: Counters
     shared: SharedState
-    sizer: tuple[str, BatchSizer]
+    sizer: tuple[str, Sizer]
 
     @property
     def label(self) -> str:
