@@ -289,7 +289,7 @@ class Caller:
                 last_error=error,
                 seconds=seconds,
             ) from error
-        self.counts.retries += 1
+        self.counts.retried()
         over_budget = not shared.budget.try_spend()
         if over_budget or outcome_for(error) in (Outcome.THROTTLED, Outcome.UNAVAILABLE):
             # A spent budget throttles instead of failing: everyone slows down.
@@ -331,7 +331,7 @@ class _Completion:
         self._operation = operation
         self._attempt = attempt
         self._started = self._shared.runtime.clock()
-        caller.counts.calls += 1
+        caller.counts.sent()
 
     def succeeded(self, deleted: int) -> None:
         """The server answered: ``deleted`` traces are gone."""
@@ -339,7 +339,7 @@ class _Completion:
         latency = self._latency()
         caller.progressed()
         counts = caller.counts
-        counts.deleted += deleted
+        counts.confirmed(deleted)
         operation.doubt.settle(deleted)
         shared.budget.record_success()
         self._record(deleted=deleted, latency=latency, outcome=Outcome.OK.value, unknown=False)

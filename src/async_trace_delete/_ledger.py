@@ -37,6 +37,18 @@ class Counters:
     def __post_init__(self) -> None:
         self.batches = deque(maxlen=self.record_limit)
 
+    def sent(self) -> None:
+        """One delete call was sent."""
+        self.calls += 1
+
+    def retried(self) -> None:
+        """One failed call will be tried again."""
+        self.retries += 1
+
+    def confirmed(self, deleted: int) -> None:
+        """The server answered that ``deleted`` traces are gone."""
+        self.deleted += deleted
+
     def add_error(self, error: BaseException) -> None:
         """Keep the text of one failure (the newest ``_MAX_ERRORS_KEPT``)."""
         self.errors.append(f"{type(error).__name__}: {error}")
