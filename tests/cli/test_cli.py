@@ -977,7 +977,7 @@ def test_example_policy_parses(tmp_path: Path) -> None:
     """examples/policy.toml is a valid policy file."""
     from async_trace_delete._cli.policy import load_policy
 
-    example = Path(__file__).parent.parent / "examples" / "policy.toml"
+    example = Path(__file__).parents[2] / "examples" / "policy.toml"
     policy = load_policy(str(example))
     assert len(policy.jobs) >= 2
 
