@@ -16,10 +16,10 @@ from tests.support.fault_proxy import (
     Fault,
     FaultKind,
     FaultProxy,
-    FaultProxyThread,
     ProxyLogEntry,
     ProxyStats,
 )
+from tests.support.fault_proxy_thread import FaultProxyThread
 from tests.support.mlflow_server import MlflowServer
 from tests.support.seed import make_traces, remaining_ids, seed_traces_sql
 
