@@ -5,9 +5,7 @@ from __future__ import annotations
 import pytest
 
 from tests.support.cli_harness import DAY_MS, NOW_MS, Recorder
-from tests.support.simulated_server import (
-    sim_traces,
-)
+from tests.support.simulated_server import sim_traces
 
 
 @pytest.fixture

@@ -16,9 +16,7 @@ from pathlib import Path
 
 import pytest
 
-from async_trace_delete import (
-    DeleteSpec,
-)
+from async_trace_delete import DeleteSpec
 from async_trace_delete._cli.args import prepare, run_cli
 from tests.support.counting_server import DAY_MS, NOW_MS, TRACE_ID, CountingServer
 from tests.support.simulated_server import BASE_MS, SIM_URL

@@ -16,16 +16,9 @@ import httpx
 import pytest
 
 from async_trace_delete._cli.audit import Redactor, read_confirmed_ids
-from async_trace_delete._cli.inputs import (
-    EXIT_INTERRUPTED,
-    EXIT_OK,
-)
+from async_trace_delete._cli.inputs import EXIT_INTERRUPTED, EXIT_OK
 from tests.support.cli_harness import DAY_MS, FAST, NOW_MS, Recorder, audit_lines, cli
-from tests.support.simulated_server import (
-    DeleteCall,
-    Fault,
-    sim_traces,
-)
+from tests.support.simulated_server import DeleteCall, Fault, sim_traces
 
 TOKEN = "tok-SECRET-5e6f7a8b"
 PASSWORD = "pw-SECRET-0c1d2e3f"

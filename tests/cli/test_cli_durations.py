@@ -12,13 +12,9 @@ from pathlib import Path
 import pytest
 
 from async_trace_delete._cli.args import prepare
-from async_trace_delete._cli.inputs import (
-    parse_duration,
-)
+from async_trace_delete._cli.inputs import parse_duration
 from tests.support.cli_harness import NOW_MS, Recorder, cli, one_error_line, write_policy
-from tests.support.simulated_server import (
-    SIM_URL,
-)
+from tests.support.simulated_server import SIM_URL
 
 # -- pure parsing -------------------------------------------------------------------------
 

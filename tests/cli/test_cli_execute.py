@@ -10,15 +10,9 @@ import shlex
 
 import pytest
 
-from async_trace_delete._cli.inputs import (
-    EXIT_FAILED,
-    EXIT_OK,
-)
+from async_trace_delete._cli.inputs import EXIT_FAILED, EXIT_OK
 from tests.support.cli_harness import DAY_MS, FAST, NOW_MS, Recorder, cli
-from tests.support.simulated_server import (
-    DeleteCall,
-    Fault,
-)
+from tests.support.simulated_server import DeleteCall, Fault
 
 # -- dry run ---------------------------------------------------------------------------------
 

@@ -13,16 +13,9 @@ from pathlib import Path
 import pytest
 
 from async_trace_delete._cli.args import build_parser, prepare, run_cli
-from async_trace_delete._cli.inputs import (
-    EXIT_BAD_INPUT,
-    parse_instant,
-    rename_fields,
-)
+from async_trace_delete._cli.inputs import EXIT_BAD_INPUT, parse_instant, rename_fields
 from tests.support.cli_harness import FAST, NOW_MS, Recorder, cli, one_error_line, write_policy
-from tests.support.simulated_server import (
-    BASE_MS,
-    SIM_URL,
-)
+from tests.support.simulated_server import BASE_MS, SIM_URL
 
 
 def test_parse_instant_needs_a_zone() -> None:

@@ -11,10 +11,7 @@ from pathlib import Path
 import pytest
 
 from async_trace_delete._cli.args import main
-from async_trace_delete._cli.inputs import (
-    EXIT_BAD_INPUT,
-    EXIT_OK,
-)
+from async_trace_delete._cli.inputs import EXIT_BAD_INPUT, EXIT_OK
 from tests.support.cli_harness import Recorder, cli, write_policy
 
 

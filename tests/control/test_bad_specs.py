@@ -18,12 +18,7 @@ from typing import Any
 import pytest
 from pydantic import BaseModel, ValidationError
 
-from async_trace_delete import (
-    ClientConfig,
-    DeleteSpec,
-    EngineConfig,
-    RetryPolicy,
-)
+from async_trace_delete import ClientConfig, DeleteSpec, EngineConfig, RetryPolicy
 from tests.support.counting_server import TRACE_ID
 from tests.support.simulated_server import BASE_MS, SIM_URL
 

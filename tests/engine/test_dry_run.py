@@ -17,17 +17,8 @@ from typing import Any
 import httpx
 import pytest
 
-from async_trace_delete import (
-    ClientConfig,
-    ConflictingJobsError,
-    DeleteSpec,
-    Engine,
-    EngineConfig,
-)
-from tests.support.seed import (
-    format_request_time,
-    make_trace_id,
-)
+from async_trace_delete import ClientConfig, ConflictingJobsError, DeleteSpec, Engine, EngineConfig
+from tests.support.seed import format_request_time, make_trace_id
 
 BASE_MS = 1_704_067_200_000  # 2024-01-01T00:00:00Z
 NOW_MS = BASE_MS + 30 * 86_400_000

@@ -33,13 +33,7 @@ from tests.support.sim_engine import (
     seeded,
     unavailable,
 )
-from tests.support.simulated_server import (
-    SIM_URL,
-    Fault,
-    LatencyModel,
-    SimulatedServer,
-    sim_traces,
-)
+from tests.support.simulated_server import SIM_URL, Fault, LatencyModel, SimulatedServer, sim_traces
 
 # -- retries ---------------------------------------------------------------------------------
 

@@ -11,15 +11,9 @@ import pydantic
 import pytest
 import respx
 
-from async_trace_delete import (
-    DeleteSpec,
-    GuardrailError,
-)
+from async_trace_delete import DeleteSpec, GuardrailError
 from tests.support.guardrails import BASE_MS, ERROR_ONLY, make_engine
-from tests.support.seed import (
-    format_request_time,
-    make_trace_id,
-)
+from tests.support.seed import format_request_time, make_trace_id
 
 # -- a refused run sends no delete -------------------------------------------------------------
 

@@ -19,14 +19,7 @@ import httpx
 import pytest
 
 import async_trace_delete
-from async_trace_delete import (
-    ClientConfig,
-    DeleteSpec,
-    Engine,
-    EngineConfig,
-    JobReport,
-    JobState,
-)
+from async_trace_delete import ClientConfig, DeleteSpec, Engine, EngineConfig, JobReport, JobState
 from async_trace_delete._jobs import JobRunner
 from tests.support.sim_engine import (
     FAST,

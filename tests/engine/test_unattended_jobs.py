@@ -18,27 +18,9 @@ import anyio.lowlevel
 import pytest
 
 import async_trace_delete
-from async_trace_delete import (
-    DeleteSpec,
-    Event,
-    Hook,
-    JobStarted,
-    JobState,
-)
-from tests.support.sim_engine import (
-    NOW_MS,
-    cutoff_spec,
-    fixed_batches,
-    make_engine,
-    seeded,
-)
-from tests.support.simulated_server import (
-    BASE_MS,
-    Fault,
-    SimTrace,
-    SimulatedServer,
-    sim_traces,
-)
+from async_trace_delete import DeleteSpec, Event, Hook, JobStarted, JobState
+from tests.support.sim_engine import NOW_MS, cutoff_spec, fixed_batches, make_engine, seeded
+from tests.support.simulated_server import BASE_MS, Fault, SimTrace, SimulatedServer, sim_traces
 
 # -- (2) one job per experiment -------------------------------------------------------------------
 

@@ -16,13 +16,7 @@ import anyio
 import anyio.lowlevel
 import pytest
 
-from async_trace_delete import (
-    DeleteSpec,
-    Event,
-    JobState,
-    RetryScheduled,
-    Throttled,
-)
+from async_trace_delete import DeleteSpec, Event, JobState, RetryScheduled, Throttled
 from tests.support.sim_engine import (
     FAST,
     PatientSleep,

@@ -14,11 +14,7 @@ from typing import Any
 
 import pytest
 
-from async_trace_delete import (
-    ClientConfig,
-    TracesClient,
-    UsageError,
-)
+from async_trace_delete import ClientConfig, TracesClient, UsageError
 from tests.support.counting_server import TRACE_ID, CountingServer
 from tests.support.simulated_server import BASE_MS, SIM_URL
 

@@ -10,12 +10,7 @@ from collections.abc import Awaitable, Callable
 
 import pytest
 
-from async_trace_delete import (
-    ClientConfig,
-    EngineClosedError,
-    MlflowApiError,
-    TracesClient,
-)
+from async_trace_delete import ClientConfig, EngineClosedError, MlflowApiError, TracesClient
 from tests.support.client_doubles import (
     BASE_URL,
     Handler,

@@ -24,10 +24,7 @@ from async_trace_delete import (
     TracesClient,
     TransportError,
 )
-from async_trace_delete._client import (
-    DELETE_PATH,
-    SEARCH_PATH,
-)
+from async_trace_delete._client import DELETE_PATH, SEARCH_PATH
 from tests.support.client_doubles import (
     FIXED_NOW,
     Recorder,

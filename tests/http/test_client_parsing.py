@@ -9,10 +9,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from async_trace_delete._client import (
-    parse_retry_after,
-    parse_rfc3339_millis,
-)
+from async_trace_delete._client import parse_retry_after, parse_rfc3339_millis
 from tests.support.client_doubles import FIXED_NOW, utc_millis
 
 # -- parse_retry_after ----------------------------------------------------------------------

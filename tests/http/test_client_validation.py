@@ -9,11 +9,7 @@ from typing import Any
 
 import pytest
 
-from async_trace_delete import (
-    EngineClosedError,
-    MlflowApiError,
-    UsageError,
-)
+from async_trace_delete import EngineClosedError, MlflowApiError, UsageError
 from tests.support.client_doubles import Recorder, answer, make_client
 
 # -- local validation: UsageError and no HTTP call -------------------------------------------

@@ -4,12 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from tests.support.fault_proxy import (
-    Fault,
-    FaultKind,
-    ProxyLogEntry,
-    ProxyStats,
-)
+from tests.support.fault_proxy import Fault, FaultKind, ProxyLogEntry, ProxyStats
 
 DELETE_PATH = "/api/2.0/mlflow/traces/delete-traces"
 

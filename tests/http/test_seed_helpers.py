@@ -8,11 +8,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from tests.support.seed import (
-    format_request_time,
-    make_traces,
-    parse_request_time_ms,
-)
+from tests.support.seed import format_request_time, make_traces, parse_request_time_ms
 
 # 2024-01-01T00:00:00Z: a fixed, readable base for seeded timestamps.
 BASE_MS = 1_704_067_200_000

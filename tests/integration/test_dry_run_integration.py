@@ -12,13 +12,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from async_trace_delete import (
-    ClientConfig,
-    DeleteSpec,
-    Engine,
-    EngineConfig,
-    JobState,
-)
+from async_trace_delete import ClientConfig, DeleteSpec, Engine, EngineConfig, JobState
 from tests.support.mlflow_server import MlflowServer
 from tests.support.seed import (
     SeedTrace,

@@ -12,11 +12,7 @@ import httpx
 import pytest
 import pytest_asyncio
 
-from tests.support.fault_proxy import (
-    Fault,
-    FaultKind,
-    FaultProxy,
-)
+from tests.support.fault_proxy import Fault, FaultKind, FaultProxy
 from tests.support.fault_proxy_thread import FaultProxyThread
 from tests.support.mlflow_server import MlflowServer
 from tests.support.seed import make_traces, remaining_ids, seed_traces_sql

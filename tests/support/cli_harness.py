@@ -20,14 +20,8 @@ import httpx
 import pytest
 
 from async_trace_delete._cli.args import run_cli
-from async_trace_delete._cli.inputs import (
-    EXIT_BAD_INPUT,
-)
-from tests.support.simulated_server import (
-    BASE_MS,
-    SIM_URL,
-    SimulatedServer,
-)
+from async_trace_delete._cli.inputs import EXIT_BAD_INPUT
+from tests.support.simulated_server import BASE_MS, SIM_URL, SimulatedServer
 
 DAY_MS = 86_400_000
 NOW_MS = BASE_MS + 30 * DAY_MS

@@ -13,10 +13,7 @@ from typing import Any
 
 import httpx
 
-from async_trace_delete import (
-    ClientConfig,
-    TracesClient,
-)
+from async_trace_delete import ClientConfig, TracesClient
 
 BASE_URL = "http://mlflow.test:5000"
 # 2025-01-01T00:00:00Z: "now" for Retry-After HTTP dates.

@@ -4,11 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from async_trace_delete import (
-    ClientConfig,
-    Engine,
-    EngineConfig,
-)
+from async_trace_delete import ClientConfig, Engine, EngineConfig
 
 BASE_MS = 1_704_067_200_000  # 2024-01-01T00:00:00Z
 ERROR_ONLY = "status = 'ERROR'"

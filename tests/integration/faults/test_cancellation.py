@@ -17,13 +17,7 @@ from pathlib import Path
 import anyio
 import pytest
 
-from async_trace_delete import (
-    Engine,
-    Event,
-    JobState,
-    RetryPolicy,
-    RetryScheduled,
-)
+from async_trace_delete import Engine, Event, JobState, RetryPolicy, RetryScheduled
 from tests.support.fault_proxy import Fault, FaultProxy
 from tests.support.fault_tally import TALLY, violation
 from tests.support.fault_world import (

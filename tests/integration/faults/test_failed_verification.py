@@ -10,11 +10,7 @@ from typing import Any
 import anyio
 import pytest
 
-from async_trace_delete import (
-    Engine,
-    JobReport,
-    JobState,
-)
+from async_trace_delete import Engine, JobReport, JobState
 from tests.support.fault_proxy import Fault, FaultProxy
 from tests.support.fault_tally import TALLY
 from tests.support.fault_world import (
