@@ -15,40 +15,46 @@ Each fault applies to the next matching request, in order; `Fault.repeat(n)` mak
 When a script is exhausted, requests pass through untouched. `script_random` draws faults from
 seeded weights instead. Faults that *forward* (pass, status_after, reset_after, delay, trickle,
 truncated_json) always complete the upstream call, even if the client has gone: the server did
-the work. `Fault` and `FaultKind` live in `tests.support.faults` and are re-exported here.
+the work.
 
-Loopback only; not thread-safe (use `FaultProxyThread` from synchronous code).
+What a fault is (`Fault`, `FaultKind`) lives in `tests.support.faults`; which fault each
+request gets and what the proxy recorded (the scripts, `ProxyLogEntry`, `ProxyStats`: pure) in
+`tests.support.fault_rules`. The four are re-exported here. Loopback only; not thread-safe:
+from synchronous code use `FaultProxyThread` (`tests.support.fault_proxy_thread`).
 """
 
 from __future__ import annotations
 
 import asyncio
-import concurrent.futures
 import contextlib
 import dataclasses
-import random
 import socket
 import struct
-import threading
 import time
-from collections import Counter
-from collections.abc import Callable, Mapping, Sequence
 from http import HTTPStatus
 from types import TracebackType
 from typing import Self
 
 import httpx
 
+from tests.support.fault_rules import FaultScripts, ProxyLogEntry, ProxyStats
 from tests.support.faults import Fault, FaultKind
 
-__all__ = ["Fault", "FaultKind", "FaultProxy", "FaultProxyThread", "ProxyLogEntry", "ProxyStats"]
+__all__ = [
+    "CLOSE_TIMEOUT_SECONDS",
+    "Fault",
+    "FaultKind",
+    "FaultProxy",
+    "ProxyLogEntry",
+    "ProxyStats",
+]
 
 _LOOPBACK = "127.0.0.1"
 _MAX_HEADER_LINES = 200
 _MAX_BODY_BYTES = 64 * 1024 * 1024
 _MAX_REQUESTS_PER_CONNECTION = 100_000
 _DISCONNECT_POLL_SECONDS = 0.02
-_CLOSE_TIMEOUT_SECONDS = 5.0
+CLOSE_TIMEOUT_SECONDS = 5.0
 # Per-connection (RFC 9110 section 7.6.1) headers that must not cross a proxy.
 _HOP_BY_HOP = frozenset(
     {
@@ -63,128 +69,6 @@ _HOP_BY_HOP = frozenset(
         "content-length",
     }
 )
-
-
-@dataclasses.dataclass
-class ProxyLogEntry:
-    """What happened to one request; times are `time.monotonic()` seconds.
-
-    Attributes:
-        started: When the proxy had read the whole request.
-        method: The request method.
-        path: The request target (path and query).
-        fault: What the proxy did.
-        forwarded: Whether the request was sent upstream.
-        upstream_status: The upstream status, once its response was read.
-        upstream_error: Why the upstream call failed, if it did.
-        response_status: The status sent to the client (None when reset or gone).
-        client_disconnected: The client went away before the response was sent.
-        finished: When the proxy was done with the request (None while in flight).
-    """
-
-    started: float
-    method: str
-    path: str
-    fault: FaultKind
-    forwarded: bool = False
-    upstream_status: int | None = None
-    upstream_error: str | None = None
-    response_status: int | None = None
-    client_disconnected: bool = False
-    finished: float | None = None
-
-
-@dataclasses.dataclass
-class ProxyStats:
-    """Counters and the per-request log of one proxy.
-
-    Attributes:
-        injected: Fault kind (e.g. "status", "reset_after") to how many requests got it.
-        injected_statuses: Status code to how many faults answered it with their own status
-            (`status`, `status_after` and `redirect`).
-        injected_kind_statuses: The same, split by kind: `("status_after", 503)` to a count.
-        forwarded: How many requests were sent upstream.
-        connections: How many client connections the proxy accepted.
-        log: One entry per request, in arrival order.
-        errors: Unexpected errors inside the proxy; a test may assert this stays empty.
-    """
-
-    injected: Counter[str] = dataclasses.field(default_factory=Counter)
-    injected_statuses: Counter[int] = dataclasses.field(default_factory=Counter)
-    injected_kind_statuses: Counter[tuple[str, int]] = dataclasses.field(default_factory=Counter)
-    forwarded: int = 0
-    connections: int = 0
-    log: list[ProxyLogEntry] = dataclasses.field(default_factory=list)
-    errors: list[str] = dataclasses.field(default_factory=list)
-
-    def requests(self, path_contains: str = "") -> list[ProxyLogEntry]:
-        """Return the log entries whose path contains `path_contains`."""
-        return [entry for entry in self.log if path_contains in entry.path]
-
-    def max_calls_in_window(self, path_contains: str = "", window: float = 1.0) -> int:
-        """Return the most matching requests that started within any `window` seconds."""
-        starts = sorted(entry.started for entry in self.requests(path_contains))
-        best, first = 0, 0
-        for last, started in enumerate(starts):
-            while started - starts[first] > window:
-                first += 1
-            best = max(best, last - first + 1)
-        return best
-
-    def calls_per_second(self, path_contains: str = "", window: float = 1.0) -> float:
-        """Return the peak rate of matching requests, measured over a sliding `window`."""
-        return self.max_calls_in_window(path_contains, window) / window
-
-    def peak_concurrency(self, path_contains: str = "") -> int:
-        """Return the most matching requests the proxy held in flight at the same time."""
-        events: list[tuple[float, int]] = []
-        for entry in self.requests(path_contains):
-            events.append((entry.started, 1))
-            events.append((entry.finished if entry.finished is not None else float("inf"), -1))
-        in_flight = peak = 0
-        for _, step in sorted(events):  # at equal times, -1 sorts first: end before start
-            in_flight += step
-            peak = max(peak, in_flight)
-        return peak
-
-
-@dataclasses.dataclass
-class _Rule:
-    """Which requests a script applies to, and the faults still to hand out."""
-
-    path_contains: str
-    method: str | None
-    script: list[Fault] = dataclasses.field(default_factory=list)
-    used_of_first: int = 0
-    generator: random.Random | None = None
-    weights: tuple[tuple[Fault, float], ...] = ()
-    random_budget: int | None = None
-
-    def matches(self, method: str, target: str) -> bool:
-        return self.path_contains in target and self.method in (None, method.upper())
-
-    def exhausted(self) -> bool:
-        if self.generator is None:
-            return not self.script
-        return self.random_budget is not None and self.random_budget <= 0
-
-    def take(self) -> Fault:
-        """Return the fault for the next matching request; call only when not exhausted."""
-        if self.generator is not None:
-            if self.random_budget is not None:
-                self.random_budget -= 1
-            draw = self.generator.random()
-            for fault, weight in self.weights:
-                if draw < weight:
-                    return fault
-                draw -= weight
-            return Fault.PASS
-        fault = self.script[0]
-        self.used_of_first += 1
-        if self.used_of_first >= fault.times:
-            self.script.pop(0)
-            self.used_of_first = 0
-        return fault
 
 
 @dataclasses.dataclass(frozen=True)
@@ -210,7 +94,7 @@ class _BadRequestError(Exception):
     """The client sent something this minimal parser does not accept."""
 
 
-class FaultProxy:
+class FaultProxy(FaultScripts):
     """An in-process HTTP/1.1 proxy on 127.0.0.1 (free port) that injects scripted faults.
 
     Args:
@@ -228,12 +112,12 @@ class FaultProxy:
         upstream_timeout: float = 120.0,
         idle_timeout: float = 60.0,
     ) -> None:
+        super().__init__()
         self.upstream = upstream.rstrip("/")
         self.stats = ProxyStats()
         self._port = port
         self._upstream_timeout = upstream_timeout
         self._idle_timeout = idle_timeout
-        self._rules: list[_Rule] = []
         self._server: asyncio.Server | None = None
         self._client: httpx.AsyncClient | None = None
         self._tasks: set[asyncio.Task[None]] = set()
@@ -279,61 +163,13 @@ class FaultProxy:
         for task in tasks:
             task.cancel()
         if tasks:
-            await asyncio.wait(tasks, timeout=_CLOSE_TIMEOUT_SECONDS)
+            await asyncio.wait(tasks, timeout=CLOSE_TIMEOUT_SECONDS)
         if server is not None:
             with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(server.wait_closed(), _CLOSE_TIMEOUT_SECONDS)
+                await asyncio.wait_for(server.wait_closed(), CLOSE_TIMEOUT_SECONDS)
         client, self._client = self._client, None
         if client is not None:
             await client.aclose()
-
-    def script(
-        self, *, path_contains: str = "", faults: Sequence[Fault], method: str | None = None
-    ) -> None:
-        """Apply `faults`, in order, to the next requests whose target contains `path_contains`.
-
-        Replaces any earlier script for the same `path_contains` and `method`. Rules are tried
-        in the order they were first set; the first matching one with faults left wins.
-        """
-        self._set_rule(_Rule(path_contains, method and method.upper(), script=list(faults)))
-
-    def script_random(
-        self,
-        *,
-        path_contains: str = "",
-        seed: int,
-        weights: Mapping[Fault, float],
-        method: str | None = None,
-        max_requests: int | None = None,
-    ) -> None:
-        """Give each matching request a fault drawn with probability `weights[fault]`.
-
-        The remaining probability passes through. The same seed and the same request order
-        give the same faults. `Fault.times` is ignored here. After `max_requests` matching
-        requests (if given) the rule is exhausted and requests pass through.
-        """
-        if any(weight < 0 for weight in weights.values()) or sum(weights.values()) > 1 + 1e-9:
-            raise ValueError("weights must be non-negative and sum to at most 1")
-        self._set_rule(
-            _Rule(
-                path_contains,
-                method and method.upper(),
-                generator=random.Random(seed),
-                weights=tuple(weights.items()),
-                random_budget=max_requests,
-            )
-        )
-
-    def clear_scripts(self) -> None:
-        """Drop every script: all requests pass through from now on."""
-        self._rules.clear()
-
-    @property
-    def pending_faults(self) -> int:
-        """How many scripted (non-random) faults have not been handed out yet."""
-        return sum(
-            sum(fault.times for fault in rule.script) - rule.used_of_first for rule in self._rules
-        )
 
     def calls_per_second(self, path_contains: str = "", window: float = 1.0) -> float:
         """Return the peak rate of matching requests over a sliding `window` (see stats)."""
@@ -342,19 +178,6 @@ class FaultProxy:
     async def wait_until_idle(self) -> None:
         """Wait until no request is in flight in the proxy (bound it with `asyncio.timeout`)."""
         await self._idle.wait()
-
-    def _set_rule(self, rule: _Rule) -> None:
-        for index, existing in enumerate(self._rules):
-            if (existing.path_contains, existing.method) == (rule.path_contains, rule.method):
-                self._rules[index] = rule
-                return
-        self._rules.append(rule)
-
-    def _next_fault(self, request: _Request) -> Fault:
-        for rule in self._rules:
-            if rule.matches(request.method, request.target) and not rule.exhausted():
-                return rule.take()
-        return Fault.PASS
 
     def _accept(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         # Our own task, not the one asyncio would make of a coroutine callback: on Python 3.11
@@ -421,7 +244,7 @@ class FaultProxy:
         self, request: _Request, reader: asyncio.StreamReader, writer: asyncio.StreamWriter
     ) -> bool:
         """Apply the next fault to `request`; return whether the connection stays open."""
-        fault = self._next_fault(request)
+        fault = self._next_fault(request.method, request.target)
         self._in_flight += 1
         self._idle.clear()
         entry = ProxyLogEntry(time.monotonic(), request.method, request.target, fault.kind)
@@ -594,117 +417,3 @@ async def _hold(reader: asyncio.StreamReader, writer: asyncio.StreamWriter, seco
 def _client_gone(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> bool:
     """Whether the client closed its side (HTTP clients never half-close while waiting)."""
     return reader.at_eof() or writer.transport.is_closing()
-
-
-class FaultProxyThread:
-    """`FaultProxy` run in a background thread with its own event loop, for synchronous code.
-
-    Use as `with FaultProxyThread(upstream) as proxy:`; `script`, `script_random` and
-    `clear_scripts` are run on the proxy's loop; `stats` is the live (unsynchronised) object.
-    """
-
-    def __init__(
-        self,
-        upstream: str,
-        *,
-        port: int = 0,
-        upstream_timeout: float = 120.0,
-        idle_timeout: float = 60.0,
-    ) -> None:
-        self._proxy = FaultProxy(
-            upstream, port=port, upstream_timeout=upstream_timeout, idle_timeout=idle_timeout
-        )
-        self._loop: asyncio.AbstractEventLoop | None = None
-        self._stop: asyncio.Event | None = None
-        self._ready = threading.Event()
-        self._failure: BaseException | None = None
-        self._thread = threading.Thread(target=self._run, name="fault-proxy", daemon=True)
-
-    @property
-    def url(self) -> str:
-        """Base URL of the proxy."""
-        return self._proxy.url
-
-    @property
-    def stats(self) -> ProxyStats:
-        """The proxy's live statistics."""
-        return self._proxy.stats
-
-    def __enter__(self) -> Self:
-        self._thread.start()
-        if not self._ready.wait(_CLOSE_TIMEOUT_SECONDS * 2) or self._failure is not None:
-            raise RuntimeError("FaultProxyThread failed to start") from self._failure
-        return self
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        traceback: TracebackType | None,
-    ) -> None:
-        if self._loop is not None and self._stop is not None:
-            with contextlib.suppress(RuntimeError):  # the loop already ended
-                self._loop.call_soon_threadsafe(self._stop.set)
-        self._thread.join(_CLOSE_TIMEOUT_SECONDS * 2)
-
-    def script(
-        self, *, path_contains: str = "", faults: Sequence[Fault], method: str | None = None
-    ) -> None:
-        """See `FaultProxy.script`."""
-        self._call(
-            lambda: self._proxy.script(path_contains=path_contains, faults=faults, method=method)
-        )
-
-    def script_random(
-        self,
-        *,
-        path_contains: str = "",
-        seed: int,
-        weights: Mapping[Fault, float],
-        method: str | None = None,
-        max_requests: int | None = None,
-    ) -> None:
-        """See `FaultProxy.script_random`."""
-        self._call(
-            lambda: self._proxy.script_random(
-                path_contains=path_contains,
-                seed=seed,
-                weights=weights,
-                method=method,
-                max_requests=max_requests,
-            )
-        )
-
-    def clear_scripts(self) -> None:
-        """See `FaultProxy.clear_scripts`."""
-        self._call(self._proxy.clear_scripts)
-
-    def _call(self, function: Callable[[], None]) -> None:
-        if self._loop is None:
-            raise RuntimeError("FaultProxyThread is not running")
-        done: concurrent.futures.Future[None] = concurrent.futures.Future()
-
-        def run() -> None:
-            try:
-                function()
-            except Exception as error:  # handed back to the calling thread
-                done.set_exception(error)
-            else:
-                done.set_result(None)
-
-        self._loop.call_soon_threadsafe(run)
-        done.result(timeout=_CLOSE_TIMEOUT_SECONDS)
-
-    def _run(self) -> None:
-        try:
-            asyncio.run(self._main())
-        except BaseException as error:  # reported by __enter__
-            self._failure = error
-            self._ready.set()
-
-    async def _main(self) -> None:
-        self._loop = asyncio.get_running_loop()
-        self._stop = asyncio.Event()
-        async with self._proxy:
-            self._ready.set()
-            await self._stop.wait()

@@ -1,6 +1,6 @@
 """What `FaultProxy` can do to one request: `FaultKind` and the `Fault` constructors.
 
-Re-exported by `tests.support.fault_proxy`; import them from there.
+Re-exported by `tests.support.fault_proxy`, which applies them to requests on the wire.
 """
 
 from __future__ import annotations

@@ -1,8 +1,8 @@
-"""Guardrails stop a cleanup before anything is deleted, or let it run exactly.
+"""Guardrails stop a cleanup before anything is deleted, or let it run exactly, on a real server.
 
 ``expect_at_most`` (counted by a dry-run search), ``min_retention`` / ``force`` (checked
-against the pinned cutoff) and ``allow_match_all`` (checked when the spec is built). A refusal
-in ``run()`` refuses the whole run: the other jobs of that run do not start either.
+against the pinned cutoff) and ``allow_match_all``. A refusal in ``run()`` refuses the whole
+run: the other jobs of that run do not start either.
 """
 
 from __future__ import annotations
@@ -13,24 +13,19 @@ from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
-import pydantic
 import pytest
-import respx
 
 from async_trace_delete import (
-    ClientConfig,
     DeleteSpec,
-    Engine,
-    EngineConfig,
     GuardrailError,
     JobState,
 )
+from tests.support.guardrails import BASE_MS, ERROR_ONLY, make_engine
 from tests.support.mlflow_server import MlflowServer
 from tests.support.seed import (
     SeedTrace,
     StoredTrace,
     create_experiment,
-    format_request_time,
     make_trace_id,
     make_traces,
     remaining_ids,
@@ -38,20 +33,12 @@ from tests.support.seed import (
     seed_traces_sql,
 )
 
-BASE_MS = 1_704_067_200_000  # 2024-01-01T00:00:00Z
 DAY_MS = 86_400_000
-ERROR_ONLY = "status = 'ERROR'"
 
 
 def now_ms() -> int:
     """The wall clock in epoch milliseconds (what the engine pins cutoffs against)."""
     return time.time_ns() // 1_000_000
-
-
-def make_engine(url: str, **settings: Any) -> Engine:
-    """An engine on ``url`` with small search pages."""
-    values: dict[str, Any] = {"rate_limit": 1_000.0, "search_page_size": 50, **settings}
-    return Engine(EngineConfig(client=ClientConfig(tracking_uri=url), **values))
 
 
 def database(server: MlflowServer) -> Path:
@@ -68,61 +55,6 @@ def snapshot(traces: list[StoredTrace]) -> list[tuple[str, int, str]]:
 def ids_of(traces: list[SeedTrace]) -> set[str]:
     """The trace IDs of ``traces``."""
     return {trace.trace_id for trace in traces}
-
-
-# -- unit: a refused run sends no delete -------------------------------------------------------
-
-FAKE_URL = "http://mlflow.test"
-
-
-def fake_mlflow(router: respx.MockRouter, matching: int) -> respx.Route:
-    """Route experiment look-ups and searches (``matching`` traces); return the delete route."""
-    router.get("/api/2.0/mlflow/experiments/get").respond(
-        json={"experiment": {"experiment_id": "3", "name": "e", "lifecycle_stage": "active"}}
-    )
-    page = [
-        {
-            "trace_id": make_trace_id(),
-            "request_time": format_request_time(BASE_MS + i),
-            "state": "OK",
-        }
-        for i in range(matching)
-    ]
-    router.post("/api/3.0/mlflow/traces/search").respond(json={"traces": page})
-    return router.post("/api/2.0/mlflow/traces/delete-traces").respond(json={"traces_deleted": 0})
-
-
-@pytest.mark.asyncio
-async def test_expect_at_most_refusal_in_run_sends_no_delete_for_any_job() -> None:
-    """One job over its ``expect_at_most`` makes ``run()`` raise before any job sends a delete."""
-    specs = [
-        DeleteSpec(experiment_id="3", max_timestamp_millis=BASE_MS + 100),
-        DeleteSpec(experiment_id="3", filter_string=ERROR_ONLY, expect_at_most=39, label="x"),
-        DeleteSpec(experiment_id="3", trace_ids=["tr-" + "0" * 32]),
-    ]
-    with respx.mock(base_url=FAKE_URL, assert_all_called=False) as router:
-        delete = fake_mlflow(router, matching=40)
-        async with make_engine(FAKE_URL) as engine:
-            with pytest.raises(GuardrailError, match=r"'x' would delete 40 traces.*39"):
-                await engine.run(specs)
-            assert engine.jobs == ()
-
-    assert not delete.called
-
-
-@pytest.mark.asyncio
-async def test_expect_at_most_refusal_in_submit_starts_no_job() -> None:
-    """``submit()`` of a job over its ``expect_at_most`` raises and starts nothing."""
-    with respx.mock(base_url=FAKE_URL, assert_all_called=False) as router:
-        delete = fake_mlflow(router, matching=12)
-        async with make_engine(FAKE_URL) as engine:
-            with pytest.raises(GuardrailError, match="expect_at_most"):
-                await engine.submit(
-                    DeleteSpec(experiment_id="3", filter_string=ERROR_ONLY, expect_at_most=11)
-                )
-            assert engine.jobs == ()
-
-    assert not delete.called
 
 
 # -- integration: expect_at_most ---------------------------------------------------------------
@@ -320,18 +252,6 @@ async def test_min_retention_protects_recent_traces_from_a_selective_job(
             await engine.run([spec])
 
     assert ids_of(recent) <= await remaining_ids(mlflow_server.url, experiment_id)
-
-
-# -- allow_match_all ---------------------------------------------------------------------------
-
-
-@pytest.mark.parametrize("filter_string", ["", "   "])
-def test_empty_filter_without_allow_match_all_is_refused_at_construction(
-    filter_string: str,
-) -> None:
-    """An empty filter with no cutoff cannot even be built without ``allow_match_all``."""
-    with pytest.raises(pydantic.ValidationError, match="allow_match_all"):
-        DeleteSpec(experiment_id="1", filter_string=filter_string)
 
 
 @pytest.mark.asyncio

@@ -10,7 +10,7 @@ from typing import Any
 
 import pytest
 
-REPO_ROOT = Path(__file__).resolve().parent.parent
+REPO_ROOT = Path(__file__).resolve().parents[2]
 RUN_TIMEOUT_SECONDS = 170.0  # typically ~35 s; the slack is for a busy 2-core machine
 EXPECTED_VARIANTS = {
     "docs-recipe",

@@ -12,14 +12,8 @@ import httpx
 import pytest
 import pytest_asyncio
 
-from tests.support.fault_proxy import (
-    Fault,
-    FaultKind,
-    FaultProxy,
-    FaultProxyThread,
-    ProxyLogEntry,
-    ProxyStats,
-)
+from tests.support.fault_proxy import Fault, FaultKind, FaultProxy
+from tests.support.fault_proxy_thread import FaultProxyThread
 from tests.support.mlflow_server import MlflowServer
 from tests.support.seed import make_traces, remaining_ids, seed_traces_sql
 
@@ -291,23 +285,6 @@ async def test_redirect_answers_a_login_location_and_deletes_nothing(
     assert proxy.stats.injected_kind_statuses == {("redirect", 302): 1}
 
 
-def test_gateway_fault_constructors_check_their_codes() -> None:
-    """Cloudflare faults are 520 to 524 only, redirects 3xx only; faults stay hashable keys."""
-    for code in (519, 525, 503):
-        with pytest.raises(ValueError, match="520 to 524"):
-            Fault.cloudflare_after(code)
-    with pytest.raises(ValueError, match="3xx"):
-        Fault.redirect(code=200)
-    assert Fault.redirect("https://idp.example.com/", code=307).headers[0] == (
-        "Location",
-        "https://idp.example.com/",
-    )
-    assert all(b"cloudflare" in Fault.cloudflare_after(code).body for code in range(520, 525))
-    assert (Fault.status_after(503).forwards, Fault.redirect().forwards) == (True, False)
-    weights = {Fault.envoy_503_after(): 0.5, Fault.envoy_503_after(): 0.2, Fault.redirect(): 0.1}
-    assert len(weights) == 2  # equal faults are one key
-
-
 @pytest.mark.asyncio
 async def test_random_mode_draws_the_gateway_faults(mlflow_server: MlflowServer) -> None:
     """`script_random` hands out `status_after` and `redirect` faults and counts each one."""
@@ -411,18 +388,6 @@ async def test_stats_measure_rate_and_concurrency(
     assert proxy.stats.peak_concurrency("experiments/get") == 3
     assert proxy.calls_per_second("experiments/get", window=1.0) == 3.0
     assert proxy.stats.requests("delete-traces") == []
-
-
-def test_stats_helpers_on_a_synthetic_log() -> None:
-    """The rate and concurrency helpers count sliding windows and overlaps correctly."""
-    stats = ProxyStats()
-    for started, finished in [(0.0, 1.0), (0.5, 0.6), (0.9, 2.0), (2.5, 3.0), (2.6, 2.7)]:
-        entry = ProxyLogEntry(started, "POST", DELETE_PATH, FaultKind.PASS, finished=finished)
-        stats.log.append(entry)
-    assert stats.max_calls_in_window("delete-traces", window=1.0) == 3
-    assert stats.calls_per_second(window=0.5) == 4.0  # at most 2 starts in any 0.5 s
-    assert stats.peak_concurrency() == 2
-    assert stats.requests("search") == []
 
 
 @pytest.mark.asyncio
