@@ -24,6 +24,7 @@ from urllib.parse import urlsplit, urlunsplit
 
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator, model_validator
 
+from ._checks import is_int
 from ._exceptions import RuleError, UsageError
 from ._messages import FieldMessage
 from ._retry import RetryPolicy
@@ -32,6 +33,17 @@ __all__ = ["ClientConfig", "EngineConfig"]
 
 _TRUE = {"1", "true", "yes", "on"}
 _FALSE = {"0", "false", "no", "off", ""}
+
+
+_DEFAULT_INITIAL_BATCH = 1_000
+_DEFAULT_MIN_BATCH = 100
+_DEFAULT_MAX_BATCH = 100_000
+_DEFAULT_INITIAL_ID_CHUNK = 100
+_DEFAULT_MAX_ID_CHUNK = 1_000
+
+
+def _is_size(value: object) -> bool:
+    return is_int(value) and value >= 1  # type: ignore[operator]
 
 
 def _parse_bool(name: str, raw: str) -> bool:
@@ -207,11 +219,11 @@ class EngineConfig(BaseModel):
     max_concurrency: Annotated[int, Field(ge=1, le=64)] = 4
     adaptive_concurrency: bool = True
     target_latency: Annotated[float, Field(gt=0, le=600)] = 1.0
-    initial_batch_size: Annotated[int, Field(ge=1)] = 1_000
-    min_batch_size: Annotated[int, Field(ge=1)] = 100
-    max_batch_size: Annotated[int, Field(ge=1, le=1_000_000)] = 100_000
-    initial_id_chunk: Annotated[int, Field(ge=1)] = 100
-    max_id_chunk: Annotated[int, Field(ge=1, le=100_000)] = 1_000
+    initial_batch_size: Annotated[int, Field(ge=1)] = _DEFAULT_INITIAL_BATCH
+    min_batch_size: Annotated[int, Field(ge=1)] = _DEFAULT_MIN_BATCH
+    max_batch_size: Annotated[int, Field(ge=1, le=1_000_000)] = _DEFAULT_MAX_BATCH
+    initial_id_chunk: Annotated[int, Field(ge=1)] = _DEFAULT_INITIAL_ID_CHUNK
+    max_id_chunk: Annotated[int, Field(ge=1, le=100_000)] = _DEFAULT_MAX_ID_CHUNK
     sleep_coefficient: Annotated[float, Field(ge=0, le=100)] = 0.1
     retry: RetryPolicy = Field(default_factory=RetryPolicy)
     retry_budget: Annotated[int, Field(ge=0)] = 20
@@ -223,20 +235,25 @@ class EngineConfig(BaseModel):
 
     @model_validator(mode="before")
     @classmethod
-    def _default_initial_sizes(cls, data: Any) -> Any:
-        """An initial size left unset follows the bounds given (e.g. max_batch_size=500)."""
+    def _unset_sizes_follow_the_given(cls, data: Any) -> Any:
+        """Batch bounds left unset follow the ones given: ``max_batch_size=50`` alone lowers
+        the minimum and the initial size to 50 rather than failing, ``min_batch_size=200_000``
+        raises the maximum; an unset initial ID chunk follows ``max_id_chunk``."""
         if not isinstance(data, dict):
             return data
         data = dict(data)
-        if data.get("initial_batch_size") is None:
-            low = data.get("min_batch_size", 100)
-            high = data.get("max_batch_size", 100_000)
-            if isinstance(low, int) and isinstance(high, int):
-                data["initial_batch_size"] = min(max(1_000, low), max(high, low))
-        if data.get("initial_id_chunk") is None:
-            high = data.get("max_id_chunk", 1_000)
-            if isinstance(high, int) and high >= 1:
-                data["initial_id_chunk"] = min(100, high)
+        low, high = data.get("min_batch_size"), data.get("max_batch_size")
+        if low is None and _is_size(high):
+            data["min_batch_size"] = low = min(_DEFAULT_MIN_BATCH, high)
+        if high is None and _is_size(low):
+            data["max_batch_size"] = high = max(_DEFAULT_MAX_BATCH, low)
+        low = _DEFAULT_MIN_BATCH if low is None else low
+        high = _DEFAULT_MAX_BATCH if high is None else high
+        if data.get("initial_batch_size") is None and _is_size(low) and _is_size(high):
+            data["initial_batch_size"] = min(max(_DEFAULT_INITIAL_BATCH, low), max(high, low))
+        chunk = data.get("max_id_chunk", _DEFAULT_MAX_ID_CHUNK)
+        if data.get("initial_id_chunk") is None and _is_size(chunk):
+            data["initial_id_chunk"] = min(_DEFAULT_INITIAL_ID_CHUNK, chunk)
         return data
 
     @model_validator(mode="after")

@@ -7,7 +7,7 @@ from typing import Any
 import pydantic
 import pytest
 
-from async_trace_delete import ClientConfig, UsageError
+from async_trace_delete import ClientConfig, EngineConfig, UsageError
 
 URI = "http://127.0.0.1:5000"
 PASSWORD = "pw-SECRET-0451"
@@ -284,3 +284,21 @@ def test_secrets_are_hidden_in_repr_str_and_dump() -> None:
     for text in (repr(config), str(config), str(config.model_dump()), config.model_dump_json()):
         assert TOKEN not in text
         assert PASSWORD not in text
+
+
+@pytest.mark.parametrize(
+    ("given", "expected"),
+    [
+        ({"max_batch_size": 50}, (50, 50, 50)),
+        ({"min_batch_size": 200_000}, (200_000, 200_000, 200_000)),
+        ({"min_batch_size": 5_000}, (5_000, 5_000, 100_000)),
+        ({"max_batch_size": 500, "initial_batch_size": 200}, (100, 200, 500)),
+        ({}, (100, 1_000, 100_000)),
+    ],
+)
+def test_unset_batch_bounds_follow_the_given_ones(
+    given: dict[str, int], expected: tuple[int, int, int]
+) -> None:
+    """A lone bound moves the unset ones with it (once the CLI's rule only; now the config's)."""
+    config = EngineConfig(**given)
+    assert (config.min_batch_size, config.initial_batch_size, config.max_batch_size) == expected

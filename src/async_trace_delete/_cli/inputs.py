@@ -258,8 +258,8 @@ def build_engine_config(
     """EngineConfig from options named as flags (``rate``, ``concurrency``, ...); ``names``
     says how the user wrote the ones they set (a flag, or a policy file's key).
 
-    Batch bounds the user did not set follow the ones they did (``--max-batch-size 500``
-    alone lowers the initial size to 500 rather than failing).
+    Batch bounds the user did not set follow the ones they did (``EngineConfig``'s rule:
+    ``--max-batch-size 50`` alone lowers the minimum and the initial size to 50).
 
     Raises:
         BadInputError: a value breaks a rule of EngineConfig (the flag or key is named).
@@ -267,22 +267,6 @@ def build_engine_config(
     values: dict[str, Any] = {
         ENGINE_OPTIONS[key]: value for key, value in options.items() if value is not None
     }
-    defaults = {key: info.default for key, info in EngineConfig.model_fields.items()}
-    given = set(values)
-    low = values.get("min_batch_size", defaults["min_batch_size"])
-    high = values.get("max_batch_size", defaults["max_batch_size"])
-    if "min_batch_size" not in given and isinstance(high, int) and high >= 1:
-        values["min_batch_size"] = low = min(low, high)
-    if "max_batch_size" not in given and isinstance(low, int) and low >= 1:
-        values["max_batch_size"] = high = max(low, high)
-    if (
-        "initial_batch_size" not in given
-        and isinstance(low, int)
-        and isinstance(high, int)
-        and 1 <= low <= high
-    ):
-        values["initial_batch_size"] = min(max(defaults["initial_batch_size"], low), high)
-    # initial_id_chunk follows max_id_chunk in EngineConfig itself.
     typed = {ENGINE_OPTIONS[key]: name for key, name in names.items()}
     try:
         return EngineConfig(client=client, **values)
