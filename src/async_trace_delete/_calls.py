@@ -22,52 +22,23 @@ completion of one call updates the limit, the sizer, the budget and the events i
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable, Sequence
-from dataclasses import dataclass
+from collections.abc import Awaitable, Callable
 from typing import TypeVar
 
 import anyio
 
 from ._client import TracePage
-from ._controls import Sizer
-from ._events import BatchDeleted, BatchSizeChanged, RetryScheduled
+from ._completion import Attempt, Completion, Delete
+from ._events import RetryScheduled
 from ._exceptions import MlflowApiError, NoProgressError
-from ._ledger import Counters, Doubt
+from ._ledger import Counters
 from ._outcomes import Outcome, RetryDecision
-from ._reports import BatchRecord
 from ._retry import classify, compute_backoff, outcome_for, should_retry
 from ._shared import SharedState
 
-__all__ = ["Caller", "Delete", "StopRequested"]
+__all__ = ["Caller", "Delete", "StopRequested"]  # Delete re-exported for the modes
 
 T = TypeVar("T")
-
-
-@dataclass(frozen=True)
-class Delete:
-    """One delete call to make (and retry).
-
-    Attributes:
-        send: Makes the request once; returns what the server deleted.
-        requested: Traces it asks for (``max_traces``, or the number of IDs).
-        sizer: The batch sizer it feeds, and its name in events.
-        doubt: Its ambiguity ledger.
-        trace_ids: The IDs a delete by ID sends (for the ``BatchDeleted`` event).
-    """
-
-    send: Callable[[], Awaitable[int]]
-    requested: int
-    sizer: tuple[str, Sizer]
-    doubt: Doubt
-    trace_ids: Sequence[str] | None = None
-
-
-@dataclass
-class _Attempt:
-    """One attempt of a call: its number and when it was sent (the engine's clock)."""
-
-    number: int
-    sent_at: float | None = None
 
 
 class StopRequested(Exception):
@@ -144,7 +115,7 @@ class Caller:
             NoProgressError: transient failures and no progress for ``progress_timeout``.
         """
 
-        async def once(attempt: _Attempt) -> tuple[int, int] | None:
+        async def once(attempt: Attempt) -> tuple[int, int] | None:
             operation = build()
             if operation is None:
                 return None
@@ -180,12 +151,12 @@ class Caller:
 
     # -- the loop -------------------------------------------------------------------------------
 
-    async def _retrying(self, once: Callable[[_Attempt], Awaitable[T]]) -> T:
+    async def _retrying(self, once: Callable[[Attempt], Awaitable[T]]) -> T:
         first_try_at = self._shared.runtime.clock()
         number = 0
         while True:
             number += 1
-            attempt = _Attempt(number)
+            attempt = Attempt(number)
             try:
                 return await once(attempt)
             except MlflowApiError as error:
@@ -193,7 +164,7 @@ class Caller:
                     raise
                 await self._back_off(error, attempt, first_try_at)
 
-    async def _gated(self, attempt: _Attempt, send: Callable[[], Awaitable[T]]) -> T:
+    async def _gated(self, attempt: Attempt, send: Callable[[], Awaitable[T]]) -> T:
         """Take a slot, wait for the pace, then send; nothing is sent once stopped."""
         scheduler = self._shared.scheduler
         if not await self._wait(lambda: scheduler.acquire(self._key)):
@@ -206,7 +177,7 @@ class Caller:
         finally:
             scheduler.release()
 
-    async def _read_once(self, send: Callable[[], Awaitable[T]], attempt: _Attempt) -> T:
+    async def _read_once(self, send: Callable[[], Awaitable[T]], attempt: Attempt) -> T:
         try:
             answer = await self._gated(attempt, send)
         except MlflowApiError as error:
@@ -215,12 +186,20 @@ class Caller:
         self.progressed()
         return answer
 
-    async def _delete_once(self, operation: Delete, attempt: _Attempt) -> int:
-        listener: _Completion | None = None
+    async def _delete_once(self, operation: Delete, attempt: Attempt) -> int:
+        listener: Completion | None = None
 
         async def send() -> int:
             nonlocal listener
-            listener = _Completion(self, operation, attempt)
+            listener = Completion(
+                self._shared,
+                self.counts,
+                operation,
+                attempt,
+                job=self._label,
+                experiment_id=self._experiment_id,
+                progressed=self.progressed,
+            )
             return await operation.send()
 
         try:
@@ -265,7 +244,7 @@ class Caller:
     async def _back_off(
         self,
         error: MlflowApiError,
-        attempt: _Attempt,
+        attempt: Attempt,
         first_try_at: float,
     ) -> None:
         """Wait before retrying; raise when the job made no progress for too long."""
@@ -314,103 +293,3 @@ class Caller:
         )
         if not await self._wait(lambda: runtime.sleep(delay)):
             raise StopRequested
-
-
-class _Completion:
-    """The completion listener of one sent delete (concurrency-limits' ``Limiter.Listener``).
-
-    Created when the call is sent; exactly one of :meth:`succeeded`, :meth:`failed` and
-    :meth:`dropped` is then called, and it feeds everything a finished call feeds, in one
-    place: the counts and the ambiguity ledger, the per-call record, the batch sizer, the
-    concurrency limit and the shared rate, the retry budget and the events.
-    """
-
-    def __init__(self, caller: Caller, operation: Delete, attempt: _Attempt) -> None:
-        self._caller = caller
-        self._shared = caller._shared
-        self._operation = operation
-        self._attempt = attempt
-        self._started = self._shared.runtime.clock()
-        caller.counts.sent()
-
-    def succeeded(self, deleted: int) -> None:
-        """The server answered: ``deleted`` traces are gone."""
-        shared, caller, operation = self._shared, self._caller, self._operation
-        latency = self._latency()
-        caller.progressed()
-        counts = caller.counts
-        counts.confirmed(deleted)
-        operation.doubt.settle(deleted)
-        shared.budget.record_success()
-        self._record(deleted=deleted, latency=latency, outcome=Outcome.OK.value, unknown=False)
-        self._observe(deleted, latency, Outcome.OK)
-        shared.scheduler.record(
-            deleted=deleted,
-            latency=latency,
-            outcome=Outcome.OK,
-            quiet_gap=shared.config.sleep_coefficient * latency,
-        )
-        shared.emit(
-            BatchDeleted(
-                job=caller._label,
-                experiment_id=caller._experiment_id or "",
-                requested=operation.requested,
-                deleted=deleted,
-                latency=latency,
-                attempt=self._attempt.number,
-                total_deleted=counts.deleted,
-                at=shared.runtime.since_open(),
-                trace_ids=tuple(operation.trace_ids) if operation.trace_ids is not None else None,
-            )
-        )
-
-    def failed(self, error: MlflowApiError) -> None:
-        """The call failed with an answer (or the loss of one) the error describes."""
-        latency = self._latency()
-        outcome = outcome_for(error)
-        if error.outcome_unknown:
-            self._operation.doubt.lost()
-        kind = outcome.value if outcome is not None else type(error).__name__
-        self._record(deleted=None, latency=latency, outcome=kind, unknown=error.outcome_unknown)
-        self._caller.counts.add_error(error)
-        if outcome is not None:
-            self._observe(None, latency, outcome)
-            self._shared.scheduler.record(deleted=0, latency=latency, outcome=outcome)
-
-    def dropped(self) -> None:
-        """Cancelled in flight: the server may finish the call anyway."""
-        self._operation.doubt.lost()
-        self._record(deleted=None, latency=self._latency(), outcome="cancelled", unknown=True)
-
-    def _latency(self) -> float:
-        return self._shared.runtime.clock() - self._started
-
-    def _record(self, *, deleted: int | None, latency: float, outcome: str, unknown: bool) -> None:
-        self._caller.counts.add_record(
-            BatchRecord(
-                started_at=self._started - self._shared.runtime.opened_at,
-                requested=self._operation.requested,
-                deleted=deleted,
-                latency=latency,
-                attempt=self._attempt.number,
-                outcome=outcome,
-                outcome_unknown=unknown,
-            )
-        )
-
-    def _observe(self, deleted: int | None, latency: float, outcome: Outcome) -> None:
-        scope, sizer = self._operation.sizer
-        old = sizer.size
-        new = sizer.observe(
-            requested=self._operation.requested, deleted=deleted, latency=latency, outcome=outcome
-        )
-        if new != old:
-            self._shared.emit(
-                BatchSizeChanged(
-                    scope=scope,
-                    old=old,
-                    new=new,
-                    reason=outcome.value,
-                    at=self._shared.runtime.since_open(),
-                )
-            )
