@@ -22,13 +22,14 @@ completion of one call updates the limit, the sizer, the budget and the events i
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
 from typing import TypeVar
 
 import anyio
 
 from ._client import TracePage
 from ._completion import Attempt, Completion, Delete
+from ._counting import CountQuery
 from ._events import RetryScheduled
 from ._exceptions import MlflowApiError, NoProgressError
 from ._ledger import Counters
@@ -131,6 +132,7 @@ class Caller:
         filter_string: str | None = None,
         max_results: int = 500,
         page_token: str | None = None,
+        order_by: Sequence[str] = ("timestamp_ms ASC",),
     ) -> TracePage:
         """One search page through the gate, retried (the :class:`TracesClient` signature)."""
         client = self._shared.client
@@ -141,9 +143,15 @@ class Caller:
                 filter_string=filter_string,
                 max_results=max_results,
                 page_token=page_token,
+                order_by=order_by,
             )
 
         return await self.read(send)
+
+    async def query_count(self, query: CountQuery) -> int:
+        """One exact count through the gate, retried (the :class:`TracesClient` signature)."""
+        client = self._shared.client
+        return await self.read(lambda: client.query_count(query))
 
     async def read(self, send: Callable[[], Awaitable[T]]) -> T:
         """Make one read-only call (a search, a lookup) through the gate, retried."""

@@ -27,6 +27,7 @@ from pydantic import SecretStr
 
 from ._checks import is_int
 from ._config import ClientConfig
+from ._counting import CountQuery
 from ._error_table import error_for
 from ._exceptions import (
     ConnectError,
@@ -37,11 +38,12 @@ from ._exceptions import (
     TransportError,
     UsageError,
 )
-from ._requests import MAX_SEARCH_PAGE, check_experiment_id, delete_body, search_body
+from ._requests import MAX_SEARCH_PAGE, check_experiment_id, count_body, delete_body, search_body
 from ._wire import (
     Experiment,
     TracePage,
     TraceSummary,
+    count_from,
     error_body,
     excerpt,
     experiment_from,
@@ -63,6 +65,7 @@ __all__ = [
 
 DELETE_PATH = "/api/2.0/mlflow/traces/delete-traces"
 SEARCH_PATH = "/api/3.0/mlflow/traces/search"
+METRICS_PATH = "/api/3.0/mlflow/traces/metrics"
 GET_EXPERIMENT_PATH = "/api/2.0/mlflow/experiments/get"
 GET_EXPERIMENT_BY_NAME_PATH = "/api/2.0/mlflow/experiments/get-by-name"
 
@@ -297,6 +300,29 @@ class TracesClient:
 
         async for trace in iter_pages(fetch):
             yield trace
+
+    async def query_count(self, query: CountQuery) -> int:
+        """Count exactly what ``query`` selects, in one ``traces/metrics`` request.
+
+        Raises:
+            NotFoundError: the server has no metrics endpoint (before MLflow 3.x) or no
+                such experiment.
+            InvalidParameterError: the server does not take the query's filters.
+        """
+        body = count_body(query)
+        payload = await self._call(
+            "POST", METRICS_PATH, json_body=body, experiment_id=query.experiment_id
+        )
+        try:
+            return count_from(payload)
+        except (ValueError, TypeError) as error:
+            raise InvalidResponseError(
+                f"traces/metrics answered an unexpected count: {error}",
+                status_code=200,
+                endpoint=METRICS_PATH,
+                experiment_id=query.experiment_id,
+                outcome_unknown=False,
+            ) from None
 
     async def count_traces(self, experiment_id: str, *, filter_string: str | None = None) -> int:
         """Count the traces matching a filter, exactly (pages through all of them)."""

@@ -183,6 +183,7 @@ class Engine:
         """
         shared = self._require_open()
         resolved = await self._resolve(spec, now_millis=self._wall_clock_ms())
+        await self._guard(resolved)
         running = self._same_job_running(resolved)
         if running is not None:
             return running
@@ -192,7 +193,9 @@ class Engine:
         self._group.start_soon(handle._run)
         return handle
 
-    async def run(self, specs: Iterable[DeleteSpec], *, verify: bool = False) -> RunReport:
+    async def run(
+        self, specs: Iterable[DeleteSpec] | PlanReport, *, verify: bool = False
+    ) -> RunReport:
         """Run several jobs concurrently and return their reports.
 
         Every spec is resolved and checked first: if any is refused, nothing is deleted.
@@ -202,20 +205,34 @@ class Engine:
         caller's scope cancels the jobs; their handles (``engine.jobs``) keep the exact
         partial reports.
 
+        Given the :class:`PlanReport` of :meth:`plan`, the run deletes in exactly the jobs
+        planned (their experiments and pinned cutoffs) without looking anything up or counting
+        again: ``plan`` then ``run`` costs one count per job in all.
+
         Args:
-            specs: The jobs.
-            verify: Count what each job matches on the server before it starts and after it
-                ends (by search), and report ``matched_before`` / ``verified_remaining``
-                beside the summed counts, which can overstate after an ambiguous call. A
-                count that fails (or a stop before it) is reported as the job's
-                ``verification_error``; the run's counts are kept.
+            specs: The jobs, or a plan of them.
+            verify: Count what each job matches on the server before it starts (the plan's
+                count, when given a plan) and after it ends, and report ``matched_before`` /
+                ``verified_remaining`` beside the summed counts, which can overstate after
+                an ambiguous call. A count that fails (or a stop before it) is reported as
+                the job's ``verification_error``; the run's counts are kept.
         """
         shared = self._require_open()
-        spec_list = list(specs)
-        if not spec_list:
-            raise UsageError("run() needs at least one spec")
-        now = self._wall_clock_ms()
-        resolved = one_job_per_experiment([await self._resolve(s, now) for s in spec_list])
+        planned: list[JobPlan | None]
+        if isinstance(specs, PlanReport):
+            resolved = [_planned(job) for job in specs.jobs]
+            planned = list(specs.jobs)
+            if not resolved:
+                raise UsageError("run() needs at least one job; the plan has none")
+        else:
+            spec_list = list(specs)
+            if not spec_list:
+                raise UsageError("run() needs at least one spec")
+            now = self._wall_clock_ms()
+            every = [await self._resolve(s, now) for s in spec_list]
+            guarded = [await self._guard(item) for item in every]  # refusals before conflicts
+            resolved = one_job_per_experiment(every)
+            planned = [guarded[_index_of(every, item)] for item in resolved]
         for item in resolved:
             running = self._same_job_running(item)
             if running is not None:
@@ -230,8 +247,11 @@ class Engine:
         self._handles.extend(handles)
         before: dict[JobRunner, int | str] = {}
         if verify:
-            for runner in runners:
-                before[runner] = await self._verify_count(runner)
+            for runner, job in zip(runners, planned, strict=True):
+                if job is not None and job.count_method != "upper_bound":
+                    before[runner] = job.matched
+                else:
+                    before[runner] = await self._verify_count(runner)
         started = self._clock()
         async with anyio.create_task_group() as group:
             for handle in handles:
@@ -252,23 +272,47 @@ class Engine:
             jobs=tuple(handle.report() for handle in handles), elapsed=self._clock() - started
         )
 
-    async def plan(self, specs: Iterable[DeleteSpec], *, sample_size: int = 10) -> PlanReport:
-        """Dry run: resolve and check every spec exactly as :meth:`run` does, then count
-        what each would delete now (by search). No delete call is ever sent.
+    async def resolve(self, specs: Iterable[DeleteSpec]) -> list[ResolvedSpec]:
+        """Look every experiment up and pin every cutoff, as :meth:`run` does, without
+        counting or deleting; at most one job per experiment (see :meth:`run`).
+
+        Raises:
+            NotFoundError: an experiment does not exist.
+            GuardrailError: a cutoff breaks a time rule.
+            ConflictingJobsError: two specs select one experiment differently.
         """
         now = self._wall_clock_ms()
-        resolved = one_job_per_experiment([await self._resolve(s, now) for s in specs])
-        plans: list[JobPlan] = []
-        for item in resolved:
-            with self._reader(item.label) as reader:
-                plans.append(
-                    await plan_job(
-                        reader,
-                        item,
-                        sample_size=sample_size,
-                        page_size=self._config.search_page_size,
-                    )
-                )
+        return one_job_per_experiment([await self._resolve(s, now) for s in specs])
+
+    async def plan(
+        self,
+        specs: Iterable[DeleteSpec | ResolvedSpec],
+        *,
+        sample_size: int = 10,
+        counts_only: bool = False,
+    ) -> PlanReport:
+        """Dry run: resolve and check every spec exactly as :meth:`run` does, then count
+        what each would delete now. No delete call is ever sent.
+
+        A count is one ``traces/metrics`` request where the server can express the job,
+        else search pages (the plan says which: ``JobPlan.count_method``). Hand the plan to
+        :meth:`run` to delete exactly these jobs without counting again.
+
+        Args:
+            specs: The jobs (a :class:`ResolvedSpec` from :meth:`resolve` is not looked up
+                again).
+            sample_size: How many of the oldest traces each job would delete to show.
+            counts_only: Count only: no sample, no oldest/newest, and ID jobs without
+                ``expect_at_most`` are not counted (their number of IDs is the bound).
+
+        Raises:
+            GuardrailError: a job would delete more than its ``expect_at_most``.
+        """
+        now = self._wall_clock_ms()
+        resolved = one_job_per_experiment(
+            [s if isinstance(s, ResolvedSpec) else await self._resolve(s, now) for s in specs]
+        )
+        plans = [await self._count(item, sample_size, counts_only) for item in resolved]
         return PlanReport(jobs=tuple(plans))
 
     def stop_all(self) -> None:
@@ -354,23 +398,36 @@ class Engine:
                 name = spec.experiment_name
                 assert name is not None
                 experiment = await caller.read(lambda: client.get_experiment_by_name(name))
-            resolved = spec.resolve(now_millis=now_millis, experiment_id=experiment.experiment_id)
-            if spec.expect_at_most is not None:
-                plan = await plan_job(
-                    caller, resolved, sample_size=0, page_size=self._config.search_page_size
+            return spec.resolve(now_millis=now_millis, experiment_id=experiment.experiment_id)
+
+    async def _count(self, resolved: ResolvedSpec, sample_size: int, counts_only: bool) -> JobPlan:
+        """Plan one job (one count) and hold it to its ``expect_at_most``."""
+        with self._reader(resolved.label) as reader:
+            plan = await plan_job(
+                reader,
+                resolved,
+                sample_size=sample_size,
+                page_size=self._config.search_page_size,
+                counts_only=counts_only,
+            )
+        limit = resolved.spec.expect_at_most
+        if limit is not None and plan.would_delete > limit:
+            raise GuardrailError(
+                FieldMessage(
+                    "{expect_at_most}: job {label!r} would delete {expected} traces, "
+                    "more than the {limit} expected; nothing was deleted",
+                    label=resolved.label,
+                    expected=plan.would_delete,
+                    limit=limit,
                 )
-                expected = plan.would_delete
-                if expected > spec.expect_at_most:
-                    raise GuardrailError(
-                        FieldMessage(
-                            "{expect_at_most}: job {label!r} would delete {expected} traces, "
-                            "more than the {limit} expected; nothing was deleted",
-                            label=resolved.label,
-                            expected=expected,
-                            limit=spec.expect_at_most,
-                        )
-                    )
-        return resolved
+            )
+        return plan
+
+    async def _guard(self, resolved: ResolvedSpec) -> JobPlan | None:
+        """The one count a job with ``expect_at_most`` needs before it starts."""
+        if resolved.spec.expect_at_most is None:
+            return None
+        return await self._count(resolved, 0, True)
 
     async def _verify_count(self, runner: JobRunner) -> int | str:
         """Count what a job matches, for ``verify``; a failure comes back as its text.
@@ -399,3 +456,16 @@ class Engine:
 
 class _StoppedError(TraceDeleteError):
     """The engine was stopped while one of its own reads (lookup, plan, count) waited."""
+
+
+def _planned(job: JobPlan) -> ResolvedSpec:
+    if job.resolved is None:
+        raise UsageError(
+            f"the plan of job {job.label!r} does not hold its resolved spec (was it read back "
+            "from JSON?); plan again with Engine.plan"
+        )
+    return job.resolved
+
+
+def _index_of(items: Sequence[ResolvedSpec], item: ResolvedSpec) -> int:
+    return next(position for position, other in enumerate(items) if other is item)

@@ -1,6 +1,6 @@
-"""Dry runs and verification: what a job would delete, and what it left, counted by search.
+"""Dry runs and verification: what a job would delete, and what it left.
 
-Both read the server only (search), never delete. A plan counts exactly what a resolved
+Both read the server only (counts and searches), never delete. A plan counts exactly what a resolved
 spec matches now — for a cutoff ``timestamp_ms <= cutoff``, for a selective job its filter
 (AND the cutoff), for IDs the IDs that exist — keeping only a small sample, so memory stays
 flat however many traces match.
@@ -10,11 +10,14 @@ from __future__ import annotations
 
 import functools
 import heapq
+from typing import Literal
 
-from pydantic import BaseModel, ConfigDict
+from pydantic import BaseModel, ConfigDict, Field
 
 from ._client import TraceSummary
+from ._exceptions import InvalidParameterError, NotFoundError
 from ._modes import TraceSearcher, mode_of
+from ._modes.base import search_all
 from ._specs import JobMode, ResolvedSpec
 
 __all__ = [
@@ -65,6 +68,11 @@ class JobPlan(BaseModel):
         sample: The oldest few that would go.
         oldest_ms / newest_ms: Timestamps of the oldest and newest that would go.
         requested_ids: For ID jobs, how many distinct IDs were given.
+        count_method: How the count was made: ``metrics`` (one exact request), ``search``
+            (every match paged, exact) or ``upper_bound`` (not counted: the number of IDs).
+        count_note: Why the count fell back to paging, if it did.
+        resolved: The job as planned (experiment ID, pinned cutoff), for ``Engine.run`` to
+            run without looking up or counting again; not part of the JSON.
     """
 
     model_config = ConfigDict(frozen=True, extra="forbid")
@@ -81,6 +89,9 @@ class JobPlan(BaseModel):
     sample: tuple[SampleTrace, ...]
     oldest_ms: int | None
     newest_ms: int | None
+    count_method: Literal["metrics", "search", "upper_bound"] = "search"
+    count_note: str | None = None
+    resolved: ResolvedSpec | None = Field(default=None, exclude=True, repr=False)
 
 
 class PlanReport(BaseModel):
@@ -96,10 +107,107 @@ class PlanReport(BaseModel):
         return sum(job.would_delete for job in self.jobs)
 
 
+CountMethod = Literal["metrics", "search", "upper_bound"]
+
+
 async def plan_job(
-    client: TraceSearcher, resolved: ResolvedSpec, *, sample_size: int = 10, page_size: int = 500
+    client: TraceSearcher,
+    resolved: ResolvedSpec,
+    *,
+    sample_size: int = 10,
+    page_size: int = 500,
+    counts_only: bool = False,
 ) -> JobPlan:
-    """Count exactly what ``resolved`` would delete now, with a sample. Sends no delete."""
+    """Count exactly what ``resolved`` would delete now, with a sample. Sends no delete.
+
+    The count is one ``traces/metrics`` request where the server can express the job (see
+    :meth:`Mode.count_query`); the sample and the oldest/newest timestamps then come from a
+    few small searches. Otherwise (IDs, a filter the endpoint does not take, a server
+    without it) every match is paged through search, as before.
+
+    Args:
+        client: Where to search (a job's caller, or a client).
+        resolved: The job.
+        sample_size: How many of the oldest to show.
+        page_size: Search page size.
+        counts_only: Count only (no sample, no oldest/newest), as a run does before it
+            starts; an ID job without ``expect_at_most`` is then not counted at all: its
+            upper bound, the number of IDs, is reported (``count_method="upper_bound"``).
+    """
+    spec = resolved.spec
+    mode = mode_of(spec)
+    query = mode.count_query(resolved)
+    note: str | None = None
+    if query is not None:
+        try:
+            matched = await client.query_count(query)
+        except (NotFoundError, InvalidParameterError) as error:
+            if isinstance(error, NotFoundError) and error.error_code == "RESOURCE_DOES_NOT_EXIST":
+                raise  # the experiment is gone, not the endpoint
+            note = (
+                f"counted by paging through search: the server did not count in one request "
+                f"({type(error).__name__}: {error.message})"
+            )
+        else:
+            return await _with_details(
+                client, resolved, matched, sample_size, page_size, counts_only
+            )
+    if counts_only and mode.names_ids and spec.expect_at_most is None:
+        given = len(spec.trace_ids or ())
+        return _plan(resolved, given, (), None, None, "upper_bound", note)
+    return await _paged(client, resolved, sample_size, page_size, note)
+
+
+async def _with_details(
+    client: TraceSearcher,
+    resolved: ResolvedSpec,
+    matched: int,
+    sample_size: int,
+    page_size: int,
+    counts_only: bool,
+) -> JobPlan:
+    """The counted plan, with the oldest few and the newest that would go (a few searches)."""
+    cap = resolved.spec.max_traces
+    would = matched if cap is None else min(matched, cap)
+    if counts_only or would == 0:
+        return _plan(resolved, matched, (), None, None, "metrics", None)
+    search_filter = resolved.search_filter() or None
+    first = await client.search_traces(
+        resolved.experiment_id,
+        filter_string=search_filter,
+        max_results=min(max(sample_size, 1), would, 500),
+    )
+    head = sorted(first.traces, key=lambda t: (t.timestamp_ms, t.trace_id))
+    oldest = head[0].timestamp_ms if head else None
+    if cap is None or matched <= cap:
+        last = await client.search_traces(
+            resolved.experiment_id,
+            filter_string=search_filter,
+            max_results=1,
+            order_by=("timestamp_ms DESC",),
+        )
+        newest = last.traces[0].timestamp_ms if last.traces else None
+    else:
+        # A cap: the newest that would go is the cap-th oldest (pages up to the cap only).
+        newest = None
+        seen = 0
+        async for trace in search_all(client, resolved.experiment_id, search_filter, page_size):
+            seen += 1
+            if seen == cap:
+                newest = trace.timestamp_ms
+                break
+    sample = tuple(_sample(trace) for trace in head[:sample_size])
+    return _plan(resolved, matched, sample, oldest, newest, "metrics", None)
+
+
+async def _paged(
+    client: TraceSearcher,
+    resolved: ResolvedSpec,
+    sample_size: int,
+    page_size: int,
+    note: str | None,
+) -> JobPlan:
+    """Count by reading every match, keeping only the oldest few."""
     spec = resolved.spec
     cap = spec.max_traces
     matched = 0
@@ -120,10 +228,28 @@ async def plan_job(
                 heapq.heapreplace(heap, entry)
         oldest = trace.timestamp_ms if oldest is None else min(oldest, trace.timestamp_ms)
         newest = trace.timestamp_ms if newest is None else max(newest, trace.timestamp_ms)
-    sample = [
-        SampleTrace(trace_id=trace.trace_id, timestamp_ms=trace.timestamp_ms, state=trace.state)
+    sample = tuple(
+        _sample(trace)
         for trace in sorted((item[2] for item in heap), key=lambda t: (t.timestamp_ms, t.trace_id))
-    ]
+    )
+    return _plan(resolved, matched, sample, oldest, newest, "search", note)
+
+
+def _sample(trace: TraceSummary) -> SampleTrace:
+    return SampleTrace(trace_id=trace.trace_id, timestamp_ms=trace.timestamp_ms, state=trace.state)
+
+
+def _plan(
+    resolved: ResolvedSpec,
+    matched: int,
+    sample: tuple[SampleTrace, ...],
+    oldest: int | None,
+    newest: int | None,
+    method: CountMethod,
+    note: str | None,
+) -> JobPlan:
+    spec = resolved.spec
+    cap = spec.max_traces
     return JobPlan(
         label=resolved.label,
         experiment_id=resolved.experiment_id,
@@ -134,16 +260,27 @@ async def plan_job(
         would_delete=matched if cap is None else min(matched, cap),
         matched=matched,
         requested_ids=len(spec.trace_ids) if spec.trace_ids is not None else None,
-        sample=tuple(sample),
+        sample=sample,
         oldest_ms=oldest,
         newest_ms=newest,
+        count_method=method,
+        count_note=note,
+        resolved=resolved,
     )
 
 
 async def count_remaining(
     client: TraceSearcher, resolved: ResolvedSpec, page_size: int = 500
 ) -> int:
-    """How many traces the spec still matches on the server (ignoring its cap)."""
+    """How many traces the spec still matches on the server (ignoring its cap): one
+    ``traces/metrics`` request where it can say, else paging through search."""
+    query = mode_of(resolved.spec).count_query(resolved)
+    if query is not None:
+        try:
+            return await client.query_count(query)
+        except (NotFoundError, InvalidParameterError) as error:
+            if isinstance(error, NotFoundError) and error.error_code == "RESOURCE_DOES_NOT_EXIST":
+                raise
     count = 0
     async for _ in mode_of(resolved.spec).matching(client, resolved, page_size):
         count += 1

@@ -10,11 +10,13 @@ from collections.abc import Sequence
 from typing import Any
 
 from ._checks import is_int
+from ._counting import CountQuery
 from ._exceptions import UsageError
 
 __all__ = [
     "MAX_SEARCH_PAGE",
     "check_experiment_id",
+    "count_body",
     "delete_body",
     "search_body",
 ]
@@ -103,4 +105,22 @@ def search_body(
         body["filter"] = filter_string
     if page_token:
         body["page_token"] = page_token
+    return body
+
+
+def count_body(query: CountQuery) -> dict[str, Any]:
+    """The ``traces/metrics`` body that counts ``query`` exactly (one data point)."""
+    check_experiment_id(query.experiment_id)
+    if not (is_int(query.start_ms) and is_int(query.end_ms)) or query.start_ms < 0:
+        raise UsageError(f"count bounds must be integers >= 0, got {query!r}")
+    body: dict[str, Any] = {
+        "experiment_ids": [query.experiment_id],
+        "view_type": "TRACES",
+        "metric_name": "trace_count",
+        "aggregations": [{"aggregation_type": "COUNT"}],
+        "start_time_ms": query.start_ms,
+        "end_time_ms": query.end_ms,
+    }
+    if query.filters:
+        body["filters"] = list(query.filters)
     return body

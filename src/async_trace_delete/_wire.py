@@ -22,6 +22,7 @@ __all__ = [
     "Experiment",
     "TracePage",
     "TraceSummary",
+    "count_from",
     "error_body",
     "excerpt",
     "experiment_from",
@@ -203,3 +204,23 @@ def experiment_from(payload: Mapping[str, Any], endpoint: str) -> Experiment:
         name=str(data.get("name", "")),
         lifecycle_stage=str(data.get("lifecycle_stage", "active")),
     )
+
+
+def count_from(payload: Mapping[str, Any]) -> int:
+    """The ``COUNT`` of a ``traces/metrics`` answer (no data point means none matched).
+
+    Raises:
+        ValueError: the answer is not one whole, non-negative count.
+    """
+    points = payload.get("data_points", [])
+    if not isinstance(points, list) or len(points) > 1:
+        raise ValueError(f"expected at most one data point, got {points!r}")
+    if not points:
+        return 0
+    values = points[0].get("values") if isinstance(points[0], dict) else None
+    count = values.get("COUNT") if isinstance(values, dict) else None
+    if not isinstance(count, int | float) or isinstance(count, bool):
+        raise ValueError(f"no COUNT in {points[0]!r}")  # noqa: TRY004 - a bad answer
+    if count < 0 or count != int(count):
+        raise ValueError(f"COUNT is not a whole number >= 0: {count!r}")
+    return int(count)

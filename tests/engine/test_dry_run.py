@@ -75,6 +75,8 @@ class ReadOnlyServer:
             return self._experiment(request.url.params["experiment_id"])
         if path == "/api/3.0/mlflow/traces/search":
             return self._search(json.loads(request.content))
+        if path == "/api/3.0/mlflow/traces/metrics":  # as a server before MLflow 3 answers
+            return httpx.Response(404, text="<!doctype html><title>404 Not Found</title>")
         pytest.fail(f"unexpected request {request.method} {request.url}")
 
     def _experiment(self, experiment_id: str) -> httpx.Response:

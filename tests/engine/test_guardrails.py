@@ -21,7 +21,8 @@ FAKE_URL = "http://mlflow.test"
 
 
 def fake_mlflow(router: respx.MockRouter, matching: int) -> respx.Route:
-    """Route experiment look-ups and searches (``matching`` traces); return the delete route."""
+    """Route experiment look-ups, counts and searches (``matching`` traces); return the delete
+    route."""
     router.get("/api/2.0/mlflow/experiments/get").respond(
         json={"experiment": {"experiment_id": "3", "name": "e", "lifecycle_stage": "active"}}
     )
@@ -34,6 +35,8 @@ def fake_mlflow(router: respx.MockRouter, matching: int) -> respx.Route:
         for i in range(matching)
     ]
     router.post("/api/3.0/mlflow/traces/search").respond(json={"traces": page})
+    count = {"metric_name": "trace_count", "values": {"COUNT": float(matching)}}
+    router.post("/api/3.0/mlflow/traces/metrics").respond(json={"data_points": [count]})
     return router.post("/api/2.0/mlflow/traces/delete-traces").respond(json={"traces_deleted": 0})
 
 

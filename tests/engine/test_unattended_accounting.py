@@ -215,7 +215,7 @@ async def test_a_server_always_answering_503_fails_on_no_progress() -> None:
 
 @pytest.mark.asyncio
 async def test_stop_all_during_a_plan_ends_it_with_a_library_error() -> None:
-    """(9) stop_all() while a dry run waits out a search's ``Retry-After: 100`` ends the plan
+    """(9) stop_all() while a dry run waits out a read's ``Retry-After: 100`` ends the plan
     at once with a TraceDeleteError naming the job, not the engine's internal stop signal."""
     clock = FakeClock()
     sleep = PatientSleep(clock, long=5.0)
@@ -224,7 +224,7 @@ async def test_stop_all_during_a_plan_ends_it_with_a_library_error() -> None:
         if request.url.path.endswith("/experiments/get"):
             experiment = {"experiment_id": "1", "name": "e", "lifecycle_stage": "active"}
             return httpx.Response(200, json={"experiment": experiment})
-        assert request.url.path.endswith("/traces/search"), request.url.path
+        assert request.url.path.endswith(("/traces/search", "/traces/metrics")), request.url.path
         body = {"error_code": "REQUEST_LIMIT_EXCEEDED", "message": "slow down"}
         return httpx.Response(429, json=body, headers={"Retry-After": "100"})
 

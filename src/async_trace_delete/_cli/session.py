@@ -38,7 +38,7 @@ from .._exceptions import (
 from .._modes import mode_of
 from .._planning import JobPlan, PlanReport
 from .._reports import RunReport
-from .._specs import DeleteSpec, one_job_per_experiment
+from .._specs import DeleteSpec, ResolvedSpec, one_job_per_experiment
 from .audit import AuditLog, Redactor, job_summary, read_confirmed_ids, who_and_where
 from .inputs import (
     EXIT_BAD_INPUT,
@@ -161,7 +161,7 @@ class Session:
             ) as engine:
                 self.engine = engine
                 plan: PlanReport | None = None
-                specs: list[DeleteSpec] = []
+                specs: list[ResolvedSpec] = []
                 with self._phase():
                     specs = await self._resolve_and_resume(engine)
                     plan = await self._plan(engine, specs)
@@ -187,43 +187,32 @@ class Session:
             self.scope.cancel()
         return self.scope
 
-    async def _resolve_and_resume(self, engine: Engine) -> list[DeleteSpec]:
-        """Look every experiment up (read-only); drop trace IDs the audit log confirmed."""
-        client = engine.client
-        found: dict[tuple[str, str], str] = {}
-        specs: list[tuple[DeleteSpec | None, str]] = []
+    async def _resolve_and_resume(self, engine: Engine) -> list[ResolvedSpec]:
+        """Look every experiment up once (read-only); drop trace IDs the audit log confirmed."""
+        now = self._wall_clock_ms()
+        resolved: list[ResolvedSpec] = []
         for spec, definition in self.invocation.jobs:
             by_id = spec.experiment_id is not None
-            key = ("id" if by_id else "name", spec.experiment)
-            if key not in found:
-                try:
-                    experiment = await (
-                        client.get_experiment(spec.experiment)
-                        if by_id
-                        else client.get_experiment_by_name(spec.experiment)
-                    )
-                except NotFoundError:
-                    flag = definition.namer.qualified(
-                        "experiment_id" if by_id else "experiment_name"
-                    )
-                    what = "with ID" if by_id else "named"
-                    raise BadInputError(
-                        f"{flag}: no experiment {what} {spec.experiment!r} on "
-                        f"{engine.client.config.tracking_uri}"
-                    ) from None
-                found[key] = experiment.experiment_id
-            specs.append((self._resume(spec, found[key]), found[key]))
+            try:
+                (item,) = await engine.resolve([spec])
+            except NotFoundError:
+                flag = definition.namer.qualified("experiment_id" if by_id else "experiment_name")
+                what = "with ID" if by_id else "named"
+                raise BadInputError(
+                    f"{flag}: no experiment {what} {spec.experiment!r} on "
+                    f"{engine.client.config.tracking_uri}"
+                ) from None
+            except GuardrailError as error:
+                raise BadInputError(describe_guardrail(error, definition)) from None
+            left = self._resume(spec, item.experiment_id)
+            if left is None:
+                continue
+            if left is not spec:  # fewer IDs, same experiment: pinned again, no lookup
+                item = left.resolve(now_millis=now, experiment_id=item.experiment_id)
+            resolved.append(item)
         # After names are resolved, one job per experiment: identical ones collapse (the
         # first is kept), different ones are refused before anything is sent.
-        now = self._wall_clock_ms()
-        kept = one_job_per_experiment(
-            [
-                spec.resolve(now_millis=now, experiment_id=experiment_id)
-                for spec, experiment_id in specs
-                if spec is not None
-            ]
-        )
-        return [item.spec for item in kept]
+        return one_job_per_experiment(resolved)
 
     def _resume(self, spec: DeleteSpec, experiment_id: str) -> DeleteSpec | None:
         if spec.trace_ids is None:
@@ -248,27 +237,29 @@ class Session:
             return spec
         return DeleteSpec.model_validate({**spec.model_dump(), "trace_ids": left})
 
-    async def _plan(self, engine: Engine, specs: list[DeleteSpec]) -> PlanReport:
-        """The dry run, spec by spec, so a refusal names its job's flag or key."""
-        sample = self.invocation.args.sample if not self.invocation.execute else 0
+    async def _plan(self, engine: Engine, specs: list[ResolvedSpec]) -> PlanReport:
+        """Count each job once (a refusal names its job's flag or key). With ``--execute``
+        the count is all that is needed: no sample, and ID jobs are bounded by their IDs."""
+        execute = self.invocation.execute
+        sample = self.invocation.args.sample if not execute else 0
         jobs: list[JobPlan] = []
         for spec in specs:
-            definition = self.definitions[spec.label or spec.experiment]
+            definition = self.definitions[spec.label]
             try:
-                report = await engine.plan([spec], sample_size=sample)
+                report = await engine.plan([spec], sample_size=sample, counts_only=execute)
             except GuardrailError as error:
                 raise BadInputError(describe_guardrail(error, definition)) from None
             except InvalidParameterError as error:
-                if spec.filter_string is None:
+                if spec.spec.filter_string is None:
                     raise
                 raise BadInputError(
                     f"{definition.namer.qualified('filter_string')}: the server rejected the "
-                    f"filter {spec.filter_string!r}: {error.message}"
+                    f"filter {spec.spec.filter_string!r}: {error.message}"
                 ) from None
             jobs.extend(report.jobs)
         return PlanReport(jobs=tuple(jobs))
 
-    async def _execute(self, engine: Engine, specs: list[DeleteSpec], plan: PlanReport) -> int:
+    async def _execute(self, engine: Engine, specs: list[ResolvedSpec], plan: PlanReport) -> int:
         if not specs:
             return self._dry_run_done(plan)
         expected = {job.label: job.would_delete for job in plan.jobs}
@@ -277,7 +268,8 @@ class Session:
         self.progress.start(expected)
         try:
             with self._phase():
-                report = await engine.run(specs, verify=bool(self.invocation.args.verify))
+                # Exactly the jobs planned: no second lookup, no second count.
+                report = await engine.run(plan, verify=bool(self.invocation.args.verify))
         except GuardrailError as error:  # a recount at start found more than expected
             raise BadInputError(describe_guardrail(error, None)) from None
         finally:

@@ -9,13 +9,14 @@ compares mode names.
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Awaitable
+from collections.abc import AsyncIterator, Awaitable, Sequence
 from dataclasses import dataclass
 from typing import Protocol
 
 from .._calls import Caller
 from .._client import TracePage, TraceSummary, iter_pages
 from .._controls import Sizer
+from .._counting import CountQuery
 from .._exceptions import GuardrailError
 from .._ledger import Counters
 from .._messages import FieldMessage
@@ -36,7 +37,10 @@ class TraceSearcher(Protocol):
         filter_string: str | None = None,
         max_results: int = 500,
         page_token: str | None = None,
+        order_by: Sequence[str] = ("timestamp_ms ASC",),
     ) -> TracePage: ...
+
+    async def query_count(self, query: CountQuery) -> int: ...
 
 
 @dataclass(frozen=True)
@@ -117,6 +121,10 @@ class Mode(Protocol):
         self, searcher: TraceSearcher, resolved: ResolvedSpec, page_size: int
     ) -> AsyncIterator[TraceSummary]:
         """Every trace the job selects now, by search (dry runs and ``verify``)."""
+
+    def count_query(self, resolved: ResolvedSpec) -> CountQuery | None:
+        """The one-request exact count of what the job selects, if the server's metrics
+        endpoint can express it (else counts page through :meth:`matching`)."""
 
 
 def search_all(

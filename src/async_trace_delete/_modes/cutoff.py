@@ -13,6 +13,7 @@ from collections.abc import AsyncIterator, Awaitable
 
 from .._calls import Delete, StopRequested
 from .._client import TraceSummary
+from .._counting import CountQuery, count_query
 from .._exceptions import MlflowApiError
 from .._ledger import Doubt
 from .._outcomes import RetryDecision
@@ -81,6 +82,10 @@ class CutoffMode:
         return search_all(
             searcher, resolved.experiment_id, resolved.search_filter() or None, page_size
         )
+
+    def count_query(self, resolved: ResolvedSpec) -> CountQuery | None:
+        """``timestamp_ms <= cutoff``: always expressible."""
+        return count_query(resolved.experiment_id, None, resolved.upper_bound)
 
 
 async def _check_guardrail_cap(job: JobContext) -> None:

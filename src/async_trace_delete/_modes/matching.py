@@ -14,6 +14,7 @@ from __future__ import annotations
 from collections.abc import AsyncIterator, Sequence
 
 from .._client import TraceSummary
+from .._counting import CountQuery, count_query
 from .._exceptions import OutOfSelectionError, TraceDeleteError
 from .._specs import ResolvedSpec
 from .base import JobContext, TraceSearcher, search_all
@@ -87,6 +88,13 @@ class MatchingMode:
         """The filter AND the job's bound."""
         return search_all(
             searcher, resolved.experiment_id, resolved.search_filter() or None, page_size
+        )
+
+    def count_query(self, resolved: ResolvedSpec) -> CountQuery | None:
+        """The filter's status, tag and metadata equalities and the bound, when that is all
+        it says (see :mod:`.._counting`)."""
+        return count_query(
+            resolved.experiment_id, resolved.spec.filter_string, resolved.upper_bound
         )
 
 

@@ -30,13 +30,14 @@ pytestmark = pytest.mark.integration
 async def test_a_failed_verification_keeps_the_run_report(
     mlflow_server: MlflowServer, proxy: FaultProxy
 ) -> None:
-    """(11.8) A search failure after the deletes marks verification failed, keeps the counts;
+    """(11.8) A count failure after the deletes marks verification failed, keeps the counts;
     a transient one is retried and verification succeeds."""
     world = await seed_world(mlflow_server, targets=2, old=200, new=10)
     flaky, broken = world.targets
-    # Searches, in order: flaky's count before, broken's count before, then the counts after.
+    # Counts (one traces/metrics request each), in order: flaky's before, broken's before,
+    # then the counts after.
     proxy.script(
-        path_contains="traces/search",
+        path_contains="traces/metrics",
         faults=[Fault.PASS, Fault.PASS, Fault.database_locked(), Fault.PASS, Fault.forbidden()],
     )
     async with Engine(engine_config(proxy.url, max_concurrency=1)) as engine:
@@ -66,10 +67,9 @@ async def test_cli_prints_the_report_when_verification_fails(
     the deletes fails, and the audit log's run_end has the counts."""
     world = await seed_world(mlflow_server, old=150, new=10)
     (experiment,) = world.targets
-    # The dry-run count, the count before: pass; every count after: refused.
-    proxy.script(
-        path_contains="traces/search", faults=[Fault.PASS, Fault.PASS, Fault.forbidden().repeat(5)]
-    )
+    # The plan's count (which is also the count before: counted once): passes; every count
+    # after the deletes: refused.
+    proxy.script(path_contains="traces/metrics", faults=[Fault.PASS, Fault.forbidden().repeat(5)])
     audit_log = tmp_path / "audit.jsonl"
     command = cli_delete_command(experiment, world.cutoff, proxy.url, audit_log, "--verify")
     with anyio.fail_after(60):
