@@ -227,6 +227,13 @@ def render_plan(
         console.print(samples)
     for item in skipped:
         console.print(f"skipped {escape(str(item['label']))}: {escape(str(item['reason']))}")
+    for job in plan.jobs:
+        if job.count_method == "search":
+            reason = job.count_note or (
+                "the server cannot count this selection in one request (IDs, or a filter "
+                "beyond status/tag/metadata equalities); counted by paging through search"
+            )
+            console.print(f"{escape(job.label)}: exact count; {escape(reason)}")
     if plan.would_delete:
         console.print(f"{plan.would_delete:,} traces would be deleted. To delete them, run:")
     else:
