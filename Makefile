@@ -41,5 +41,9 @@ bench: $(VENV)/.bench-installed
 bench-quick: $(VENV)/.bench-installed
 	$(BIN)/python -m benchmarks --quick
 
+## Counting and start-up at backfill scale (1,000,000 traces; SQLite and PostgreSQL).
+bench-counts: $(VENV)/.bench-installed
+	$(BIN)/python -m benchmarks.counting
+
 clean:
 	rm -rf $(VENV) .mypy_cache .ruff_cache .pytest_cache build dist

@@ -31,15 +31,13 @@ from ._events import Event, Hook
 from ._exceptions import (
     ConflictingJobsError,
     EngineClosedError,
-    GuardrailError,
     MlflowApiError,
     TraceDeleteError,
     UsageError,
 )
 from ._jobs import JobHandle, JobRunner, JobStatus, Verification
 from ._ledger import Counters
-from ._messages import FieldMessage
-from ._planning import JobPlan, PlanReport, count_remaining, plan_job
+from ._planning import JobPlan, PlanReport, check_expected, count_remaining, plan_job
 from ._reports import RunReport
 from ._shared import Controls, Runtime, SharedState, open_shared
 from ._specs import DeleteSpec, ResolvedSpec, conflict_message, one_job_per_experiment
@@ -220,7 +218,7 @@ class Engine:
         shared = self._require_open()
         planned: list[JobPlan | None]
         if isinstance(specs, PlanReport):
-            resolved = [_planned(job) for job in specs.jobs]
+            resolved = [job.planned() for job in specs.jobs]
             planned = list(specs.jobs)
             if not resolved:
                 raise UsageError("run() needs at least one job; the plan has none")
@@ -410,17 +408,7 @@ class Engine:
                 page_size=self._config.search_page_size,
                 counts_only=counts_only,
             )
-        limit = resolved.spec.expect_at_most
-        if limit is not None and plan.would_delete > limit:
-            raise GuardrailError(
-                FieldMessage(
-                    "{expect_at_most}: job {label!r} would delete {expected} traces, "
-                    "more than the {limit} expected; nothing was deleted",
-                    label=resolved.label,
-                    expected=plan.would_delete,
-                    limit=limit,
-                )
-            )
+        check_expected(plan)
         return plan
 
     async def _guard(self, resolved: ResolvedSpec) -> JobPlan | None:
@@ -456,15 +444,6 @@ class Engine:
 
 class _StoppedError(TraceDeleteError):
     """The engine was stopped while one of its own reads (lookup, plan, count) waited."""
-
-
-def _planned(job: JobPlan) -> ResolvedSpec:
-    if job.resolved is None:
-        raise UsageError(
-            f"the plan of job {job.label!r} does not hold its resolved spec (was it read back "
-            "from JSON?); plan again with Engine.plan"
-        )
-    return job.resolved
 
 
 def _index_of(items: Sequence[ResolvedSpec], item: ResolvedSpec) -> int:

@@ -15,7 +15,8 @@ from typing import Literal
 from pydantic import BaseModel, ConfigDict, Field
 
 from ._client import TraceSummary
-from ._exceptions import InvalidParameterError, NotFoundError
+from ._exceptions import GuardrailError, InvalidParameterError, NotFoundError, UsageError
+from ._messages import FieldMessage
 from ._modes import TraceSearcher, mode_of
 from ._modes.base import search_all
 from ._specs import JobMode, ResolvedSpec
@@ -25,6 +26,7 @@ __all__ = [
     "PlanReport",
     "SampleTrace",
     "TraceSearcher",
+    "check_expected",
     "count_remaining",
     "plan_job",
 ]
@@ -92,6 +94,19 @@ class JobPlan(BaseModel):
     count_method: Literal["metrics", "search", "upper_bound"] = "search"
     count_note: str | None = None
     resolved: ResolvedSpec | None = Field(default=None, exclude=True, repr=False)
+
+    def planned(self) -> ResolvedSpec:
+        """The job as planned, for ``Engine.run``.
+
+        Raises:
+            UsageError: the plan does not hold it (read back from JSON, or built by hand).
+        """
+        if self.resolved is None:
+            raise UsageError(
+                f"the plan of job {self.label!r} does not hold its resolved spec (was it read "
+                "back from JSON?); plan again with Engine.plan"
+            )
+        return self.resolved
 
 
 class PlanReport(BaseModel):
@@ -285,3 +300,23 @@ async def count_remaining(
     async for _ in mode_of(resolved.spec).matching(client, resolved, page_size):
         count += 1
     return count
+
+
+def check_expected(plan: JobPlan) -> None:
+    """Hold a planned job to its ``expect_at_most``.
+
+    Raises:
+        GuardrailError: it would delete more.
+    """
+    resolved = plan.planned()
+    limit = resolved.spec.expect_at_most
+    if limit is not None and plan.would_delete > limit:
+        raise GuardrailError(
+            FieldMessage(
+                "{expect_at_most}: job {label!r} would delete {expected} traces, "
+                "more than the {limit} expected; nothing was deleted",
+                label=resolved.label,
+                expected=plan.would_delete,
+                limit=limit,
+            )
+        )

@@ -266,6 +266,12 @@ class Session:
         started = time.monotonic()
         report: RunReport | None = None
         self.progress.start(expected)
+        for job in plan.jobs:
+            if job.count_method == "upper_bound":
+                self._note(
+                    f"{job.label}: expected is the {job.would_delete:,} IDs given, not counted "
+                    "first (unknown IDs are reported as not found)"
+                )
         try:
             with self._phase():
                 # Exactly the jobs planned: no second lookup, no second count.
