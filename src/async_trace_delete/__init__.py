@@ -13,6 +13,7 @@ from ._controls import ConcurrencyLimit, Sizer
 from ._engine import Engine, JobHandle, JobStatus
 from ._events import (
     BatchDeleted,
+    BatchOutcomeUnknown,
     BatchSizeChanged,
     ConcurrencyChanged,
     Event,
@@ -62,6 +63,7 @@ except PackageNotFoundError:  # pragma: no cover - running from a source tree
 __all__ = [
     "AuthenticationError",
     "BatchDeleted",
+    "BatchOutcomeUnknown",
     "BatchRecord",
     "BatchSizeChanged",
     "BatchSizer",

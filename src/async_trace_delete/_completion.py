@@ -12,7 +12,7 @@ from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 
 from ._controls import Sizer
-from ._events import BatchDeleted, BatchSizeChanged
+from ._events import BatchDeleted, BatchOutcomeUnknown, BatchSizeChanged
 from ._exceptions import MlflowApiError
 from ._ledger import Counters, Doubt
 from ._outcomes import Outcome
@@ -118,6 +118,8 @@ class Completion:
             self._operation.doubt.lost()
         kind = outcome.value if outcome is not None else type(error).__name__
         self._record(deleted=None, latency=latency, outcome=kind, unknown=error.outcome_unknown)
+        if error.outcome_unknown:
+            self._lost(kind, latency)
         self._counts.add_error(error)
         if outcome is not None:
             self._observe(None, latency, outcome)
@@ -126,7 +128,22 @@ class Completion:
     def dropped(self) -> None:
         """Cancelled in flight: the server may finish the call anyway."""
         self._operation.doubt.lost()
-        self._record(deleted=None, latency=self._latency(), outcome="cancelled", unknown=True)
+        latency = self._latency()
+        self._record(deleted=None, latency=latency, outcome="cancelled", unknown=True)
+        self._lost("cancelled", latency)
+
+    def _lost(self, outcome: str, latency: float) -> None:
+        self._shared.emit(
+            BatchOutcomeUnknown(
+                job=self._job,
+                experiment_id=self._experiment_id,
+                requested=self._operation.requested,
+                attempt=self._attempt.number,
+                outcome=outcome,
+                latency=latency,
+                at=self._shared.runtime.since_open(),
+            )
+        )
 
     def _latency(self) -> float:
         return self._shared.runtime.clock() - self._started

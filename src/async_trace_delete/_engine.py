@@ -35,7 +35,7 @@ from ._exceptions import (
     TraceDeleteError,
     UsageError,
 )
-from ._jobs import JobHandle, JobRunner, JobStatus, Verification
+from ._jobs import NOT_VERIFIED, JobHandle, JobRunner, JobStatus, Verification
 from ._ledger import Counters
 from ._planning import JobPlan, PlanReport, check_expected, count_remaining, plan_job
 from ._reports import RunReport
@@ -423,7 +423,7 @@ class Engine:
         Through the engine's own reader, not the job's caller: a job that failed (halted) is
         still verified; a stopped job, or a stop of the engine, ends the count.
         """
-        stopped = "not verified: the run was stopped"
+        stopped = NOT_VERIFIED
         if runner.stopping:
             return stopped
         try:

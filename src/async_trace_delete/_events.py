@@ -15,6 +15,7 @@ from ._reports import JobReport
 
 __all__ = [
     "BatchDeleted",
+    "BatchOutcomeUnknown",
     "BatchSizeChanged",
     "ConcurrencyChanged",
     "Event",
@@ -56,6 +57,20 @@ class BatchDeleted:
     total_deleted: int
     at: float
     trace_ids: tuple[str, ...] | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class BatchOutcomeUnknown:
+    """A delete call's answer was lost (a timeout, a dropped connection, a gateway's 5xx, a
+    cancel in flight): the server may have done it. Sent when it happens."""
+
+    job: str
+    experiment_id: str
+    requested: int
+    attempt: int
+    outcome: str
+    latency: float
+    at: float
 
 
 @dataclass(frozen=True, slots=True)
@@ -115,6 +130,7 @@ class JobFinished:
 Event = (
     JobStarted
     | BatchDeleted
+    | BatchOutcomeUnknown
     | RetryScheduled
     | BatchSizeChanged
     | ConcurrencyChanged
@@ -160,6 +176,14 @@ class LoggingHook:
                     event.error,
                     " — outcome unknown" if event.outcome_unknown else "",
                     event.delay,
+                )
+            case BatchOutcomeUnknown():
+                log.warning(
+                    "job %s: the answer to a call of %d traces was lost (%s): it may have "
+                    "deleted them",
+                    event.job,
+                    event.requested,
+                    event.outcome,
                 )
             case BatchSizeChanged():
                 log.debug(

@@ -25,7 +25,10 @@ from ._reports import JobReport, JobState
 from ._shared import SharedState
 from ._specs import ResolvedSpec
 
-__all__ = ["JobHandle", "JobRunner", "JobStatus", "Verification"]
+__all__ = ["NOT_VERIFIED", "JobHandle", "JobRunner", "JobStatus", "Verification"]
+
+NOT_VERIFIED = "not verified: the run was stopped"
+"""The verification error of a job whose count was cut short by a stop (not a failure)."""
 
 
 @dataclass(frozen=True)

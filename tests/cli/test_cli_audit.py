@@ -18,7 +18,7 @@ import pytest
 from async_trace_delete._cli.audit import Redactor, read_confirmed_ids
 from async_trace_delete._cli.inputs import EXIT_INTERRUPTED, EXIT_OK
 from tests.support.cli_harness import DAY_MS, FAST, NOW_MS, Recorder, audit_lines, cli
-from tests.support.simulated_server import DeleteCall, Fault, sim_traces
+from tests.support.simulated_server import SIM_URL, DeleteCall, Fault, sim_traces
 
 TOKEN = "tok-SECRET-5e6f7a8b"
 PASSWORD = "pw-SECRET-0c1d2e3f"
@@ -108,7 +108,7 @@ def test_id_file_rerun_skips_ids_the_audit_log_confirmed(
         "--audit-log", str(log), "--json", "--max-id-chunk", "15", *FAST,
     ]  # fmt: skip
     assert cli(recorder, capsys, *argv).code == EXIT_OK
-    assert read_confirmed_ids(log) == {"2": set(first_ids)}
+    assert read_confirmed_ids(log, server=SIM_URL, wanted={"2": first_ids}) == {"2": set(first_ids)}
     deletes_after_first = recorder.delete_calls
 
     rerun = cli(recorder, capsys, *argv)
@@ -142,7 +142,7 @@ def test_interrupted_id_run_resumes_where_it_stopped(
     ]  # fmt: skip
     first = cli(recorder, capsys, *argv)
     assert first.code == EXIT_INTERRUPTED
-    confirmed = read_confirmed_ids(log)["1"]
+    confirmed = read_confirmed_ids(log, server=SIM_URL, wanted={"1": ids})["1"]
     assert 0 < len(confirmed) < 60
     assert first.json()["deleted"] == len(confirmed) == recorder.server.deleted("1")
 

@@ -13,13 +13,22 @@ Every line has ``time`` (UTC, ISO 8601), ``run_id`` and ``event``:
 ``retry``                  a call failed and will be tried again (error, delay, outcome unknown)
 ``throttled``              the server pushed back; every job pauses
 ``interrupt``              a signal: the first stops scheduling, the second cancels calls
-``batch_outcome_unknown``  a call whose answer never came (cancelled in flight, lost)
+``batch_outcome_unknown``  a call whose answer never came (cancelled in flight, lost), at once
 ``job_end``                a job's final report
 ``run_end``                outcome, exit code and totals
 =========================  ==================================================================
 
-Each line is flushed as soon as it is written, so the log is exact up to a crash. Known
-secrets are scrubbed from every line as a last line of defence.
+Durable: each line is written whole and synced to disk (``fsync``) before the run goes on,
+so after a crash every complete line is true and at most the last one is cut short; a run
+appending to a log whose last line was cut starts on a fresh line. ``batch_outcome_unknown``
+is written when the answer is lost, not when the job ends. If a line cannot be written (a
+full disk), the run stops before its next delete and exits 1: nothing is deleted without
+the record the user asked for. Known secrets are scrubbed from every line as a last line of
+defence.
+
+Resuming reads the log as a stream and keeps only what the current run needs: the IDs its
+own ID jobs name, confirmed by ``batch`` lines of runs on the same server (``run_start``'s
+``tracking_uri``), so memory does not grow with the log.
 """
 
 from __future__ import annotations
@@ -30,13 +39,21 @@ import getpass
 import json
 import os
 import socket
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, TextIO
 
 from .._config import ClientConfig
-from .._events import BatchDeleted, Event, JobFinished, JobStarted, RetryScheduled, Throttled
+from .._events import (
+    BatchDeleted,
+    BatchOutcomeUnknown,
+    Event,
+    JobFinished,
+    JobStarted,
+    RetryScheduled,
+    Throttled,
+)
 from .._reports import JobReport
 
 __all__ = ["AuditLog", "Redactor", "known_secrets", "read_confirmed_ids", "who_and_where"]
@@ -96,31 +113,64 @@ class AuditLog:
         redactor: Scrubs secrets from every line.
     """
 
-    def __init__(self, path: Path | None, *, run_id: str, redactor: Redactor) -> None:
+    def __init__(
+        self,
+        path: Path | None,
+        *,
+        run_id: str,
+        redactor: Redactor,
+        on_failure: Callable[[OSError], None] | None = None,
+    ) -> None:
         self.path = path
         self.run_id = run_id
         self._redactor = redactor
         self._file: TextIO | None = None
+        self._on_failure = on_failure
+        self.failure: OSError | None = None
+        """The first write that failed; nothing is written after it."""
 
     def open(self) -> None:
-        """Open for appending (creating parent-less files only). Raises ``OSError``."""
-        if self.path is not None and self._file is None:
-            self._file = self.path.open("a", encoding="utf-8")
+        """Open for appending, on a fresh line (a crash may have cut the last one).
+
+        Raises:
+            OSError: the file cannot be opened.
+        """
+        if self.path is None or self._file is not None:
+            return
+        cut = False
+        with contextlib.suppress(FileNotFoundError), self.path.open("rb") as existing:
+            existing.seek(0, os.SEEK_END)
+            if existing.tell() > 0:
+                existing.seek(-1, os.SEEK_END)
+                cut = existing.read(1) != b"\n"
+        self._file = self.path.open("a", encoding="utf-8")
+        if cut:
+            self._file.write("\n")
 
     def close(self) -> None:
         """Close the file; later writes are dropped."""
         if self._file is not None:
             file, self._file = self._file, None
-            file.close()
+            try:
+                file.close()
+            except OSError as error:  # every line was synced: only a failed line's rest is lost
+                if self.failure is None:
+                    self.failure = error
 
     def write(self, event: str, **fields: Any) -> None:
-        """Append one line and flush it."""
-        if self._file is None:
+        """Append one line and sync it to disk; a failure is kept and reported, once."""
+        if self._file is None or self.failure is not None:
             return
         record = {"time": iso_now(), "run_id": self.run_id, "event": event, **fields}
         line = json.dumps(record, ensure_ascii=False, separators=(",", ":"), default=str)
-        self._file.write(self._redactor(line) + "\n")
-        self._file.flush()
+        try:
+            self._file.write(self._redactor(line) + "\n")
+            self._file.flush()
+            os.fsync(self._file.fileno())
+        except OSError as error:
+            self.failure = error
+            if self._on_failure is not None:
+                self._on_failure(error)
 
     def __call__(self, event: Event) -> None:
         """The engine hook: one line per event that matters for an audit."""
@@ -170,23 +220,23 @@ class AuditLog:
                     rate=event.rate,
                     at=round(event.at, 4),
                 )
+            case BatchOutcomeUnknown():
+                self.write(
+                    "batch_outcome_unknown",
+                    job=event.job,
+                    experiment_id=event.experiment_id,
+                    requested=event.requested,
+                    attempt=event.attempt,
+                    outcome=event.outcome,
+                    latency=round(event.latency, 4),
+                    at=round(event.at, 4),
+                )
             case JobFinished():
                 self._job_finished(event.report)
             case _:
                 pass
 
     def _job_finished(self, report: JobReport) -> None:
-        for batch in report.batches:
-            if batch.outcome_unknown:
-                self.write(
-                    "batch_outcome_unknown",
-                    job=report.label,
-                    experiment_id=report.experiment_id,
-                    requested=batch.requested,
-                    attempt=batch.attempt,
-                    outcome=batch.outcome,
-                    latency=round(batch.latency, 4),
-                )
         summary = job_summary(report)
         self.write("job_end", job=summary.pop("label"), **summary)
 
@@ -196,32 +246,42 @@ def job_summary(report: JobReport) -> dict[str, Any]:
     return report.model_dump(mode="json", exclude={"batches"})
 
 
-def read_confirmed_ids(path: Path) -> dict[str, set[str]]:
-    """Trace IDs an audit log confirms gone (its ``batch`` lines), by experiment ID.
+def read_confirmed_ids(
+    path: Path, *, server: str, wanted: Mapping[str, Iterable[str]]
+) -> dict[str, set[str]]:
+    """The trace IDs of ``wanted`` (by experiment ID) that the log confirms gone on ``server``.
 
-    Empty if there is no log.
-
-    A line cut short by a crash is skipped: only complete records count.
+    Reads the log line by line and keeps only those IDs: memory is bounded by ``wanted``, not
+    by the log. A ``batch`` line counts when its run's ``run_start`` names the same server
+    (the redacted tracking URI); a line cut short by a crash is skipped. Empty if there is no
+    log.
 
     Raises:
         OSError: the log exists but cannot be read.
     """
+    targets = {experiment: set(ids) for experiment, ids in wanted.items()}
     confirmed: dict[str, set[str]] = {}
-    if not path.exists():
+    if not targets or not path.exists():
         return confirmed
+    same_server: set[str] = set()
     with path.open(encoding="utf-8", errors="replace") as file:
         for line in file:
+            if '"run_start"' not in line and '"batch"' not in line:
+                continue  # cheap: most lines are neither
             with contextlib.suppress(ValueError):
                 record = json.loads(line)
                 if not isinstance(record, dict):
                     continue
-                event = record.get("event")
-                ids = record.get("trace_ids")
-                experiment_id = record.get("experiment_id")
-                if event != "batch" or not isinstance(ids, list):
+                run = record.get("run_id")
+                if record.get("event") == "run_start":
+                    if record.get("tracking_uri") == server and isinstance(run, str):
+                        same_server.add(run)
                     continue
-                if isinstance(experiment_id, str):
-                    confirmed.setdefault(experiment_id, set()).update(
-                        item for item in ids if isinstance(item, str)
-                    )
+                ids = record.get("trace_ids")
+                target = targets.get(str(record.get("experiment_id")))
+                if run not in same_server or target is None or not isinstance(ids, list):
+                    continue
+                found = target.intersection(item for item in ids if isinstance(item, str))
+                if found:
+                    confirmed.setdefault(str(record["experiment_id"]), set()).update(found)
     return confirmed

@@ -218,6 +218,12 @@ def build_specs(definitions: Iterable[JobDefinition]) -> list[tuple[DeleteSpec, 
                 f"{where}{namer('experiment_id')} / {namer('experiment_name')}: "
                 "give at least one experiment"
             )
+        for value in definition.experiment_ids:
+            if value.strip() == value != "" and not re.fullmatch(r"[0-9]+", value):
+                raise BadInputError(
+                    f"{where}{namer('experiment_id')}: {value!r} is not an experiment ID "
+                    f"(MLflow's are whole numbers; for a name use {namer('experiment_name')})"
+                )
         for key, experiment in dict.fromkeys(experiments):
             label = f"{definition.name}/{experiment}" if definition.name else experiment
             if label in labels:

@@ -242,7 +242,11 @@ def render_plan(
 
 
 def plan_json(
-    plan: PlanReport, *, command: str, skipped: Sequence[Mapping[str, Any]]
+    plan: PlanReport,
+    *,
+    command: str,
+    skipped: Sequence[Mapping[str, Any]],
+    dry_run: bool = True,
 ) -> dict[str, Any]:
     """The dry run as JSON."""
     jobs = []
@@ -255,7 +259,7 @@ def plan_json(
         )
         jobs.append(item)
     return {
-        "dry_run": True,
+        "dry_run": dry_run,  # False: an --execute run that found nothing to delete
         "would_delete": plan.would_delete,
         "jobs": jobs,
         "skipped": list(skipped),

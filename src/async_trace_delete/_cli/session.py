@@ -35,6 +35,7 @@ from .._exceptions import (
     TraceDeleteError,
     UsageError,
 )
+from .._jobs import NOT_VERIFIED
 from .._modes import mode_of
 from .._planning import JobPlan, PlanReport
 from .._reports import RunReport
@@ -93,11 +94,14 @@ class Session:
             self.err, enabled=invocation.execute and not self.quiet and not self.json
         )
         path = Path(args.audit_log).expanduser() if args.audit_log else None
-        self.audit = AuditLog(path, run_id=uuid.uuid4().hex, redactor=self.redact)
+        self.audit = AuditLog(
+            path, run_id=uuid.uuid4().hex, redactor=self.redact, on_failure=self._audit_broke
+        )
         self.definitions = {
             spec.label or spec.experiment: definition for spec, definition in invocation.jobs
         }
         self.signals = 0
+        self.late_signals = 0  # signals that came after every job had finished
         self.engine: Engine | None = None
         self.scope: anyio.CancelScope | None = None  # the phase a signal cancels
         self.skipped: list[dict[str, Any]] = []
@@ -110,8 +114,6 @@ class Session:
         path = self.audit.path
         if path is not None:
             try:
-                if any(mode_of(spec).names_ids for spec, _ in self.invocation.jobs):
-                    self.confirmed = read_confirmed_ids(path)
                 self.audit.open()
             except OSError as error:
                 return self._error(
@@ -120,6 +122,8 @@ class Session:
                 )
         try:
             self.audit.write("run_start", **self._run_start())
+            if self.audit.failure is not None:
+                return self._audit_failed()
             return anyio.run(self._main)
         finally:
             self.audit.close()
@@ -168,6 +172,8 @@ class Session:
                 if plan is None:
                     return self._finish_unstarted()
                 self.audit.write("plan", would_delete=plan.would_delete, jobs=_plan_lines(plan))
+                if self.audit.failure is not None:
+                    return self._audit_failed()
                 if not invocation.execute:
                     return self._dry_run_done(plan)
                 return await self._execute(engine, specs, plan)
@@ -191,6 +197,7 @@ class Session:
         """Look every experiment up once (read-only); drop trace IDs the audit log confirmed."""
         now = self._wall_clock_ms()
         resolved: list[ResolvedSpec] = []
+        found: list[tuple[DeleteSpec, ResolvedSpec]] = []
         for spec, definition in self.invocation.jobs:
             by_id = spec.experiment_id is not None
             try:
@@ -204,6 +211,9 @@ class Session:
                 ) from None
             except GuardrailError as error:
                 raise BadInputError(describe_guardrail(error, definition)) from None
+            found.append((spec, item))
+        await self._read_confirmed(engine, [item for _, item in found])
+        for spec, item in found:
             left = self._resume(spec, item.experiment_id)
             if left is None:
                 continue
@@ -213,6 +223,25 @@ class Session:
         # After names are resolved, one job per experiment: identical ones collapse (the
         # first is kept), different ones are refused before anything is sent.
         return one_job_per_experiment(resolved)
+
+    async def _read_confirmed(self, engine: Engine, resolved: list[ResolvedSpec]) -> None:
+        """The IDs of this run's ID jobs that the audit log confirms gone on this server."""
+        path = self.audit.path
+        wanted: dict[str, set[str]] = {}
+        for item in resolved:
+            if mode_of(item.spec).names_ids:
+                wanted.setdefault(item.experiment_id, set()).update(item.spec.trace_ids or ())
+        if path is None or not wanted:
+            return
+        server = redact_url(engine.client.config.tracking_uri)
+        try:
+            self.confirmed = await anyio.to_thread.run_sync(
+                lambda: read_confirmed_ids(path, server=server, wanted=wanted)
+            )
+        except OSError as error:
+            raise BadInputError(
+                f"--audit-log: cannot read {str(path)!r}: {error.strerror or error}"
+            ) from None
 
     def _resume(self, spec: DeleteSpec, experiment_id: str) -> DeleteSpec | None:
         if spec.trace_ids is None:
@@ -285,8 +314,13 @@ class Session:
                 jobs=tuple(handle.report() for handle in engine.jobs),
                 elapsed=time.monotonic() - started,
             )
-        interrupted = self.signals > 0
-        failed = bool(report.failed or report.verification_failed)
+        # A signal that came once every delete had finished only cut the verification short:
+        # the run's own result decides the exit code.
+        interrupted = self.signals > self.late_signals
+        unverified = [
+            job for job in report.verification_failed if job.verification_error != NOT_VERIFIED
+        ]
+        failed = bool(report.failed or unverified or self.audit.failure is not None)
         code = EXIT_INTERRUPTED if interrupted else (EXIT_FAILED if failed else EXIT_OK)
         if self.json:
             self._print_json(
@@ -320,7 +354,14 @@ class Session:
     def _dry_run_done(self, plan: PlanReport) -> int:
         command = self.invocation.command(execute=True)
         if self.json:
-            self._print_json(plan_json(plan, command=command, skipped=self.skipped))
+            self._print_json(
+                plan_json(
+                    plan,
+                    command=command,
+                    skipped=self.skipped,
+                    dry_run=not self.invocation.execute,
+                )
+            )
         elif not self.quiet:
             render_plan(self.out, plan, command=command, skipped=self.skipped)
         outcome = "dry_run" if not self.invocation.execute else "nothing_to_do"
@@ -332,6 +373,21 @@ class Session:
     def _finish_unstarted(self) -> int:
         self._error("interrupted before anything was deleted", EXIT_INTERRUPTED)
         return EXIT_INTERRUPTED
+
+    def _audit_broke(self, error: OSError) -> None:
+        """A line could not be written: nothing more is deleted without its record."""
+        if self.engine is not None:
+            self.engine.stop_all()
+        self._note(f"--audit-log: cannot write: {error.strerror or error}; stopping")
+
+    def _audit_failed(self) -> int:
+        error = self.audit.failure
+        assert error is not None
+        return self._error(
+            f"--audit-log: cannot write {str(self.audit.path)!r}: {error.strerror or error}; "
+            "nothing was deleted after the last line it holds",
+            EXIT_FAILED,
+        )
 
     def _error(self, message: str, code: int) -> int:
         line = self.redact(message.splitlines()[0] if message else "error")
@@ -371,6 +427,8 @@ class Session:
         self.signals += 1
         name = signal.Signals(signum).name
         engine = self.engine
+        if engine is not None and engine.jobs and all(handle.done for handle in engine.jobs):
+            self.late_signals += 1  # every delete had finished: only verification is cut
         if self.signals == 1 and engine is not None and engine.jobs:
             engine.stop_all()
             action = "stop"
