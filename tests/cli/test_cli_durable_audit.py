@@ -16,7 +16,6 @@ from pathlib import Path
 import httpx
 import pytest
 
-from async_trace_delete._cli import audit as audit_module
 from async_trace_delete._cli.audit import read_confirmed_ids
 from async_trace_delete._cli.inputs import EXIT_FAILED, EXIT_OK
 from tests.support.cli_harness import FAST, NOW_MS, Recorder, cli
@@ -52,7 +51,12 @@ def test_every_line_is_synced_to_disk(
     """One fsync per line written: a batch is on disk before the next delete is sent."""
     synced: list[int] = []
     real_fsync = os.fsync
-    monkeypatch.setattr(audit_module.os, "fsync", lambda fd: (synced.append(fd), real_fsync(fd)))
+
+    def fsync(fd: int) -> None:
+        synced.append(fd)
+        real_fsync(fd)
+
+    monkeypatch.setattr(os, "fsync", fsync)
     log = tmp_path / "audit.jsonl"
     argv = ["delete", "--experiment-id", "1", *CUTOFF, "--execute", "--audit-log", str(log)]
     assert cli(recorder, capsys, *argv, *FAST).code == EXIT_OK
@@ -77,7 +81,7 @@ def test_a_write_failure_stops_the_run_before_the_next_delete(
             raise OSError(errno.ENOSPC, "No space left on device")
         real_fsync(fd)
 
-    monkeypatch.setattr(audit_module.os, "fsync", fsync)
+    monkeypatch.setattr(os, "fsync", fsync)
     log = tmp_path / "audit.jsonl"
     argv = [
         "delete", "--experiment-id", "1", *CUTOFF, "--execute", "--audit-log", str(log),
