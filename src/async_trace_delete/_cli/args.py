@@ -15,12 +15,14 @@ import os
 import sys
 import time
 from collections.abc import Callable, Mapping, Sequence
+from datetime import timedelta
+from pathlib import Path
 from typing import Any, NoReturn, TextIO
 
 from pydantic import ValidationError
 
 from .. import __version__
-from .._config import ClientConfig
+from .._config import ClientConfig, EngineConfig, redact_url
 from .._exceptions import UsageError
 from .audit import known_secrets
 from .inputs import (
@@ -41,6 +43,7 @@ from .inputs import (
     read_trace_ids,
 )
 from .names import ENGINE_OPTIONS, Namer
+from .plan_file import parse_growth, read_plan
 from .policy import load_policy
 from .session import Session
 
@@ -98,6 +101,9 @@ def _common_options() -> _Parser:
         "MLFLOW_TRACKING_TOKEN or MLFLOW_TRACKING_USERNAME/_PASSWORD",
     )
     run.add_argument("--audit-log", metavar="PATH", help="append a JSON-lines audit log here")
+    run.add_argument(
+        "--plan-out", metavar="PATH", help="dry run: write the plan, pinned, for `apply`"
+    )
     run.add_argument(
         "--verify", action="store_true", help="count matches on the server before and after"
     )
@@ -190,6 +196,27 @@ def build_parser() -> argparse.ArgumentParser:
         "run", parents=[common], help="run the jobs of a TOML policy file", prog=f"{PROG} run"
     )
     policy.add_argument("policy", metavar="POLICY", help="TOML policy file")
+    apply = commands.add_parser(
+        "apply",
+        parents=[common],
+        help="execute exactly the jobs of a plan file (--plan-out)",
+        prog=f"{PROG} apply",
+    )
+    apply.add_argument("plan", metavar="PLAN", help="a plan file written by --plan-out")
+    apply.add_argument(
+        "--max-plan-age",
+        type=_argument_type(parse_duration),
+        default=timedelta(hours=24),
+        metavar="AGE",
+        help="refuse a plan older than this (default 24h)",
+    )
+    apply.add_argument(
+        "--max-growth",
+        type=_argument_type(parse_growth),
+        default=0.1,
+        metavar="SHARE",
+        help="stop a job deleting more than its planned count plus this (default 10%%)",
+    )
     return parser
 
 
@@ -245,6 +272,8 @@ def prepare(
         SystemExit: argparse refused the command line (one line, exit 2) or printed help.
     """
     args = build_parser().parse_args(list(argv))
+    if args.command == "apply":
+        return _prepare_apply(argv, args, environ, now_ms)
     engine_options = {key: getattr(args, key) for key in ENGINE_OPTIONS}
     flags = Namer()
     engine_names = {key: flags(field) for key, field in ENGINE_OPTIONS.items()}
@@ -271,6 +300,43 @@ def prepare(
         jobs=tuple(jobs),
         config=config,
         secrets=tuple(known_secrets(environ, client)),
+    )
+
+
+def _prepare_apply(
+    argv: Sequence[str], args: argparse.Namespace, environ: Mapping[str, str], now_ms: int
+) -> Invocation:
+    """``apply PLAN``: the plan's server (unless another is named, which is then refused),
+    its engine settings, and its age checked, all before any HTTP call."""
+    if args.plan_out is not None:
+        raise BadInputError("--plan-out: apply executes a plan; it does not write one")
+    plan = read_plan(Path(args.plan).expanduser())
+    uri = args.tracking_uri or environ.get("MLFLOW_TRACKING_URI") or plan.server
+    client = _client_config(uri, environ)
+    server = redact_url(client.tracking_uri)
+    if server != plan.server:
+        raise BadInputError(
+            f"PLAN: made for {plan.server}, but the server is {server} (from "
+            f"{'--tracking-uri' if args.tracking_uri else 'MLFLOW_TRACKING_URI'}); "
+            "nothing was deleted"
+        )
+    age_ms = now_ms - plan.created_ms
+    if age_ms > args.max_plan_age // timedelta(milliseconds=1):
+        raise BadInputError(
+            f"--max-plan-age: the plan is {timedelta(milliseconds=age_ms)} old, older than "
+            f"{args.max_plan_age}; make a new one (nothing was deleted)"
+        )
+    try:
+        config = EngineConfig.model_validate({**plan.engine, "client": client})
+    except ValidationError as error:
+        raise BadInputError(f"PLAN: engine settings: {Namer().validation(error)}") from None
+    return Invocation(
+        argv=tuple(argv),
+        args=args,
+        jobs=(),
+        config=config,
+        secrets=tuple(known_secrets(environ, client)),
+        plan_file=plan,
     )
 
 

@@ -289,21 +289,29 @@ class Invocation:
     jobs: tuple[tuple[DeleteSpec, JobDefinition], ...]
     config: EngineConfig
     secrets: tuple[str, ...]
+    plan_file: Any = None  # a PlanFile for `apply` (typed loosely: plan_file imports inputs)
 
     @property
     def execute(self) -> bool:
-        """Whether this run deletes."""
-        return bool(self.args.execute)
+        """Whether this run deletes (``apply`` always does: its plan was the dry run)."""
+        return self.plan_file is not None or bool(self.args.execute)
 
     def command(self, *, execute: bool | None = None) -> str:
         """The command line, shell-quoted, URL credentials redacted.
 
         Args:
-            execute: True adds ``--execute``, False removes it, None keeps it as typed.
+            execute: True adds ``--execute`` (and drops ``--plan-out``, which only a dry run
+                writes), False removes it, None keeps it as typed.
         """
         words: list[str] = []
-        redact_next = False
+        redact_next = skip_next = False
         for word in self.argv:
+            if skip_next:
+                skip_next = False
+                continue
+            if execute and (word == "--plan-out" or word.startswith("--plan-out=")):
+                skip_next = word == "--plan-out"
+                continue
             if redact_next:
                 word, redact_next = redact_url(word), False
             elif word == "--tracking-uri":

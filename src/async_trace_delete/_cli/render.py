@@ -191,7 +191,12 @@ def _selection(job: JobPlan) -> str:
 
 
 def render_plan(
-    console: Console, plan: PlanReport, *, command: str, skipped: Sequence[Mapping[str, Any]]
+    console: Console,
+    plan: PlanReport,
+    *,
+    command: str,
+    skipped: Sequence[Mapping[str, Any]],
+    plan_out: str | None = None,
 ) -> None:
     """The dry-run report: per job what would go, a sample, and the command to execute."""
     table = Table(title="Dry run: nothing was deleted (times in UTC)", title_justify="left")
@@ -234,6 +239,29 @@ def render_plan(
                 "beyond status/tag/metadata equalities); counted by paging through search"
             )
             console.print(f"{escape(job.label)}: exact count; {escape(reason)}")
+    pinned = ", ".join(
+        f"{job.label}: --experiment-id {job.experiment_id}"
+        + (f" --max-timestamp-millis {job.cutoff_millis}" if job.cutoff_millis else "")
+        for job in plan.jobs
+    )
+    if pinned:
+        console.print(f"Pinned ({pinned})", markup=False, highlight=False, soft_wrap=True)
+    if plan_out is None:
+        console.print(
+            "To delete exactly this plan later: add --plan-out PLAN.json, then run "
+            "async-trace-delete apply PLAN.json",
+            markup=False,
+            highlight=False,
+            soft_wrap=True,
+        )
+    else:
+        console.print(
+            f"Plan written to {plan_out}; delete exactly it with: async-trace-delete apply "
+            f"{plan_out}",
+            markup=False,
+            highlight=False,
+            soft_wrap=True,
+        )
     if plan.would_delete:
         console.print(f"{plan.would_delete:,} traces would be deleted. To delete them, run:")
     else:

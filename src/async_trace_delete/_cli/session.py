@@ -51,6 +51,7 @@ from .inputs import (
     Invocation,
     describe_guardrail,
 )
+from .plan_file import write_plan
 from .render import ProgressDisplay, plan_json, render_plan, render_summary, report_json
 
 __all__ = ["Session"]
@@ -100,6 +101,8 @@ class Session:
         self.definitions = {
             spec.label or spec.experiment: definition for spec, definition in invocation.jobs
         }
+        plan_out = getattr(invocation.args, "plan_out", None)
+        self.plan_out = Path(plan_out).expanduser() if plan_out else None
         self.signals = 0
         self.late_signals = 0  # signals that came after every job had finished
         self.engine: Engine | None = None
@@ -167,14 +170,19 @@ class Session:
                 plan: PlanReport | None = None
                 specs: list[ResolvedSpec] = []
                 with self._phase():
-                    specs = await self._resolve_and_resume(engine)
-                    plan = await self._plan(engine, specs)
+                    if invocation.plan_file is not None:
+                        specs, plan = await self._planned(engine)
+                    else:
+                        specs = await self._resolve_and_resume(engine)
+                        plan = await self._plan(engine, specs)
                 if plan is None:
                     return self._finish_unstarted()
                 self.audit.write("plan", would_delete=plan.would_delete, jobs=_plan_lines(plan))
                 if self.audit.failure is not None:
                     return self._audit_failed()
                 if not invocation.execute:
+                    if self.plan_out is not None:
+                        await self._write_plan(engine, plan)
                     return self._dry_run_done(plan)
                 return await self._execute(engine, specs, plan)
         except BadInputError as error:
@@ -223,6 +231,53 @@ class Session:
         # After names are resolved, one job per experiment: identical ones collapse (the
         # first is kept), different ones are refused before anything is sent.
         return one_job_per_experiment(resolved)
+
+    async def _planned(self, engine: Engine) -> tuple[list[ResolvedSpec], PlanReport]:
+        """``apply``: the plan file's jobs, each experiment still there under its name."""
+        plan_file = self.invocation.plan_file
+        for job in plan_file.jobs:
+            experiment_id = job.resolved.experiment_id
+            try:
+                experiment = await engine.client.get_experiment(experiment_id)
+            except NotFoundError:
+                raise BadInputError(
+                    f"PLAN: experiment {experiment_id} ({job.experiment_name!r}) is gone; "
+                    "nothing was deleted"
+                ) from None
+            if experiment.lifecycle_stage == "deleted":
+                raise BadInputError(
+                    f"PLAN: experiment {experiment_id} ({job.experiment_name!r}) was deleted "
+                    "since the plan; nothing was deleted"
+                )
+            if experiment.name != job.experiment_name:
+                raise BadInputError(
+                    f"PLAN: experiment {experiment_id} was {job.experiment_name!r} when "
+                    f"planned and is {experiment.name!r} now; make a new plan (nothing was "
+                    "deleted)"
+                )
+        plan = plan_file.report(growth=self.invocation.args.max_growth)
+        return [job.planned() for job in plan.jobs], plan
+
+    async def _write_plan(self, engine: Engine, plan: PlanReport) -> None:
+        """``--plan-out``: the dry run, pinned, with each experiment's name."""
+        path = self.plan_out
+        assert path is not None
+        names = {}
+        for job in plan.jobs:
+            names[job.experiment_id] = (await engine.client.get_experiment(job.experiment_id)).name
+        server = redact_url(engine.client.config.tracking_uri)
+        settings = self.invocation.config.model_dump(mode="json", exclude={"client"})
+        created = self._wall_clock_ms()
+        try:
+            await anyio.to_thread.run_sync(
+                lambda: write_plan(
+                    path, plan, server=server, created_ms=created, engine=settings, names=names
+                )
+            )
+        except OSError as error:
+            raise BadInputError(
+                f"--plan-out: cannot write {str(path)!r}: {error.strerror or error}"
+            ) from None
 
     async def _read_confirmed(self, engine: Engine, resolved: list[ResolvedSpec]) -> None:
         """The IDs of this run's ID jobs that the audit log confirms gone on this server."""
@@ -363,7 +418,13 @@ class Session:
                 )
             )
         elif not self.quiet:
-            render_plan(self.out, plan, command=command, skipped=self.skipped)
+            render_plan(
+                self.out,
+                plan,
+                command=command,
+                skipped=self.skipped,
+                plan_out=None if self.plan_out is None else str(self.plan_out),
+            )
         outcome = "dry_run" if not self.invocation.execute else "nothing_to_do"
         self.audit.write(
             "run_end", outcome=outcome, exit_code=EXIT_OK, would_delete=plan.would_delete

@@ -1,0 +1,184 @@
+"""Plan files: a dry run written down, pinned, and applied exactly (terraform's plan / apply).
+
+``delete ... --plan-out PLAN.json`` writes what the dry run showed, pinned: the server
+(credentials never written), each job's experiment ID and name, its spec, its cutoff in
+epoch ms, its count, when the plan was made and the engine settings. ``apply PLAN.json``
+runs exactly those jobs: no name is resolved again, no ``--older-than`` recomputed. It refuses
+(exit 2, before any delete) another server, an experiment gone, deleted or renamed, or a plan
+older than ``--max-plan-age``; and each job's planned count is a ceiling: a job stops (and
+fails) rather than delete more than its count plus ``--max-growth``.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from dataclasses import dataclass
+from fractions import Fraction
+from pathlib import Path
+from typing import Any
+
+from pydantic import ValidationError
+
+from .._planning import JobPlan, PlanReport
+from .._specs import DeleteSpec, ResolvedSpec
+from .inputs import BadInputError
+
+__all__ = ["PLAN_VERSION", "PlanFile", "PlannedJob", "parse_growth", "read_plan", "write_plan"]
+
+PLAN_VERSION = 1
+
+
+@dataclass(frozen=True)
+class PlannedJob:
+    """One job of a plan file."""
+
+    experiment_name: str
+    resolved: ResolvedSpec
+    would_delete: int
+    matched: int
+    count_method: str
+
+
+@dataclass(frozen=True)
+class PlanFile:
+    """A plan file as read back."""
+
+    server: str
+    created_ms: int
+    engine: dict[str, Any]
+    jobs: tuple[PlannedJob, ...]
+
+    def report(self, *, growth: float) -> PlanReport:
+        """The plan for ``Engine.run``, each job capped at its count plus ``growth``
+        (``expect_at_most``: the job fails if more still match once it reached it)."""
+        jobs = []
+        for job in self.jobs:
+            spec = job.resolved.spec
+            # Exact: 10% of 200 is 20, not 20.000000000000004 rounded up.
+            ceiling = job.would_delete + math.floor(Fraction(str(growth)) * job.would_delete)
+            if spec.expect_at_most is not None:
+                ceiling = min(ceiling, spec.expect_at_most)
+            capped = DeleteSpec.model_validate({**spec.model_dump(), "expect_at_most": ceiling})
+            resolved = job.resolved.model_copy(update={"spec": capped})
+            jobs.append(
+                JobPlan(
+                    label=resolved.label,
+                    experiment_id=resolved.experiment_id,
+                    mode=capped.mode,
+                    cutoff_millis=resolved.cutoff_millis,
+                    filter_string=capped.filter_string,
+                    max_traces=capped.max_traces,
+                    would_delete=job.would_delete,
+                    matched=job.matched,
+                    requested_ids=len(capped.trace_ids) if capped.trace_ids is not None else None,
+                    sample=(),
+                    oldest_ms=None,
+                    newest_ms=None,
+                    count_method="search" if job.count_method == "search" else "metrics",
+                    resolved=resolved,
+                )
+            )
+        return PlanReport(jobs=tuple(jobs))
+
+
+def write_plan(
+    path: Path,
+    plan: PlanReport,
+    *,
+    server: str,
+    created_ms: int,
+    engine: dict[str, Any],
+    names: dict[str, str],
+) -> None:
+    """Write ``plan`` (every job holding its resolved spec) to ``path``.
+
+    Args:
+        path: Where.
+        plan: The dry run.
+        server: The server, credentials redacted.
+        created_ms: When the plan was made (epoch ms).
+        engine: The engine settings (without the client).
+        names: Experiment ID -> its name when planned (to refuse a renamed one).
+    """
+    jobs = []
+    for job in plan.jobs:
+        resolved = job.planned()
+        jobs.append(
+            {
+                "label": job.label,
+                "experiment_id": job.experiment_id,
+                "experiment_name": names[job.experiment_id],
+                "spec": resolved.spec.model_dump(mode="json", exclude_none=True),
+                "cutoff_millis": resolved.cutoff_millis,
+                "bound_millis": resolved.bound_millis,
+                "would_delete": job.would_delete,
+                "matched": job.matched,
+                "count_method": job.count_method,
+            }
+        )
+    payload = {
+        "version": PLAN_VERSION,
+        "server": server,
+        "created_ms": created_ms,
+        "engine": engine,
+        "would_delete": plan.would_delete,
+        "jobs": jobs,
+    }
+    path.write_text(json.dumps(payload, indent=2) + "\n", encoding="utf-8")
+
+
+def read_plan(path: Path) -> PlanFile:
+    """Read a plan file back.
+
+    Raises:
+        BadInputError: it cannot be read, or is not a plan this version wrote.
+    """
+    where = f"PLAN {str(path)!r}"
+    try:
+        payload = json.loads(path.read_text(encoding="utf-8"))
+    except OSError as error:
+        raise BadInputError(f"{where}: cannot read it: {error.strerror or error}") from None
+    except ValueError as error:
+        raise BadInputError(f"{where}: not JSON: {error}") from None
+    if not isinstance(payload, dict) or payload.get("version") != PLAN_VERSION:
+        raise BadInputError(f"{where}: not a plan file of version {PLAN_VERSION}")
+    try:
+        jobs = tuple(_job(item) for item in payload["jobs"])
+        return PlanFile(
+            server=str(payload["server"]),
+            created_ms=int(payload["created_ms"]),
+            engine=dict(payload["engine"]),
+            jobs=jobs,
+        )
+    except (KeyError, TypeError, ValueError, ValidationError) as error:
+        raise BadInputError(f"{where}: unreadable ({type(error).__name__}: {error})") from None
+
+
+def _job(item: dict[str, Any]) -> PlannedJob:
+    spec = DeleteSpec.model_validate(item["spec"])
+    resolved = ResolvedSpec(
+        spec=spec,
+        experiment_id=str(item["experiment_id"]),
+        cutoff_millis=item["cutoff_millis"],
+        bound_millis=item["bound_millis"],
+    )
+    return PlannedJob(
+        experiment_name=str(item["experiment_name"]),
+        resolved=resolved,
+        would_delete=int(item["would_delete"]),
+        matched=int(item["matched"]),
+        count_method=str(item["count_method"]),
+    )
+
+
+def parse_growth(text: str) -> float:
+    """``10%`` or ``0.1`` -> 0.1; must be >= 0."""
+    value = text.strip()
+    try:
+        growth = float(value[:-1]) / 100 if value.endswith("%") else float(value)
+    except ValueError:
+        raise ValueError(f"cannot read {text!r}; write a share such as 10% or 0.1") from None
+    if not math.isfinite(growth) or growth < 0:
+        raise ValueError(f"must be >= 0, got {text!r}")
+    return growth
