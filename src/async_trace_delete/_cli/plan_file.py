@@ -18,13 +18,26 @@ from fractions import Fraction
 from pathlib import Path
 from typing import Any
 
+import anyio
 from pydantic import ValidationError
 
+from .._config import redact_url
+from .._engine import Engine
+from .._exceptions import NotFoundError
 from .._planning import JobPlan, PlanReport
 from .._specs import DeleteSpec, ResolvedSpec
 from .inputs import BadInputError
 
-__all__ = ["PLAN_VERSION", "PlanFile", "PlannedJob", "parse_growth", "read_plan", "write_plan"]
+__all__ = [
+    "PLAN_VERSION",
+    "PlanFile",
+    "PlannedJob",
+    "checked_plan",
+    "parse_growth",
+    "read_plan",
+    "save_plan",
+    "write_plan",
+]
 
 PLAN_VERSION = 1
 
@@ -182,3 +195,56 @@ def parse_growth(text: str) -> float:
     if not math.isfinite(growth) or growth < 0:
         raise ValueError(f"must be >= 0, got {text!r}")
     return growth
+
+
+async def checked_plan(engine: Engine, plan_file: PlanFile, *, growth: float) -> PlanReport:
+    """The plan to run, once every experiment is checked still there under its name.
+
+    Raises:
+        BadInputError: an experiment is gone, deleted or renamed since the plan.
+    """
+    for job in plan_file.jobs:
+        experiment_id = job.resolved.experiment_id
+        try:
+            experiment = await engine.client.get_experiment(experiment_id)
+        except NotFoundError:
+            raise BadInputError(
+                f"PLAN: experiment {experiment_id} ({job.experiment_name!r}) is gone; "
+                "nothing was deleted"
+            ) from None
+        if experiment.lifecycle_stage == "deleted":
+            raise BadInputError(
+                f"PLAN: experiment {experiment_id} ({job.experiment_name!r}) was deleted "
+                "since the plan; nothing was deleted"
+            )
+        if experiment.name != job.experiment_name:
+            raise BadInputError(
+                f"PLAN: experiment {experiment_id} was {job.experiment_name!r} when "
+                f"planned and is {experiment.name!r} now; make a new plan (nothing was "
+                "deleted)"
+            )
+    return plan_file.report(growth=growth)
+
+
+async def save_plan(
+    engine: Engine, plan: PlanReport, path: Path, created_ms: int, settings: dict[str, Any]
+) -> None:
+    """Write ``plan`` with each experiment's current name (``--plan-out``).
+
+    Raises:
+        BadInputError: the file cannot be written.
+    """
+    names = {}
+    for job in plan.jobs:
+        names[job.experiment_id] = (await engine.client.get_experiment(job.experiment_id)).name
+    server = redact_url(engine.client.config.tracking_uri)
+    try:
+        await anyio.to_thread.run_sync(
+            lambda: write_plan(
+                path, plan, server=server, created_ms=created_ms, engine=settings, names=names
+            )
+        )
+    except OSError as error:
+        raise BadInputError(
+            f"--plan-out: cannot write {str(path)!r}: {error.strerror or error}"
+        ) from None

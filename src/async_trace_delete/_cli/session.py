@@ -51,7 +51,7 @@ from .inputs import (
     Invocation,
     describe_guardrail,
 )
-from .plan_file import write_plan
+from .plan_file import checked_plan, save_plan
 from .render import ProgressDisplay, plan_json, render_plan, render_summary, report_json
 
 __all__ = ["Session"]
@@ -234,50 +234,16 @@ class Session:
 
     async def _planned(self, engine: Engine) -> tuple[list[ResolvedSpec], PlanReport]:
         """``apply``: the plan file's jobs, each experiment still there under its name."""
-        plan_file = self.invocation.plan_file
-        for job in plan_file.jobs:
-            experiment_id = job.resolved.experiment_id
-            try:
-                experiment = await engine.client.get_experiment(experiment_id)
-            except NotFoundError:
-                raise BadInputError(
-                    f"PLAN: experiment {experiment_id} ({job.experiment_name!r}) is gone; "
-                    "nothing was deleted"
-                ) from None
-            if experiment.lifecycle_stage == "deleted":
-                raise BadInputError(
-                    f"PLAN: experiment {experiment_id} ({job.experiment_name!r}) was deleted "
-                    "since the plan; nothing was deleted"
-                )
-            if experiment.name != job.experiment_name:
-                raise BadInputError(
-                    f"PLAN: experiment {experiment_id} was {job.experiment_name!r} when "
-                    f"planned and is {experiment.name!r} now; make a new plan (nothing was "
-                    "deleted)"
-                )
-        plan = plan_file.report(growth=self.invocation.args.max_growth)
+        plan = await checked_plan(
+            engine, self.invocation.plan_file, growth=self.invocation.args.max_growth
+        )
         return [job.planned() for job in plan.jobs], plan
 
     async def _write_plan(self, engine: Engine, plan: PlanReport) -> None:
-        """``--plan-out``: the dry run, pinned, with each experiment's name."""
-        path = self.plan_out
-        assert path is not None
-        names = {}
-        for job in plan.jobs:
-            names[job.experiment_id] = (await engine.client.get_experiment(job.experiment_id)).name
-        server = redact_url(engine.client.config.tracking_uri)
+        """``--plan-out``: the dry run, pinned."""
+        assert self.plan_out is not None
         settings = self.invocation.config.model_dump(mode="json", exclude={"client"})
-        created = self._wall_clock_ms()
-        try:
-            await anyio.to_thread.run_sync(
-                lambda: write_plan(
-                    path, plan, server=server, created_ms=created, engine=settings, names=names
-                )
-            )
-        except OSError as error:
-            raise BadInputError(
-                f"--plan-out: cannot write {str(path)!r}: {error.strerror or error}"
-            ) from None
+        await save_plan(engine, plan, self.plan_out, self._wall_clock_ms(), settings)
 
     async def _read_confirmed(self, engine: Engine, resolved: list[ResolvedSpec]) -> None:
         """The IDs of this run's ID jobs that the audit log confirms gone on this server."""
