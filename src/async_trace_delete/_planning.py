@@ -28,6 +28,7 @@ __all__ = [
     "TraceSearcher",
     "check_expected",
     "count_remaining",
+    "job_plan",
     "plan_job",
 ]
 
@@ -151,26 +152,36 @@ async def plan_job(
     """
     spec = resolved.spec
     mode = mode_of(spec)
-    query = mode.count_query(resolved)
-    note: str | None = None
-    if query is not None:
-        try:
-            matched = await client.query_count(query)
-        except (NotFoundError, InvalidParameterError) as error:
-            if isinstance(error, NotFoundError) and error.error_code == "RESOURCE_DOES_NOT_EXIST":
-                raise  # the experiment is gone, not the endpoint
-            note = (
-                f"counted by paging through search: the server did not count in one request "
-                f"({type(error).__name__}: {error.message})"
-            )
-        else:
-            return await _with_details(
-                client, resolved, matched, sample_size, page_size, counts_only
-            )
+    matched, note = await _count_in_one_request(client, resolved)
+    if matched is not None:
+        return await _with_details(client, resolved, matched, sample_size, page_size, counts_only)
     if counts_only and mode.names_ids and spec.expect_at_most is None:
         given = len(spec.trace_ids or ())
-        return _plan(resolved, given, (), None, None, "upper_bound", note)
+        return job_plan(resolved, given, (), None, None, "upper_bound", note)
     return await _paged(client, resolved, sample_size, page_size, note)
+
+
+async def _count_in_one_request(
+    client: TraceSearcher, resolved: ResolvedSpec
+) -> tuple[int | None, str | None]:
+    """The exact count in one ``traces/metrics`` request, or ``None`` (with why, when the
+    server did not answer it) when the job must be paged through search instead.
+
+    Raises:
+        NotFoundError: the experiment is gone (not the endpoint).
+    """
+    query = mode_of(resolved.spec).count_query(resolved)
+    if query is None:
+        return None, None
+    try:
+        return await client.query_count(query), None
+    except (NotFoundError, InvalidParameterError) as error:
+        if isinstance(error, NotFoundError) and error.error_code == "RESOURCE_DOES_NOT_EXIST":
+            raise
+        return None, (
+            "counted by paging through search: the server did not count in one request "
+            f"({type(error).__name__}: {error.message})"
+        )
 
 
 async def _with_details(
@@ -185,7 +196,7 @@ async def _with_details(
     cap = resolved.spec.max_traces
     would = matched if cap is None else min(matched, cap)
     if counts_only or would == 0:
-        return _plan(resolved, matched, (), None, None, "metrics", None)
+        return job_plan(resolved, matched, (), None, None, "metrics", None)
     search_filter = resolved.search_filter() or None
     first = await client.search_traces(
         resolved.experiment_id,
@@ -212,7 +223,7 @@ async def _with_details(
                 newest = trace.timestamp_ms
                 break
     sample = tuple(_sample(trace) for trace in head[:sample_size])
-    return _plan(resolved, matched, sample, oldest, newest, "metrics", None)
+    return job_plan(resolved, matched, sample, oldest, newest, "metrics", None)
 
 
 async def _paged(
@@ -247,14 +258,14 @@ async def _paged(
         _sample(trace)
         for trace in sorted((item[2] for item in heap), key=lambda t: (t.timestamp_ms, t.trace_id))
     )
-    return _plan(resolved, matched, sample, oldest, newest, "search", note)
+    return job_plan(resolved, matched, sample, oldest, newest, "search", note)
 
 
 def _sample(trace: TraceSummary) -> SampleTrace:
     return SampleTrace(trace_id=trace.trace_id, timestamp_ms=trace.timestamp_ms, state=trace.state)
 
 
-def _plan(
+def job_plan(
     resolved: ResolvedSpec,
     matched: int,
     sample: tuple[SampleTrace, ...],
@@ -263,6 +274,7 @@ def _plan(
     method: CountMethod,
     note: str | None,
 ) -> JobPlan:
+    """The plan of one job that ``matched`` traces, holding its resolved spec."""
     spec = resolved.spec
     cap = spec.max_traces
     return JobPlan(
@@ -289,13 +301,9 @@ async def count_remaining(
 ) -> int:
     """How many traces the spec still matches on the server (ignoring its cap): one
     ``traces/metrics`` request where it can say, else paging through search."""
-    query = mode_of(resolved.spec).count_query(resolved)
-    if query is not None:
-        try:
-            return await client.query_count(query)
-        except (NotFoundError, InvalidParameterError) as error:
-            if isinstance(error, NotFoundError) and error.error_code == "RESOURCE_DOES_NOT_EXIST":
-                raise
+    matched, _ = await _count_in_one_request(client, resolved)
+    if matched is not None:
+        return matched
     count = 0
     async for _ in mode_of(resolved.spec).matching(client, resolved, page_size):
         count += 1

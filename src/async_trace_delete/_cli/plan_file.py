@@ -16,7 +16,7 @@ import math
 from dataclasses import dataclass
 from fractions import Fraction
 from pathlib import Path
-from typing import Any
+from typing import Any, cast, get_args
 
 import anyio
 from pydantic import ValidationError
@@ -24,7 +24,7 @@ from pydantic import ValidationError
 from .._config import redact_url
 from .._engine import Engine
 from .._exceptions import NotFoundError
-from .._planning import JobPlan, PlanReport
+from .._planning import CountMethod, PlanReport, job_plan
 from .._specs import DeleteSpec, ResolvedSpec
 from .inputs import BadInputError
 
@@ -50,7 +50,7 @@ class PlannedJob:
     resolved: ResolvedSpec
     would_delete: int
     matched: int
-    count_method: str
+    count_method: CountMethod
 
 
 @dataclass(frozen=True)
@@ -74,24 +74,7 @@ class PlanFile:
                 ceiling = min(ceiling, spec.expect_at_most)
             capped = DeleteSpec.model_validate({**spec.model_dump(), "expect_at_most": ceiling})
             resolved = job.resolved.model_copy(update={"spec": capped})
-            jobs.append(
-                JobPlan(
-                    label=resolved.label,
-                    experiment_id=resolved.experiment_id,
-                    mode=capped.mode,
-                    cutoff_millis=resolved.cutoff_millis,
-                    filter_string=capped.filter_string,
-                    max_traces=capped.max_traces,
-                    would_delete=job.would_delete,
-                    matched=job.matched,
-                    requested_ids=len(capped.trace_ids) if capped.trace_ids is not None else None,
-                    sample=(),
-                    oldest_ms=None,
-                    newest_ms=None,
-                    count_method="search" if job.count_method == "search" else "metrics",
-                    resolved=resolved,
-                )
-            )
+            jobs.append(job_plan(resolved, job.matched, (), None, None, job.count_method, None))
         return PlanReport(jobs=tuple(jobs))
 
 
@@ -181,7 +164,7 @@ def _job(item: dict[str, Any]) -> PlannedJob:
         resolved=resolved,
         would_delete=int(item["would_delete"]),
         matched=int(item["matched"]),
-        count_method=str(item["count_method"]),
+        count_method=_method(item["count_method"]),
     )
 
 
@@ -248,3 +231,9 @@ async def save_plan(
         raise BadInputError(
             f"--plan-out: cannot write {str(path)!r}: {error.strerror or error}"
         ) from None
+
+
+def _method(value: object) -> CountMethod:
+    if value not in get_args(CountMethod):
+        raise ValueError(f"count_method {value!r} is not one this version writes")
+    return cast(CountMethod, value)
