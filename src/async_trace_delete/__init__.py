@@ -17,6 +17,7 @@ from ._events import (
     BatchSizeChanged,
     ConcurrencyChanged,
     Event,
+    FoldersSwept,
     Hook,
     JobFinished,
     JobStarted,
@@ -25,6 +26,7 @@ from ._events import (
     Throttled,
 )
 from ._exceptions import (
+    ArtifactsUnavailableError,
     AuthenticationError,
     BatchTooLargeError,
     ConflictingJobsError,
@@ -51,9 +53,10 @@ from ._exceptions import (
 )
 from ._messages import FieldMessage
 from ._planning import JobPlan, PlanReport, SampleTrace
-from ._reports import BatchRecord, JobReport, JobState, RunReport
+from ._reports import ArtifactReport, BatchRecord, JobReport, JobState, RunReport
 from ._retry import RetryBudget, RetryPolicy, compute_backoff
 from ._specs import DeleteSpec, ResolvedSpec
+from ._sweep import SweepExperiment, SweepReport
 
 try:
     __version__ = version("async-trace-delete")
@@ -61,6 +64,8 @@ except PackageNotFoundError:  # pragma: no cover - running from a source tree
     __version__ = "0+unknown"
 
 __all__ = [
+    "ArtifactReport",
+    "ArtifactsUnavailableError",
     "AuthenticationError",
     "BatchDeleted",
     "BatchOutcomeUnknown",
@@ -82,6 +87,7 @@ __all__ = [
     "Experiment",
     "FieldMessage",
     "FixedLimit",
+    "FoldersSwept",
     "GuardrailError",
     "Hook",
     "InvalidParameterError",
@@ -116,6 +122,8 @@ __all__ = [
     "ServerUnavailableError",
     "Sizer",
     "SizerSettings",
+    "SweepExperiment",
+    "SweepReport",
     "Throttled",
     "ThrottledError",
     "TraceDeleteError",

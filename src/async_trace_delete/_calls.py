@@ -77,6 +77,11 @@ class Caller:
         self._last_progress = shared.runtime.clock()
 
     @property
+    def shared(self) -> SharedState:
+        """The engine's shared state the calls go through."""
+        return self._shared
+
+    @property
     def stopped(self) -> bool:
         """True once :meth:`stop` was called."""
         return self._stop.is_set()

@@ -6,7 +6,11 @@ It speaks MLflow's REST API (verified against mlflow 3.17.2's ``server/handlers.
   ``max_traces``, ``request_ids`` (the only ID field the server reads);
 * ``POST /api/3.0/mlflow/traces/search`` — ``locations``, ``filter``, ``max_results`` (≤ 500),
   ``order_by``, ``page_token`` (an *offset*: deleting while paging forward skips rows);
-* ``GET /api/2.0/mlflow/experiments/get`` and ``/get-by-name``.
+* ``GET /api/2.0/mlflow/experiments/get`` and ``/get-by-name``;
+* ``POST /api/3.0/mlflow/traces/batchGetInfos`` — which of some trace IDs exist (any
+  experiment);
+* the artifact proxy: ``GET /api/2.0/mlflow-artifacts/artifacts?path=`` lists a folder,
+  ``DELETE /api/2.0/mlflow-artifacts/artifacts/<path>`` removes one, recursively.
 
 Every transport failure and error status is mapped into :mod:`._exceptions`; no ``httpx``
 exception escapes. Arguments are checked against MLflow's rules *before* any request is sent.
@@ -21,6 +25,7 @@ import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Generator, Mapping, Sequence
 from importlib.metadata import PackageNotFoundError, version
 from typing import Any, Self
+from urllib.parse import quote
 
 import httpx
 from pydantic import SecretStr
@@ -38,11 +43,20 @@ from ._exceptions import (
     TransportError,
     UsageError,
 )
-from ._requests import MAX_SEARCH_PAGE, check_experiment_id, count_body, delete_body, search_body
+from ._requests import (
+    MAX_SEARCH_PAGE,
+    check_artifact_path,
+    check_experiment_id,
+    count_body,
+    delete_body,
+    search_body,
+)
 from ._wire import (
+    ArtifactFile,
     Experiment,
     TracePage,
     TraceSummary,
+    artifact_files,
     count_from,
     error_body,
     excerpt,
@@ -50,6 +64,7 @@ from ._wire import (
     iter_pages,
     parse_retry_after,
     parse_rfc3339_millis,
+    trace_info_ids,
     trace_summary,
 )
 
@@ -68,6 +83,8 @@ SEARCH_PATH = "/api/3.0/mlflow/traces/search"
 METRICS_PATH = "/api/3.0/mlflow/traces/metrics"
 GET_EXPERIMENT_PATH = "/api/2.0/mlflow/experiments/get"
 GET_EXPERIMENT_BY_NAME_PATH = "/api/2.0/mlflow/experiments/get-by-name"
+TRACE_INFOS_PATH = "/api/3.0/mlflow/traces/batchGetInfos"
+ARTIFACTS_PATH = "/api/2.0/mlflow-artifacts/artifacts"
 
 # What no HTTP answer means, most specific first (httpx's own HTTPCORE_EXC_MAP, one level up):
 # a request that never left cannot have done anything; one sent and unanswered may have.
@@ -350,6 +367,58 @@ class TracesClient:
             "GET", GET_EXPERIMENT_BY_NAME_PATH, params={"experiment_name": name}
         )
         return experiment_from(payload, GET_EXPERIMENT_BY_NAME_PATH)
+
+    async def existing_trace_ids(self, trace_ids: Sequence[str]) -> frozenset[str]:
+        """Which of ``trace_ids`` exist on the server, in any experiment (one request).
+
+        Raises:
+            NotFoundError: the server has no ``batchGetInfos`` endpoint (before 3.x).
+            InvalidResponseError: the answer names a trace that was not asked for.
+        """
+        payload = await self._call(
+            "POST", TRACE_INFOS_PATH, json_body={"trace_ids": list(trace_ids)}
+        )
+        try:
+            found = trace_info_ids(payload)
+        except TypeError as error:
+            raise InvalidResponseError(
+                f"batchGetInfos answered an unexpected shape: {error}",
+                status_code=200,
+                endpoint=TRACE_INFOS_PATH,
+                outcome_unknown=False,
+            ) from None
+        if not found <= set(trace_ids):
+            raise InvalidResponseError(
+                "batchGetInfos answered traces that were not asked for (not MLflow's answer?)",
+                status_code=200,
+                endpoint=TRACE_INFOS_PATH,
+                outcome_unknown=False,
+            )
+        return found
+
+    async def list_artifacts(self, path: str) -> tuple[ArtifactFile, ...]:
+        """List one folder of the server's artifact store (``path`` relative to its root);
+        a missing folder lists as empty."""
+        payload = await self._call("GET", ARTIFACTS_PATH, params={"path": path})
+        try:
+            return artifact_files(payload)
+        except TypeError as error:
+            raise InvalidResponseError(
+                f"the artifact listing has an unexpected shape: {error}",
+                status_code=200,
+                endpoint=ARTIFACTS_PATH,
+                outcome_unknown=False,
+            ) from None
+
+    async def delete_artifacts(self, path: str, *, request_timeout: float | None = None) -> None:
+        """Remove a file or folder (recursively) from the server's artifact store; a missing
+        path is no error (the server answers 200)."""
+        check_artifact_path(path)
+        await self._call(
+            "DELETE",
+            f"{ARTIFACTS_PATH}/{quote(path, safe='/')}",
+            request_timeout=request_timeout,
+        )
 
     # -- plumbing -------------------------------------------------------------------------
 

@@ -17,6 +17,7 @@ import logging
 import random
 import time
 from collections.abc import Awaitable, Callable, Iterable, Iterator, Sequence
+from functools import partial
 from typing import Self
 
 import anyio
@@ -41,6 +42,7 @@ from ._planning import JobPlan, PlanReport, check_expected, count_remaining, pla
 from ._reports import RunReport
 from ._shared import Controls, Runtime, SharedState, open_shared
 from ._specs import DeleteSpec, ResolvedSpec, conflict_message, one_job_per_experiment
+from ._sweep import SweepReport, sweep_experiment
 
 __all__ = ["Engine", "JobHandle", "JobStatus", "one_job_per_experiment"]
 
@@ -312,6 +314,58 @@ class Engine:
         )
         plans = [await self._count(item, sample_size, counts_only) for item in resolved]
         return PlanReport(jobs=tuple(plans))
+
+    async def sweep_artifacts(
+        self,
+        experiment_ids: Sequence[str] = (),
+        experiment_names: Sequence[str] = (),
+        *,
+        execute: bool = False,
+        count_bytes: bool = True,
+    ) -> SweepReport:
+        """Find the trace folders whose trace no longer exists, and with ``execute`` remove
+        them (see :mod:`._sweep`); paced by the engine's gate like every call.
+
+        Args:
+            experiment_ids: Experiments to sweep, by ID.
+            experiment_names: Experiments to sweep, by name.
+            execute: Remove the orphans (else only count them: a dry run).
+            count_bytes: List each orphan's ``artifacts/`` folder to count its bytes.
+
+        Raises:
+            UsageError: no experiment given.
+            NotFoundError: an experiment does not exist (nothing was removed).
+        """
+        shared = self._require_open()
+        if not experiment_ids and not experiment_names:
+            raise UsageError("give at least one experiment to sweep (by ID or name)")
+        client = shared.client
+        started = shared.runtime.clock()
+        experiments = []
+        for experiment_id in experiment_ids:
+            with self._reader(f"sweep {experiment_id}") as caller:
+                experiments.append(await caller.read(partial(client.get_experiment, experiment_id)))
+        for name in experiment_names:
+            with self._reader(f"sweep {name}") as caller:
+                experiments.append(await caller.read(partial(client.get_experiment_by_name, name)))
+        unique = {experiment.experiment_id: experiment for experiment in experiments}
+        swept = []
+        for experiment in unique.values():
+            with self._reader(f"sweep {experiment.name}") as caller:
+                swept.append(
+                    await sweep_experiment(
+                        caller,
+                        experiment,
+                        execute=execute,
+                        count_bytes=count_bytes,
+                        emit=self._emit,
+                    )
+                )
+        return SweepReport(
+            experiments=tuple(swept),
+            executed=execute,
+            elapsed=shared.runtime.clock() - started,
+        )
 
     def stop_all(self) -> None:
         """Stop every job gracefully (calls in flight finish and are counted).

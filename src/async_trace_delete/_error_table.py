@@ -19,6 +19,7 @@ from collections.abc import Callable, Mapping
 from typing import Any
 
 from ._exceptions import (
+    ArtifactsUnavailableError,
     AuthenticationError,
     BatchTooLargeError,
     InvalidParameterError,
@@ -40,6 +41,7 @@ GATEWAY_STATUSES = frozenset({502, 504, 520, 521, 522, 523, 524, 599})
 
 _MLFLOW_ERROR_CODE = re.compile(r"[A-Z][A-Z0-9_]*")  # INTERNAL_ERROR, TEMPORARILY_UNAVAILABLE
 _TOO_MANY_VARIABLES = "too many sql variables"
+_ARTIFACTS_NOT_SERVED = "--no-serve-artifacts"  # mlflow's plain-text 503 of its artifact API
 
 # 4xx statuses with one meaning: the class and how its message reads.
 _CLIENT_ERRORS: Mapping[int, tuple[type[MlflowApiError], Callable[[str], str]]] = {
@@ -127,6 +129,10 @@ def _server_error(
     if status == 503 and from_mlflow and _TOO_MANY_VARIABLES in shown.lower():
         return BatchTooLargeError(
             f"the batch is too large for the server's database: {shown}", **details
+        )
+    if status == 503 and _ARTIFACTS_NOT_SERVED in shown:
+        return ArtifactsUnavailableError(
+            f"the server does not serve artifacts: {shown}", outcome_unknown=False, **details
         )
     if status == 503:
         return ServerUnavailableError(

@@ -19,6 +19,7 @@ __all__ = [
     "BatchSizeChanged",
     "ConcurrencyChanged",
     "Event",
+    "FoldersSwept",
     "Hook",
     "JobFinished",
     "JobStarted",
@@ -127,6 +128,19 @@ class JobFinished:
     at: float
 
 
+@dataclass(frozen=True, slots=True)
+class FoldersSwept:
+    """Progress of a sweep in one experiment (after each check of up to 500 folders)."""
+
+    experiment_id: str
+    folders: int
+    checked: int
+    orphans: int
+    deleted: int
+    done: bool
+    at: float
+
+
 Event = (
     JobStarted
     | BatchDeleted
@@ -136,6 +150,7 @@ Event = (
     | ConcurrencyChanged
     | Throttled
     | JobFinished
+    | FoldersSwept
 )
 Hook = Callable[[Event], None]
 

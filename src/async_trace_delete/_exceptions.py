@@ -24,6 +24,7 @@ exception ever escapes the client.
         ├── ThrottledError                 429, with Retry-After parsed
         ├── ServerUnavailableError         503 (e.g. "database is locked"), Retry-After parsed
         ├── ServerError                    other 5xx
+        ├── ArtifactsUnavailableError      503 "--no-serve-artifacts": artifacts left, not retried
         ├── RedirectError                  3xx (an SSO login page in front of MLflow): fail
         ├── OutOfSelectionError            search answered a trace outside the job: fail
         ├── InvalidResponseError           a 2xx whose body is not the JSON we expect
@@ -56,6 +57,7 @@ from ._messages import FieldMessage
 from ._outcomes import Outcome, RetryDecision
 
 __all__ = [
+    "ArtifactsUnavailableError",
     "AuthenticationError",
     "BatchTooLargeError",
     "ConflictingJobsError",
@@ -272,6 +274,11 @@ class ServerError(MlflowApiError):
 
     retry_decision = RetryDecision.RETRY
     outcome = Outcome.SERVER_ERROR
+
+
+class ArtifactsUnavailableError(MlflowApiError):
+    """The server does not serve artifacts (``mlflow server --no-serve-artifacts`` answers 503
+    with that text). Never retried: trace deletion goes on, the artifacts are left."""
 
 
 class RedirectError(MlflowApiError):

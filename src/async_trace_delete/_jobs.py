@@ -19,8 +19,8 @@ from pydantic import BaseModel, ConfigDict
 
 from ._calls import Caller
 from ._events import JobFinished, JobStarted
-from ._ledger import Counters
-from ._modes import JobContext, Mode, mode_of
+from ._ledger import ArtifactLedger, Counters
+from ._modes import ArtifactSide, JobContext, Mode, mode_of
 from ._reports import JobReport, JobState
 from ._shared import SharedState
 from ._specs import ResolvedSpec
@@ -76,12 +76,25 @@ class JobRunner:
             experiment_id=resolved.experiment_id,
             counts=self.counts,
         )
+        self._artifacts: ArtifactSide | None = None
+        if resolved.spec.with_artifacts:
+            self._artifacts = ArtifactSide(
+                ledger=ArtifactLedger(),
+                caller=Caller(
+                    shared,
+                    key=self,
+                    label=resolved.label,
+                    experiment_id=resolved.experiment_id,
+                    counts=self.counts,
+                ),
+            )
         self._context = JobContext(
             resolved=resolved,
             caller=self.caller,
             counts=self.counts,
             shared=shared,
             sizer=(self.mode.sizer, shared.sizers[self.mode.sizer]),
+            artifacts=self._artifacts,
         )
         self._state = JobState.PENDING
         self._error: BaseException | None = None
@@ -107,6 +120,8 @@ class JobRunner:
     def stop(self) -> None:
         """Send nothing new, wake every wait; calls in flight finish and are counted."""
         self.caller.stop()
+        if self._artifacts is not None:
+            self._artifacts.caller.stop()
 
     def verified(self, verification: Verification) -> None:
         """Keep what ``verify`` counted around the job."""
@@ -155,6 +170,7 @@ class JobRunner:
             matched_before=self._verification.matched_before,
             verified_remaining=self._verification.remaining,
             verification_error=self._verification.error,
+            artifacts=None if self._artifacts is None else self._artifacts.ledger.report(),
         )
 
     async def run(self) -> JobReport:
@@ -167,6 +183,8 @@ class JobRunner:
         self._state = JobState.RUNNING
         self._started_at = runtime.clock()
         self.caller.progressed()
+        if self._artifacts is not None:
+            self._artifacts.caller.progressed()
         self._shared.emit(
             JobStarted(
                 job=self.label,

@@ -11,11 +11,12 @@ from __future__ import annotations
 from collections import deque
 from dataclasses import dataclass, field
 
-from ._reports import BatchRecord
+from ._reports import ArtifactReport, BatchRecord
 
-__all__ = ["Counters", "Doubt"]
+__all__ = ["ArtifactLedger", "Counters", "Doubt"]
 
 _MAX_ERRORS_KEPT = 100
+_MAX_NOTES_KEPT = 10
 
 
 @dataclass
@@ -115,3 +116,38 @@ class Doubt:
         )
         self._counted = False  # the halves own it now
         return halves
+
+
+@dataclass
+class ArtifactLedger:
+    """A ``with_artifacts`` job's live folder counts (see :class:`ArtifactReport`)."""
+
+    deleted: int = 0
+    failed: int = 0
+    skipped: int = 0
+    notes: dict[str, None] = field(default_factory=dict)  # an ordered set of reasons
+
+    def note(self, text: str) -> None:
+        """Keep one reason (the first ``_MAX_NOTES_KEPT`` distinct ones)."""
+        if len(self.notes) < _MAX_NOTES_KEPT:
+            self.notes[text] = None
+
+    def skip(self, count: int, reason: str) -> None:
+        """``count`` folders are left on purpose, for ``reason``."""
+        if count > 0:
+            self.skipped += count
+            self.note(reason)
+
+    def fail(self, reason: str) -> None:
+        """One folder's removal failed."""
+        self.failed += 1
+        self.note(reason)
+
+    def report(self) -> ArtifactReport:
+        """A frozen copy."""
+        return ArtifactReport(
+            deleted=self.deleted,
+            failed=self.failed,
+            skipped=self.skipped,
+            notes=tuple(self.notes),
+        )

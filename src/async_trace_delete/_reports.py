@@ -16,7 +16,7 @@ from pydantic import BaseModel, ConfigDict
 
 from ._specs import JobMode
 
-__all__ = ["BatchRecord", "JobReport", "JobState", "RunReport"]
+__all__ = ["ArtifactReport", "BatchRecord", "JobReport", "JobState", "RunReport"]
 
 
 class JobState(enum.StrEnum):
@@ -59,6 +59,28 @@ class BatchRecord(BaseModel):
     outcome_unknown: bool = False
 
 
+class ArtifactReport(BaseModel):
+    """What happened to the artifact folders of a job's deleted traces (``with_artifacts``).
+
+    Never mixed with the trace counts: a failed folder delete leaves ``deleted`` as it is.
+
+    Attributes:
+        deleted: Folders removed through the server's artifact API.
+        failed: Folders whose removal failed (the trace is gone; the folder is an orphan
+            that ``sweep-artifacts`` finds later).
+        skipped: Folders left on purpose: out of the server's reach, a trace whose delete
+            is not known to have happened, a tag naming another place, a stop.
+        notes: Why folders were skipped or failed, one line per reason.
+    """
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    deleted: int = 0
+    failed: int = 0
+    skipped: int = 0
+    notes: tuple[str, ...] = ()
+
+
 class JobReport(BaseModel):
     """The final (or current) account of one job.
 
@@ -95,6 +117,8 @@ class JobReport(BaseModel):
     verification_error: str | None = None
     batches_dropped: int = 0
     errors_dropped: int = 0
+    artifacts: ArtifactReport | None = None
+    """The artifact folders' account, for a ``with_artifacts`` job (else ``None``)."""
 
     @property
     def batch_sizes(self) -> tuple[int, ...]:
@@ -157,6 +181,19 @@ class RunReport(BaseModel):
     def retries(self) -> int:
         """Retries made, over all jobs."""
         return sum(job.retries for job in self.jobs)
+
+    @property
+    def artifacts(self) -> ArtifactReport | None:
+        """The artifact folders' account over the ``with_artifacts`` jobs (``None``: none)."""
+        reports = [job.artifacts for job in self.jobs if job.artifacts is not None]
+        if not reports:
+            return None
+        return ArtifactReport(
+            deleted=sum(r.deleted for r in reports),
+            failed=sum(r.failed for r in reports),
+            skipped=sum(r.skipped for r in reports),
+            notes=tuple(dict.fromkeys(note for r in reports for note in r.notes)),
+        )
 
     @property
     def failed(self) -> tuple[JobReport, ...]:

@@ -15,6 +15,7 @@ from ._exceptions import UsageError
 
 __all__ = [
     "MAX_SEARCH_PAGE",
+    "check_artifact_path",
     "check_experiment_id",
     "count_body",
     "delete_body",
@@ -28,6 +29,16 @@ def check_experiment_id(experiment_id: object) -> None:
     """Refuse an experiment ID that is not a non-empty string."""
     if not isinstance(experiment_id, str) or not experiment_id.strip():
         raise UsageError(f"experiment_id must be a non-empty string, got {experiment_id!r}")
+
+
+def check_artifact_path(path: object) -> None:
+    """Refuse an artifact path that could name more than one trace's folder: empty, absolute,
+    or with an empty, ``.`` or ``..`` segment (the server refuses ``..`` too; we never send it).
+    """
+    if not isinstance(path, str) or not path or path.startswith("/"):
+        raise UsageError(f"artifact path must be a relative path, got {path!r}")
+    if any(segment in {"", ".", ".."} or "\\" in segment for segment in path.split("/")):
+        raise UsageError(f"artifact path {path!r} has an empty, '.' or '..' segment")
 
 
 def delete_body(

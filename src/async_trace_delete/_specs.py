@@ -68,6 +68,10 @@ class DeleteSpec(BaseModel):
         allow_match_all: Allow a selective job with an empty filter and no cutoff (it would
             delete the whole experiment).
         force: Override ``min_retention``.
+        with_artifacts: Also remove each deleted trace's artifact folder
+            (``<experiment>/traces/<trace_id>``, where ``traces.json`` lives) through the
+            server's artifact API, once the trace is known to be gone; ``delete-traces``
+            alone leaves it behind.
         label: A name for this job in reports and logs (defaults to the experiment).
     """
 
@@ -84,6 +88,7 @@ class DeleteSpec(BaseModel):
     min_retention: timedelta | None = None
     allow_match_all: bool = False
     force: bool = False
+    with_artifacts: bool = False
     label: str | None = None
 
     @field_validator("experiment_id", mode="before")
@@ -351,6 +356,7 @@ class ResolvedSpec(BaseModel):
             spec.filter_string,
             spec.max_traces,
             spec.expect_at_most,
+            spec.with_artifacts,
         )
 
 
@@ -393,4 +399,6 @@ def _describe(resolved: ResolvedSpec) -> str:
         parts.append(f"max_traces {spec.max_traces}")
     if spec.expect_at_most is not None:
         parts.append(f"expect_at_most {spec.expect_at_most}")
+    if spec.with_artifacts:
+        parts.append("with artifacts")
     return ", ".join(parts)

@@ -18,10 +18,13 @@ from typing import Any
 from ._exceptions import InvalidResponseError
 
 __all__ = [
+    "ARTIFACT_LOCATION_TAG",
+    "ArtifactFile",
     "ErrorBody",
     "Experiment",
     "TracePage",
     "TraceSummary",
+    "artifact_files",
     "count_from",
     "error_body",
     "excerpt",
@@ -29,10 +32,12 @@ __all__ = [
     "iter_pages",
     "parse_retry_after",
     "parse_rfc3339_millis",
+    "trace_info_ids",
     "trace_summary",
 ]
 
 _MAX_ERROR_TEXT = 500
+ARTIFACT_LOCATION_TAG = "mlflow.artifactLocation"
 
 
 @dataclass(frozen=True, slots=True)
@@ -44,6 +49,8 @@ class TraceSummary:
     state: str
     experiment_id: str | None = None
     """The experiment the answer says the trace belongs to (``None`` if it did not say)."""
+    artifact_location: str | None = None
+    """Its ``mlflow.artifactLocation`` tag: where its artifacts (``traces.json``) are."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -61,6 +68,19 @@ class Experiment:
     experiment_id: str
     name: str
     lifecycle_stage: str
+    artifact_location: str | None = None
+    """Where its runs' and traces' artifacts go (``mlflow-artifacts:/<id>`` when the
+    server serves them)."""
+
+
+@dataclass(frozen=True, slots=True)
+class ArtifactFile:
+    """One entry of an artifact listing: a file or a folder, by name."""
+
+    name: str
+    is_dir: bool
+    size: int | None
+    """Bytes, for a file whose size the listing gave."""
 
 
 def parse_retry_after(value: str | None, *, now: float | None = None) -> float | None:
@@ -182,12 +202,57 @@ def trace_summary(item: Mapping[str, Any]) -> TraceSummary:
         experiment = location.get("mlflow_experiment")
         if isinstance(experiment, dict) and experiment.get("experiment_id") is not None:
             experiment_id = str(experiment["experiment_id"])
+    tags = item.get("tags")
+    location_tag = tags.get(ARTIFACT_LOCATION_TAG) if isinstance(tags, dict) else None
     return TraceSummary(
         trace_id=trace_id,
         timestamp_ms=parse_rfc3339_millis(request_time),
         state=str(state),
         experiment_id=experiment_id,
+        artifact_location=location_tag if isinstance(location_tag, str) else None,
     )
+
+
+def artifact_files(payload: Mapping[str, Any]) -> tuple[ArtifactFile, ...]:
+    """The entries of an artifact listing (``{"files": [...]}``; none when omitted).
+
+    Raises:
+        TypeError: an entry is not ``{"path": str, "is_dir": bool, "file_size": int}``.
+    """
+    files = payload.get("files", [])
+    if not isinstance(files, list):
+        raise TypeError("files is not a list")
+    entries = []
+    for item in files:
+        if not isinstance(item, dict) or not isinstance(item.get("path"), str):
+            raise TypeError(f"unexpected listing entry {item!r}")
+        size = item.get("file_size")
+        entries.append(
+            ArtifactFile(
+                name=item["path"].rsplit("/", 1)[-1],
+                is_dir=item.get("is_dir") is True,
+                size=int(size) if isinstance(size, int | str) and str(size).isdigit() else None,
+            )
+        )
+    return tuple(entries)
+
+
+def trace_info_ids(payload: Mapping[str, Any]) -> frozenset[str]:
+    """The trace IDs a ``traces/batchGetInfos`` answer holds (``{"trace_infos": [...]}``).
+
+    Raises:
+        TypeError: the answer is not that shape.
+    """
+    infos = payload.get("trace_infos", [])
+    if not isinstance(infos, list):
+        raise TypeError("trace_infos is not a list")
+    ids = set()
+    for info in infos:
+        trace_id = info.get("trace_id") if isinstance(info, dict) else None
+        if not isinstance(trace_id, str):
+            raise TypeError(f"unexpected trace info {info!r}")
+        ids.add(trace_id)
+    return frozenset(ids)
 
 
 def experiment_from(payload: Mapping[str, Any], endpoint: str) -> Experiment:
@@ -203,6 +268,9 @@ def experiment_from(payload: Mapping[str, Any], endpoint: str) -> Experiment:
         experiment_id=data["experiment_id"],
         name=str(data.get("name", "")),
         lifecycle_stage=str(data.get("lifecycle_stage", "active")),
+        artifact_location=location
+        if isinstance(location := data.get("artifact_location"), str)
+        else None,
     )
 
 

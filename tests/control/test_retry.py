@@ -213,6 +213,7 @@ def test_policy_is_frozen() -> None:
         (errors.MlflowApiError("something else", status_code=418), RetryDecision.FAIL, None),
         (errors.RedirectError("to a login page", status_code=302), RetryDecision.FAIL, None),
         (errors.OutOfSelectionError("another experiment"), RetryDecision.FAIL, None),
+        (errors.ArtifactsUnavailableError("not served", status_code=503), RetryDecision.FAIL, None),
         (errors.ConflictingJobsError("two jobs"), RetryDecision.FAIL, None),
         (errors.NoProgressError("stuck"), RetryDecision.FAIL, None),
         (errors.UsageError("bad argument"), RetryDecision.FAIL, None),
@@ -236,6 +237,7 @@ def test_classify_and_outcome(
 def test_every_exported_error_is_classified() -> None:
     """No exception class in the hierarchy is forgotten by the table above."""
     covered = {
+        "ArtifactsUnavailableError",
         "AuthenticationError",
         "BatchTooLargeError",
         "ConflictingJobsError",

@@ -2,7 +2,8 @@
 
 * ``cutoff`` (:mod:`.cutoff`) — ``max_timestamp_millis`` with ``max_traces`` batches;
 * ``ids`` (:mod:`.ids`) — named trace IDs, in chunks;
-* ``matching`` (:mod:`.matching`) — a search filter's matches, streamed into ID chunks.
+* ``matching`` (:mod:`.matching`) — a search filter's matches, streamed into ID chunks;
+* any of them :mod:`.artifacts` — with each deleted trace's artifact folder removed too.
 
 A spec says which mode it is (:attr:`DeleteSpec.mode`); :func:`mode_of` returns the
 strategy. To add a mode: write its module here (a class with the :class:`Mode` members),
@@ -15,17 +16,20 @@ from __future__ import annotations
 from collections.abc import Mapping
 
 from .._specs import DeleteSpec
-from .base import JobContext, Mode, TraceSearcher
+from .artifacts import WithArtifacts
+from .base import ArtifactSide, JobContext, Mode, TraceSearcher
 from .cutoff import CUTOFF
 from .ids import IDS
 from .matching import MATCHING
 
-__all__ = ["MODES", "JobContext", "Mode", "TraceSearcher", "mode_of"]
+__all__ = ["MODES", "ArtifactSide", "JobContext", "Mode", "TraceSearcher", "mode_of"]
 
 MODES: Mapping[str, Mode] = {mode.name: mode for mode in (CUTOFF, IDS, MATCHING)}
 """Every mode, by name."""
 
 
 def mode_of(spec: DeleteSpec) -> Mode:
-    """The strategy that runs ``spec``."""
-    return MODES[spec.mode]
+    """The strategy that runs ``spec`` (wrapped in :class:`WithArtifacts` when it removes
+    the artifact folders too)."""
+    mode = MODES[spec.mode]
+    return WithArtifacts(mode) if spec.with_artifacts else mode

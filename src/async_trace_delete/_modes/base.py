@@ -18,12 +18,26 @@ from .._client import TracePage, TraceSummary, iter_pages
 from .._controls import Sizer
 from .._counting import CountQuery
 from .._exceptions import GuardrailError
-from .._ledger import Counters
+from .._ledger import ArtifactLedger, Counters
 from .._messages import FieldMessage
 from .._shared import SharedState
 from .._specs import ResolvedSpec
 
-__all__ = ["JobContext", "Mode", "TraceSearcher", "search_all"]
+__all__ = ["ArtifactSide", "JobContext", "Mode", "TraceSearcher", "ids_filter", "search_all"]
+
+
+@dataclass(frozen=True)
+class ArtifactSide:
+    """What a ``with_artifacts`` job needs for its folders.
+
+    Attributes:
+        ledger: The folders' counts.
+        caller: The folder calls' own caller (same gate, rate and budget): a job that
+            failed still removes the folders of what it deleted; a stop stops it too.
+    """
+
+    ledger: ArtifactLedger
+    caller: Caller
 
 
 class TraceSearcher(Protocol):
@@ -53,6 +67,7 @@ class JobContext:
         counts: The job's live counts.
         shared: The engine's shared state (client, config).
         sizer: The shared batch sizer the mode's calls feed, with its name.
+        artifacts: The folders' side of a ``with_artifacts`` job (else ``None``).
     """
 
     resolved: ResolvedSpec
@@ -60,6 +75,7 @@ class JobContext:
     counts: Counters
     shared: SharedState
     sizer: tuple[str, Sizer]
+    artifacts: ArtifactSide | None = None
 
     @property
     def label(self) -> str:
@@ -125,6 +141,12 @@ class Mode(Protocol):
     def count_query(self, resolved: ResolvedSpec) -> CountQuery | None:
         """The one-request exact count of what the job selects, if the server's metrics
         endpoint can express it (else counts page through :meth:`matching`)."""
+
+
+def ids_filter(ids: Sequence[str]) -> str:
+    """The search filter selecting exactly ``ids`` (``request_id IN (...)``)."""
+    quoted = ", ".join("'" + trace_id.replace("'", "''") + "'" for trace_id in ids)
+    return f"request_id IN ({quoted})"
 
 
 def search_all(

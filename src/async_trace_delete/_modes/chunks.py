@@ -10,20 +10,37 @@ finish and are counted, then the first failure is raised.
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable, Sequence
+from typing import Protocol
 
 import anyio
 from anyio.abc import ObjectReceiveStream, ObjectSendStream
 
 from .._calls import Delete, StopRequested
+from .._client import TraceSummary
 from .._exceptions import MlflowApiError
 from .._ledger import Doubt
 from .._outcomes import RetryDecision
 from .._retry import classify
 from .base import JobContext
 
-__all__ = ["ChunkPipeline"]
+__all__ = ["ChunkListener", "ChunkPipeline"]
 
 _CHUNK_QUEUE = 2  # chunks buffered between the producer and the deleters
+
+
+class ChunkListener(Protocol):
+    """Told what each chunk's deletes came to (the artifact cleanup listens)."""
+
+    def expect(self, traces: Sequence[TraceSummary]) -> None:
+        """``traces`` (as a search answered them) are about to be queued."""
+
+    async def deleted(self, ids: Sequence[str], deleted: int) -> None:
+        """A delete of ``ids`` answered: ``deleted`` of them were there and are gone, and
+        none of them is left in the experiment."""
+
+    def unsettled(self, ids: Sequence[str]) -> None:
+        """The delete of ``ids`` ended without an answer that settles it (failed, lost,
+        stopped, cancelled): they may or may not be gone."""
 
 
 class ChunkPipeline:
@@ -31,10 +48,12 @@ class ChunkPipeline:
 
     Args:
         job: The job.
+        listener: Told how each chunk ended (``None``: nobody listens).
     """
 
-    def __init__(self, job: JobContext) -> None:
+    def __init__(self, job: JobContext, listener: ChunkListener | None = None) -> None:
         self._job = job
+        self._listener = listener
         self._send: ObjectSendStream[list[str]] | None = None
         self._pending = 0  # chunks queued or being deleted
         self._idle = anyio.Event()
@@ -75,6 +94,16 @@ class ChunkPipeline:
                 self._idle = anyio.Event()
             await self._send.send(list(ids[start : start + size]))
 
+    def expect(self, traces: Sequence[TraceSummary]) -> None:
+        """Tell the listener that ``traces`` (a search's answer) are about to be queued."""
+        if self._listener is not None:
+            self._listener.expect(traces)
+
+    async def queue_traces(self, traces: Sequence[TraceSummary]) -> None:
+        """Queue the IDs of ``traces`` (a search's answer), telling the listener first."""
+        self.expect(traces)
+        await self.queue([trace.trace_id for trace in traces])
+
     async def drained(self) -> None:
         """Wait until every queued chunk was deleted (or given up) and counted."""
         await self._idle.wait()
@@ -112,12 +141,22 @@ class ChunkPipeline:
             )
 
         operation = Delete(request, len(chunk), job.sizer, doubt, trace_ids=chunk)
+        listener = self._listener
         try:
-            await job.caller.delete(lambda: operation)  # the same IDs every attempt
+            answer = await job.caller.delete(lambda: operation)  # the same IDs every attempt
         except MlflowApiError as error:
             if classify(error) is not RetryDecision.SHRINK or len(chunk) == 1:
+                if listener is not None:
+                    listener.unsettled(chunk)
                 raise
             half = (len(chunk) + 1) // 2
             first, second = doubt.split(half)
             await self._delete(chunk[:half], first)
             await self._delete(chunk[half:], second)
+        except BaseException:  # a stop before a retry, a cancel, a progress timeout
+            if listener is not None:
+                listener.unsettled(chunk)
+            raise
+        else:
+            if listener is not None and answer is not None:
+                await listener.deleted(chunk, answer[0])

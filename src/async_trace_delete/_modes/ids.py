@@ -10,12 +10,12 @@ from anyio.abc import TaskGroup
 from .._client import TraceSummary
 from .._counting import CountQuery
 from .._specs import ResolvedSpec
-from .base import JobContext, TraceSearcher, search_all
+from .base import JobContext, TraceSearcher, ids_filter, search_all
 from .chunks import ChunkPipeline
 
 __all__ = ["IDS", "IdsMode"]
 
-_ID_QUERY_CHUNK = 500  # IDs per `request_id IN (...)` search (one full page)
+ID_QUERY_CHUNK = 500  # IDs per `request_id IN (...)` search (one full page)
 _ID_QUERIES_AT_ONCE = 4
 
 
@@ -47,18 +47,17 @@ class IdsMode:
         once (through the engine's gate when ``searcher`` is a job's caller), not one after
         another; yielded in the order the IDs were given, chunk by chunk."""
         ids: Sequence[str] = resolved.spec.trace_ids or ()
-        step = _ID_QUERY_CHUNK
+        step = ID_QUERY_CHUNK
         chunks = [ids[start : start + step] for start in range(0, len(ids), step)]
         found: list[list[TraceSummary]] = [[] for _ in chunks]
         failure: list[BaseException] = []
         limiter = anyio.CapacityLimiter(_ID_QUERIES_AT_ONCE)
 
         async def search(position: int, chunk: Sequence[str], group: TaskGroup) -> None:
-            quoted = ", ".join("'" + trace_id.replace("'", "''") + "'" for trace_id in chunk)
             try:
                 async with limiter:
                     async for trace in search_all(
-                        searcher, resolved.experiment_id, f"request_id IN ({quoted})", page_size
+                        searcher, resolved.experiment_id, ids_filter(chunk), page_size
                     ):
                         found[position].append(trace)
             except Exception as error:

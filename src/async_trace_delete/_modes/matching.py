@@ -20,7 +20,7 @@ from .._specs import ResolvedSpec
 from .base import JobContext, TraceSearcher, search_all
 from .chunks import ChunkPipeline
 
-__all__ = ["MATCHING", "MatchingMode", "SearchCursor"]
+__all__ = ["MATCHING", "MatchingMode", "SearchCursor", "produce_matches"]
 
 _MAX_STALLED_PAGES = 3
 
@@ -80,7 +80,7 @@ class MatchingMode:
 
     async def run(self, job: JobContext) -> None:
         """Search page by page and queue what each page found."""
-        await ChunkPipeline(job).run(lambda pipeline: _produce(job, pipeline))
+        await ChunkPipeline(job).run(lambda pipeline: produce_matches(job, pipeline))
 
     def matching(
         self, searcher: TraceSearcher, resolved: ResolvedSpec, page_size: int
@@ -98,7 +98,9 @@ class MatchingMode:
         )
 
 
-async def _produce(job: JobContext, pipeline: ChunkPipeline) -> None:
+async def produce_matches(job: JobContext, pipeline: ChunkPipeline) -> None:
+    """Walk the job's selection (``search_filter``) oldest first into ``pipeline``, up to
+    its cap."""
     resolved = job.resolved
     cursor = SearchCursor(resolved.search_filter(), job.shared.config.search_page_size)
     queued = 0
@@ -115,7 +117,7 @@ async def _produce(job: JobContext, pipeline: ChunkPipeline) -> None:
         fresh = cursor.fresh(page.traces)
         if cap is not None and queued + len(fresh) > cap:
             fresh = fresh[: cap - queued]
-            await pipeline.queue([trace.trace_id for trace in fresh])
+            await pipeline.queue_traces(fresh)
             guard = job.guard
             if guard is not None:
                 await pipeline.drained()  # let what was queued be deleted and counted
@@ -137,7 +139,7 @@ async def _produce(job: JobContext, pipeline: ChunkPipeline) -> None:
             continue
         stalled = 0
         cursor.advance(fresh)
-        await pipeline.queue([trace.trace_id for trace in fresh])
+        await pipeline.queue_traces(fresh)
         queued += len(fresh)
         if cursor.is_last(page.traces, fresh):
             return

@@ -1,0 +1,267 @@
+"""Sweep orphaned trace folders: the artifacts of traces that no longer exist.
+
+Whatever deleted the traces (``MlflowClient.delete_traces``, the UI, a run without
+``with_artifacts``, a failed folder delete), their folders stay in the artifact store. A
+sweep of one experiment:
+
+1. lists ``<experiment>/traces`` through the server's artifact API (one request);
+2. asks, 500 folders at a time, which of those traces still exist (``batchGetInfos``, any
+   experiment, and a search of the experiment: both must say a trace is gone), each check
+   carrying a *canary* (a trace known to exist) whose absence from the answer stops the
+   sweep: an answer that lost a live trace is not trusted with any;
+3. with ``execute``, removes the orphans' folders through the engine's gate.
+
+A folder listed in step 1 existed then, and MLflow writes a trace's row before its folder,
+so a trace created while the sweep runs either has no folder in the listing or already
+exists at the check: the folder of a live trace is never removed. Sweeping again resumes:
+what was removed is not listed again.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from urllib.parse import urlsplit
+
+import anyio
+from pydantic import BaseModel, ConfigDict
+
+from ._artifact_paths import TraceFolders, trace_folders
+from ._calls import Caller, StopRequested
+from ._client import TracesClient
+from ._events import FoldersSwept
+from ._exceptions import InvalidResponseError, MlflowApiError, TraceDeleteError
+from ._modes.artifact_cleanup import CHECK_CHUNK, REFUSALS, absent_ids, refused_note
+from ._wire import Experiment
+
+__all__ = ["SweepExperiment", "SweepReport", "sweep_experiment"]
+
+
+class SweepExperiment(BaseModel):
+    """What a sweep found (and removed) in one experiment.
+
+    Attributes:
+        experiment_id: The experiment.
+        experiment_name: Its name.
+        folders: Trace folders listed.
+        live: Folders whose trace still exists (kept).
+        orphans: Folders whose trace is gone.
+        deleted: Orphan folders removed (``execute`` only).
+        failed: Orphan folders whose removal failed.
+        bytes: Bytes in the orphans' ``artifacts/`` folders, as the listing gives them
+            (``None`` when not counted).
+        note: Why the experiment was not (fully) swept, if it was not.
+        complete: False when a stop or a failure ended the sweep early.
+    """
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    experiment_id: str
+    experiment_name: str
+    folders: int = 0
+    live: int = 0
+    orphans: int = 0
+    deleted: int = 0
+    failed: int = 0
+    bytes: int | None = None
+    note: str | None = None
+    complete: bool = True
+
+
+class SweepReport(BaseModel):
+    """A whole sweep: its experiments and their totals."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    experiments: tuple[SweepExperiment, ...]
+    executed: bool
+    elapsed: float
+
+    @property
+    def folders(self) -> int:
+        """Trace folders listed, over all experiments."""
+        return sum(e.folders for e in self.experiments)
+
+    @property
+    def orphans(self) -> int:
+        """Orphan folders found."""
+        return sum(e.orphans for e in self.experiments)
+
+    @property
+    def deleted(self) -> int:
+        """Orphan folders removed."""
+        return sum(e.deleted for e in self.experiments)
+
+    @property
+    def failed(self) -> int:
+        """Orphan folders whose removal failed."""
+        return sum(e.failed for e in self.experiments)
+
+    @property
+    def bytes(self) -> int | None:
+        """Bytes of the orphans, where counted."""
+        counted = [e.bytes for e in self.experiments if e.bytes is not None]
+        return sum(counted) if counted else None
+
+    @property
+    def ok(self) -> bool:
+        """Every experiment swept to its end, every removal done."""
+        return all(e.complete and e.failed == 0 and e.note is None for e in self.experiments)
+
+
+@dataclass
+class _Tally:
+    folders: int = 0
+    checked: int = 0
+    live: int = 0
+    orphans: int = 0
+    deleted: int = 0
+    failed: int = 0
+    bytes: int = 0
+    note: str | None = None
+    complete: bool = True
+
+
+async def sweep_experiment(
+    caller: Caller,
+    experiment: Experiment,
+    *,
+    execute: bool,
+    count_bytes: bool,
+    emit: Callable[[FoldersSwept], None],
+) -> SweepExperiment:
+    """Find (and with ``execute`` remove) the orphan trace folders of one experiment."""
+    client = caller.shared.client
+    tally = _Tally()
+    runtime = caller.shared.runtime
+
+    def progress(done: bool) -> None:
+        emit(
+            FoldersSwept(
+                experiment_id=experiment.experiment_id,
+                folders=tally.folders,
+                checked=tally.checked,
+                orphans=tally.orphans,
+                deleted=tally.deleted,
+                done=done,
+                at=runtime.since_open(),
+            )
+        )
+
+    netloc = urlsplit(client.config.base_url).netloc
+    where = trace_folders(experiment, server_netloc=netloc)
+    try:
+        if isinstance(where, str):
+            tally.note = where
+        else:
+            await _sweep(caller, client, experiment, where, tally, execute, count_bytes, progress)
+    except StopRequested:
+        tally.complete = False
+        tally.note = "stopped before the sweep of this experiment ended; sweep again to resume"
+    except REFUSALS as error:
+        tally.note = refused_note(error)
+    except (MlflowApiError, TraceDeleteError) as error:
+        tally.complete = False
+        tally.note = f"{type(error).__name__}: {error}"
+    progress(True)
+    return SweepExperiment(
+        experiment_id=experiment.experiment_id,
+        experiment_name=experiment.name,
+        folders=tally.folders,
+        live=tally.live,
+        orphans=tally.orphans,
+        deleted=tally.deleted,
+        failed=tally.failed,
+        bytes=tally.bytes if count_bytes else None,
+        note=tally.note,
+        complete=tally.complete,
+    )
+
+
+async def _sweep(
+    caller: Caller,
+    client: TracesClient,
+    experiment: Experiment,
+    where: TraceFolders,
+    tally: _Tally,
+    execute: bool,
+    count_bytes: bool,
+    progress: Callable[[bool], None],
+) -> None:
+    experiment_id = experiment.experiment_id
+    listing = await caller.read(lambda: client.list_artifacts(where.traces_path))
+    names = sorted(entry.name for entry in listing if entry.is_dir)
+    odd = [name for name in names if where.folder(name) is None]
+    if odd:
+        tally.note = f"{len(odd)} folders whose names are not trace IDs were left alone"
+    names = [name for name in names if where.folder(name) is not None]
+    tally.folders = len(names)
+    canary = await _canary(caller, client, experiment_id)
+    for start in range(0, len(names), CHECK_CHUNK):
+        chunk = names[start : start + CHECK_CHUNK]
+        asked = [*chunk, canary] if canary is not None else chunk
+        gone = await absent_ids(caller, experiment_id, asked)
+        if canary is not None and canary in gone:
+            raise InvalidResponseError(
+                f"the existence check lost trace {canary!r}, which exists: its answers are "
+                "not trusted (a proxy or a cache in front of MLflow?); nothing more is removed",
+                status_code=200,
+                experiment_id=experiment_id,
+                outcome_unknown=False,
+            )
+        orphans = [name for name in chunk if name in gone]
+        tally.checked += len(chunk)
+        tally.live += len(chunk) - len(orphans)
+        tally.orphans += len(orphans)
+        await _handle_orphans(caller, client, where, orphans, tally, execute, count_bytes)
+        progress(False)
+
+
+async def _canary(caller: Caller, client: TracesClient, experiment_id: str) -> str | None:
+    """A trace of the experiment that exists now (its newest), or ``None`` if it has none."""
+    page = await caller.read(
+        lambda: client.search_traces(experiment_id, max_results=1, order_by=("timestamp_ms DESC",))
+    )
+    return page.traces[0].trace_id if page.traces else None
+
+
+async def _handle_orphans(
+    caller: Caller,
+    client: TracesClient,
+    where: TraceFolders,
+    orphans: Sequence[str],
+    tally: _Tally,
+    execute: bool,
+    count_bytes: bool,
+) -> None:
+    """Size and (with ``execute``) remove the orphans' folders, a few at once."""
+    timeout = caller.shared.config.request_timeout
+    limiter = anyio.CapacityLimiter(max(1, caller.shared.config.max_concurrency))
+    failure: list[BaseException] = []
+
+    async def one(name: str) -> None:
+        folder = where.folder(name)
+        assert folder is not None
+        async with limiter:
+            try:
+                if count_bytes:
+                    files = await caller.read(lambda: client.list_artifacts(f"{folder}/artifacts"))
+                    tally.bytes += sum(f.size or 0 for f in files if not f.is_dir)
+                if execute:
+                    await caller.read(
+                        lambda: client.delete_artifacts(folder, request_timeout=timeout)
+                    )
+                    tally.deleted += 1
+            except REFUSALS as error:
+                failure.append(error)  # the API refuses: stop, nothing more will work
+            except (MlflowApiError, TraceDeleteError):
+                if execute:
+                    tally.failed += 1
+            except StopRequested as stop:
+                failure.append(stop)
+
+    async with anyio.create_task_group() as group:
+        for name in orphans:
+            group.start_soon(one, name)
+    if failure:
+        raise failure[0]
