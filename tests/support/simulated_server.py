@@ -42,6 +42,7 @@ import anyio.lowlevel
 import httpx
 
 from tests.support.seed import format_request_time
+from tests.support.simulated_artifacts import ARTIFACTS_PATH, SimulatedArtifacts
 
 __all__ = [
     "BASE_MS",
@@ -66,6 +67,7 @@ _DELETE_V3 = "/api/3.0/mlflow/traces/delete-traces"
 _SEARCH = "/api/3.0/mlflow/traces/search"
 _GET = "/api/2.0/mlflow/experiments/get"
 _GET_BY_NAME = "/api/2.0/mlflow/experiments/get-by-name"
+_TRACE_INFOS = "/api/3.0/mlflow/traces/batchGetInfos"
 
 _CLAUSE = re.compile(
     r"^\s*(?P<field>timestamp_ms|status|request_id)\s*(?P<op><=|>=|<|>|!=|=|IN)\s*(?P<value>.+?)\s*$",
@@ -255,6 +257,7 @@ class SimulatedServer:
         *,
         latency: LatencyModel | None = None,
         max_sql_variables: int | None = None,
+        artifacts: SimulatedArtifacts | None = None,
     ) -> None:
         self.clock = clock if clock is not None else FakeClock()
         self.latency = latency if latency is not None else LatencyModel()
@@ -268,6 +271,10 @@ class SimulatedServer:
         self._in_flight = 0
         self._scripted: deque[Fault | None] = deque()
         self._experiments: dict[str, _Experiment] = {}
+        self.artifacts = artifacts
+        self.artifact_locations: dict[str, str] = {}  # experiment ID -> its artifact location
+        self.tag_rule: Callable[[str, SimTrace], str | None] | None = None  # artifactLocation
+        self.trace_infos_rule: Callable[[list[str]], list[str]] | None = None
 
     # -- set-up and read-back --------------------------------------------------------------
 
@@ -330,6 +337,10 @@ class SimulatedServer:
             return self._get_experiment(request.url.params.get("experiment_id", ""))
         if request.method == "GET" and path == _GET_BY_NAME:
             return self._get_by_name(request.url.params.get("experiment_name", ""))
+        if request.method == "POST" and path == _TRACE_INFOS:
+            return self._trace_infos(_json(request).get("trace_ids", []))
+        if self.artifacts is not None and path.startswith(ARTIFACTS_PATH):
+            return self.artifacts.handle(request)
         return _error(404, "ENDPOINT_NOT_FOUND", f"no such endpoint: {request.method} {path}")
 
     async def _delete(self, request: httpx.Request) -> httpx.Response:
@@ -433,6 +444,7 @@ class SimulatedServer:
                     },
                     "request_time": format_request_time(trace.timestamp_ms),
                     "state": trace.state,
+                    "tags": self._tags(located_in, trace),
                 }
                 for located_in, trace in page
             ]
@@ -440,6 +452,40 @@ class SimulatedServer:
         if offset + max_results < len(traces):
             payload["next_page_token"] = str(offset + max_results)
         return httpx.Response(200, json=payload)
+
+    def _tags(self, experiment_id: str, trace: SimTrace) -> dict[str, str]:
+        """The ``mlflow.artifactLocation`` tag MLflow gives every trace it stores."""
+        if self.tag_rule is not None:
+            tag = self.tag_rule(experiment_id, trace)
+            return {} if tag is None else {"mlflow.artifactLocation": tag}
+        location = self._artifact_location(experiment_id)
+        return {"mlflow.artifactLocation": f"{location}/traces/{trace.trace_id}/artifacts"}
+
+    def _artifact_location(self, experiment_id: str) -> str:
+        return self.artifact_locations.get(experiment_id, f"mlflow-artifacts:/{experiment_id}")
+
+    def _trace_infos(self, trace_ids: list[str]) -> httpx.Response:
+        wanted = set(trace_ids)
+        found = [
+            (experiment.experiment_id, trace.trace_id)
+            for experiment in self._experiments.values()
+            for trace in experiment.traces
+            if trace.trace_id in wanted
+        ]
+        if self.trace_infos_rule is not None:
+            kept = set(self.trace_infos_rule([trace_id for _, trace_id in found]))
+            found = [pair for pair in found if pair[1] in kept]
+        infos = [
+            {
+                "trace_id": trace_id,
+                "trace_location": {
+                    "type": "MLFLOW_EXPERIMENT",
+                    "mlflow_experiment": {"experiment_id": experiment_id},
+                },
+            }
+            for experiment_id, trace_id in found
+        ]
+        return httpx.Response(200, json={"trace_infos": infos} if infos else {})
 
     def _get_experiment(self, experiment_id: str) -> httpx.Response:
         if not experiment_id.isdigit():
@@ -451,12 +497,14 @@ class SimulatedServer:
                 "RESOURCE_DOES_NOT_EXIST",
                 f"No Experiment with id={experiment_id} exists",
             )
-        return _experiment_answer(experiment)
+        return _experiment_answer(experiment, self._artifact_location(experiment_id))
 
     def _get_by_name(self, name: str) -> httpx.Response:
         for experiment in self._experiments.values():
             if experiment.name == name:
-                return _experiment_answer(experiment)
+                return _experiment_answer(
+                    experiment, self._artifact_location(experiment.experiment_id)
+                )
         return _error(404, "RESOURCE_DOES_NOT_EXIST", f"Could not find experiment with name {name}")
 
 
@@ -543,7 +591,7 @@ def _invalid(message: str) -> httpx.Response:
     return _error(400, "INVALID_PARAMETER_VALUE", message)
 
 
-def _experiment_answer(experiment: _Experiment) -> httpx.Response:
+def _experiment_answer(experiment: _Experiment, artifact_location: str) -> httpx.Response:
     return httpx.Response(
         200,
         json={
@@ -551,6 +599,7 @@ def _experiment_answer(experiment: _Experiment) -> httpx.Response:
                 "experiment_id": experiment.experiment_id,
                 "name": experiment.name,
                 "lifecycle_stage": "active",
+                "artifact_location": artifact_location,
             }
         },
     )
