@@ -74,6 +74,7 @@ class JobPlan(BaseModel):
         count_method: How the count was made: ``metrics`` (one exact request), ``search``
             (every match paged, exact) or ``upper_bound`` (not counted: the number of IDs).
         count_note: Why the count fell back to paging, if it did.
+        with_artifacts: The job removes its deleted traces' artifact folders too.
         resolved: The job as planned (experiment ID, pinned cutoff), for ``Engine.run`` to
             run without looking up or counting again; not part of the JSON.
     """
@@ -94,6 +95,7 @@ class JobPlan(BaseModel):
     newest_ms: int | None
     count_method: Literal["metrics", "search", "upper_bound"] = "search"
     count_note: str | None = None
+    with_artifacts: bool = False
     resolved: ResolvedSpec | None = Field(default=None, exclude=True, repr=False)
 
     def planned(self) -> ResolvedSpec:
@@ -292,6 +294,7 @@ def job_plan(
         newest_ms=newest,
         count_method=method,
         count_note=note,
+        with_artifacts=spec.with_artifacts,
         resolved=resolved,
     )
 

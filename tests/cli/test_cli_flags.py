@@ -240,8 +240,8 @@ def test_no_parser_allows_abbreviations() -> None:
         action for action in parser._actions if isinstance(action, argparse._SubParsersAction)
     )
     parsers = [parser, *subcommands.choices.values()]
-    assert sorted(subcommands.choices) == ["apply", "delete", "run"]
-    assert [p.allow_abbrev for p in parsers] == [False, False, False, False]
+    assert sorted(subcommands.choices) == ["apply", "delete", "run", "sweep-artifacts"]
+    assert [p.allow_abbrev for p in parsers] == [False] * 5
 
 
 def test_missing_tracking_uri_names_the_flag(

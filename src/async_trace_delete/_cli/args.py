@@ -46,6 +46,7 @@ from .names import ENGINE_OPTIONS, Namer
 from .plan_file import parse_growth, read_plan
 from .policy import load_policy
 from .session import Session
+from .sweep import SweepSession
 
 __all__ = [
     "EXIT_BAD_INPUT",
@@ -112,7 +113,12 @@ def _common_options() -> _Parser:
     run.add_argument(
         "--sample", type=int, default=3, metavar="N", help="dry run: traces shown per job"
     )
-    pace = common.add_argument_group("pacing (EngineConfig)")
+    _pacing_options(common)
+    return common
+
+
+def _pacing_options(parser: argparse.ArgumentParser) -> None:
+    pace = parser.add_argument_group("pacing (EngineConfig)")
     pace.add_argument("--rate", type=float, metavar="PER_S", help="delete calls per second")
     pace.add_argument("--concurrency", type=int, metavar="N", help="most calls in flight")
     pace.add_argument(
@@ -126,7 +132,6 @@ def _common_options() -> _Parser:
         "--sleep-coefficient", type=float, metavar="X", help="pause X * latency after calls"
     )
     pace.add_argument("--request-timeout", type=float, metavar="SECONDS", help="per call")
-    return common
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -180,6 +185,11 @@ def build_parser() -> argparse.ArgumentParser:
     selection.add_argument("--trace-ids-file", metavar="PATH", help="one ID per line; - = stdin")
     where.add_argument("--filter", metavar="FILTER", help="MLflow search filter")
     where.add_argument("--max-traces", type=int, metavar="N", help="cap per experiment")
+    where.add_argument(
+        "--with-artifacts",
+        action="store_true",
+        help="also remove each deleted trace's artifact folder (traces.json) via the server",
+    )
     guard = delete.add_argument_group("guardrails")
     guard.add_argument("--expect-at-most", type=int, metavar="N", help="refuse if more match")
     guard.add_argument(
@@ -202,6 +212,32 @@ def build_parser() -> argparse.ArgumentParser:
         help="execute exactly the jobs of a plan file (--plan-out)",
         prog=f"{PROG} apply",
     )
+    sweep = commands.add_parser(
+        "sweep-artifacts",
+        help="remove artifact folders whose trace no longer exists (a dry run unless --execute)",
+        prog=f"{PROG} sweep-artifacts",
+    )
+    sweep_where = sweep.add_argument_group("where to sweep")
+    sweep_where.add_argument(
+        "--experiment-id", action="append", default=[], metavar="ID", help="repeatable"
+    )
+    sweep_where.add_argument(
+        "--experiment-name", action="append", default=[], metavar="NAME", help="repeatable"
+    )
+    sweep_run = sweep.add_argument_group("running")
+    sweep_run.add_argument(
+        "--execute", action="store_true", help="really remove (without it: count only)"
+    )
+    sweep_run.add_argument("--tracking-uri", metavar="URL", help="MLflow server")
+    sweep_run.add_argument("--audit-log", metavar="PATH", help="append a JSON-lines audit log here")
+    sweep_run.add_argument("--json", action="store_true", help="print a JSON report on stdout")
+    sweep_run.add_argument("-q", "--quiet", action="store_true", help="no progress and no tables")
+    sweep_run.add_argument(
+        "--no-bytes",
+        action="store_true",
+        help="do not list each orphan's files to count its bytes (one call less per folder)",
+    )
+    _pacing_options(sweep)
     apply.add_argument("plan", metavar="PLAN", help="a plan file written by --plan-out")
     apply.add_argument(
         "--max-plan-age",
@@ -243,6 +279,8 @@ def _definition_from_args(args: argparse.Namespace, stdin: TextIO | None) -> Job
         fields["force"] = True
     if args.allow_match_all:
         fields["allow_match_all"] = True
+    if args.with_artifacts:
+        fields["with_artifacts"] = True
     return JobDefinition(
         origin="",
         name=None,
@@ -274,6 +312,8 @@ def prepare(
     args = build_parser().parse_args(list(argv))
     if args.command == "apply":
         return _prepare_apply(argv, args, environ, now_ms)
+    if args.command == "sweep-artifacts":
+        return _prepare_sweep(argv, args, environ)
     engine_options = {key: getattr(args, key) for key in ENGINE_OPTIONS}
     flags = Namer()
     engine_names = {key: flags(field) for key, field in ENGINE_OPTIONS.items()}
@@ -299,6 +339,33 @@ def prepare(
         args=args,
         jobs=tuple(jobs),
         config=config,
+        secrets=tuple(known_secrets(environ, client)),
+    )
+
+
+def _prepare_sweep(
+    argv: Sequence[str], args: argparse.Namespace, environ: Mapping[str, str]
+) -> Invocation:
+    """``sweep-artifacts``: its experiments and engine settings, checked before any call."""
+    if not args.experiment_id and not args.experiment_name:
+        raise BadInputError(
+            "--experiment-id / --experiment-name: give at least one experiment to sweep"
+        )
+    for experiment_id in args.experiment_id:
+        if not experiment_id.isdigit():
+            raise BadInputError(
+                f"--experiment-id: {experiment_id!r} is not an experiment ID (digits); "
+                "use --experiment-name for a name"
+            )
+    engine_options = {key: getattr(args, key) for key in ENGINE_OPTIONS}
+    flags = Namer()
+    engine_names = {key: flags(field) for key, field in ENGINE_OPTIONS.items()}
+    client = _client_config(args.tracking_uri, environ)
+    return Invocation(
+        argv=tuple(argv),
+        args=args,
+        jobs=(),
+        config=build_engine_config(engine_options, engine_names, client),
         secrets=tuple(known_secrets(environ, client)),
     )
 
@@ -367,6 +434,8 @@ def run_cli(
         return EXIT_BAD_INPUT
     except SystemExit as exit_:
         return exit_.code if isinstance(exit_.code, int) else EXIT_BAD_INPUT
+    if invocation.args.command == "sweep-artifacts":
+        return SweepSession(invocation, engine_seams=dict(engine_seams)).run()
     return Session(invocation, engine_seams={**engine_seams, "wall_clock_ms": now_ms}).run()
 
 

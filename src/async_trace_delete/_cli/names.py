@@ -49,6 +49,7 @@ FIELDS: tuple[FieldName, ...] = (
     FieldName("min_retention", "--min-retention", "min_retention"),
     FieldName("allow_match_all", "--allow-match-all", "allow_match_all"),
     FieldName("force", "--force", "force"),
+    FieldName("with_artifacts", "--with-artifacts", "with_artifacts"),
     FieldName("rate_limit", "--rate", "rate", engine=True),
     FieldName("max_concurrency", "--concurrency", "concurrency", engine=True),
     FieldName("target_latency", "--target-latency", "target_latency", engine=True),

@@ -25,6 +25,7 @@ Format (every key optional unless noted)::
     expect_at_most = 500000
     force = false
     allow_match_all = false
+    with_artifacts = false  # also remove each deleted trace's artifact folder
 """
 
 from __future__ import annotations
@@ -62,6 +63,7 @@ _JOB_KEYS = {
     "min_retention",
     "force",
     "allow_match_all",
+    "with_artifacts",
 }
 _TOP_KEYS = {"tracking_uri", "engine", "defaults", "jobs"}
 _T = TypeVar("_T")
@@ -156,6 +158,7 @@ def _job_definition(job: Mapping[str, Any], origin: str, base: Path) -> JobDefin
         ("expect_at_most", "expect_at_most"),
         ("force", "force"),
         ("allow_match_all", "allow_match_all"),
+        ("with_artifacts", "with_artifacts"),
     ):
         if key in job:
             fields[target] = job[key]

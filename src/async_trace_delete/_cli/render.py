@@ -239,6 +239,12 @@ def render_plan(
                 "beyond status/tag/metadata equalities); counted by paging through search"
             )
             console.print(f"{escape(job.label)}: exact count; {escape(reason)}")
+    for job in plan.jobs:
+        if job.with_artifacts:
+            console.print(
+                f"{escape(job.label)}: with artifacts: each deleted trace's artifact folder "
+                "is removed too, once the trace is known gone (listed when the job starts)"
+            )
     pinned = ", ".join(
         f"{job.label}: --experiment-id {job.experiment_id}"
         + (f" --max-timestamp-millis {job.cutoff_millis}" if job.cutoff_millis else "")
@@ -360,6 +366,7 @@ def render_summary(
             f"job {escape(job.label)}: verification failed: "
             f"{escape(job.verification_error or '')}; the counts above are the server's answers"
         )
+    render_artifacts(console, report)
     if report.ambiguous:
         console.print(
             f"{report.ambiguous:,} traces have an unknown outcome (a call was cancelled or "
@@ -370,6 +377,22 @@ def render_summary(
             f"Interrupted: {report.deleted:,} traces deleted before stopping. "
             "Rerun the same command to continue."
         )
+
+
+def render_artifacts(console: Console, report: RunReport) -> None:
+    """One line of artifact-folder counts (``--with-artifacts``), and why any were left."""
+    artifacts = report.artifacts
+    if artifacts is None:
+        return
+    console.print(
+        f"Artifact folders: {artifacts.deleted:,} removed, {artifacts.failed:,} failed, "
+        f"{artifacts.skipped:,} left (the trace counts above do not depend on them)",
+        markup=False,
+        highlight=False,
+        soft_wrap=True,
+    )
+    for note in artifacts.notes:
+        console.print(f"  {note}", markup=False, highlight=False, soft_wrap=True)
 
 
 def report_json(
@@ -401,6 +424,7 @@ def report_json(
         "retries": report.retries,
         "elapsed": report.elapsed,
         "throughput": report.throughput,
+        "artifacts": None if report.artifacts is None else report.artifacts.model_dump(),
         "jobs": jobs,
         "skipped": list(skipped),
     }

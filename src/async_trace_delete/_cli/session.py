@@ -54,12 +54,13 @@ from .inputs import (
 from .plan_file import checked_plan, save_plan
 from .render import ProgressDisplay, plan_json, render_plan, render_summary, report_json
 
-__all__ = ["Session"]
+__all__ = ["Session", "make_console"]
 
 _WIDTH_WITHOUT_TERMINAL = 160
 
 
-def _console(stream: TextIO) -> Console:
+def make_console(stream: TextIO) -> Console:
+    """A console on ``stream``, wide when it is not a terminal."""
     # Rich assumes 80 columns without a terminal; a file or pipe is better served wider.
     wide = not stream.isatty() and "COLUMNS" not in os.environ
     return Console(file=stream, highlight=False, width=_WIDTH_WITHOUT_TERMINAL if wide else None)
@@ -87,8 +88,8 @@ class Session:
             "wall_clock_ms", lambda: time.time_ns() // 1_000_000
         )
         self.redact = Redactor(invocation.secrets)
-        self.out = _console(sys.stdout)
-        self.err = _console(sys.stderr)
+        self.out = make_console(sys.stdout)
+        self.err = make_console(sys.stderr)
         self.quiet = bool(args.quiet)
         self.json = bool(args.json)
         self.progress = ProgressDisplay(
@@ -366,6 +367,7 @@ class Session:
             retries=report.retries,
             elapsed=round(report.elapsed, 4),
             signals=self.signals,
+            artifacts=None if report.artifacts is None else report.artifacts.model_dump(),
             jobs=[job_summary(job) for job in report.jobs],
         )
         return code

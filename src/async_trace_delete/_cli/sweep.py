@@ -1,0 +1,253 @@
+"""``async-trace-delete sweep-artifacts``: find (and with ``--execute`` remove) the artifact
+folders of traces that no longer exist.
+
+A dry run by default: it lists and checks, and prints what ``--execute`` would remove.
+The first SIGINT/SIGTERM stops (calls in flight finish), the second cancels; the summary
+of what was removed so far is printed and logged either way, with exit code 130. Sweeping
+again resumes: removed folders are not listed again.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import signal
+import sys
+import uuid
+from pathlib import Path
+from typing import Any
+
+import anyio
+from anyio.abc import TaskStatus
+from rich.markup import escape
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+from rich.table import Table
+
+from .. import __version__
+from .._config import redact_url
+from .._engine import Engine
+from .._events import Event, FoldersSwept
+from .._exceptions import MlflowApiError, TraceDeleteError
+from .._sweep import SweepReport
+from .audit import AuditLog, Redactor, who_and_where
+from .inputs import EXIT_FAILED, EXIT_INTERRUPTED, EXIT_OK, PROG, Invocation
+from .session import make_console
+
+__all__ = ["SweepSession"]
+
+
+class SweepSession:
+    """Runs one ``sweep-artifacts`` invocation.
+
+    Args:
+        invocation: The checked command line (no jobs; the experiments are in its args).
+        engine_seams: Keyword arguments for :class:`Engine` (test seams).
+    """
+
+    def __init__(self, invocation: Invocation, *, engine_seams: dict[str, Any]) -> None:
+        self.invocation = invocation
+        args = invocation.args
+        self._seams = {k: v for k, v in engine_seams.items() if k != "wall_clock_ms"}
+        self.redact = Redactor(invocation.secrets)
+        self.out = make_console(sys.stdout)
+        self.err = make_console(sys.stderr)
+        self.json = bool(args.json)
+        self.quiet = bool(args.quiet) or self.json
+        path = args.audit_log
+        self.audit = AuditLog(
+            Path(path).expanduser() if path else None,
+            run_id=uuid.uuid4().hex,
+            redactor=self.redact,
+            on_failure=lambda error: None,
+        )
+        self.signals = 0
+        self.engine: Engine | None = None
+        self._progress = Progress(
+            TextColumn("{task.description}"),
+            BarColumn(),
+            MofNCompleteColumn(),
+            TextColumn("{task.fields[orphans]} orphans, {task.fields[deleted]} removed"),
+            TimeElapsedColumn(),
+            console=self.err,
+            disable=self.quiet,
+            transient=False,
+        )
+        self._tasks: dict[str, Any] = {}
+
+    def run(self) -> int:
+        """Run the sweep and return the exit code."""
+        if self.audit.path is not None:
+            try:
+                self.audit.open()
+            except OSError as error:
+                self.err.print(f"{PROG}: error: --audit-log: {error.strerror or error}")
+                return 2
+        try:
+            client = self.invocation.config.client
+            self.audit.write(
+                "sweep_start",
+                **who_and_where(),
+                version=__version__,
+                command=self.invocation.command(),
+                tracking_uri=redact_url(client.tracking_uri) if client else None,
+                execute=bool(self.invocation.args.execute),
+            )
+            return anyio.run(self._main)
+        finally:
+            self.audit.close()
+
+    async def _main(self) -> int:
+        code = EXIT_FAILED
+        async with anyio.create_task_group() as group:
+            await group.start(self._watch_signals)
+            try:
+                code = await self._sweep()
+            finally:
+                group.cancel_scope.cancel()
+        return code
+
+    async def _sweep(self) -> int:
+        args = self.invocation.args
+        try:
+            async with Engine(self.invocation.config, hooks=[self._hook], **self._seams) as engine:
+                self.engine = engine
+                with self._progress:
+                    report = await engine.sweep_artifacts(
+                        tuple(args.experiment_id),
+                        tuple(args.experiment_name),
+                        execute=bool(args.execute),
+                        count_bytes=not args.no_bytes,
+                    )
+        except (MlflowApiError, TraceDeleteError) as error:
+            message = self.redact(f"{type(error).__name__}: {error}")
+            self.audit.write("sweep_end", error=message)
+            if self.json:
+                self._print_json({"error": message, "exit_code": EXIT_FAILED})
+            else:
+                self.err.print(f"{PROG}: error: {escape(message)}", highlight=False)
+            return EXIT_FAILED
+        interrupted = self.signals > 0
+        code = EXIT_INTERRUPTED if interrupted else (EXIT_OK if report.ok else EXIT_FAILED)
+        for item in report.experiments:
+            self.audit.write("sweep_experiment", **item.model_dump(mode="json"))
+        self.audit.write("sweep_end", **_totals(report), exit_code=code)
+        if self.json:
+            self._print_json(
+                {
+                    **_totals(report),
+                    "experiments": [item.model_dump(mode="json") for item in report.experiments],
+                    "interrupted": interrupted,
+                    "exit_code": code,
+                }
+            )
+        elif not args.quiet:
+            self._render(report)
+        return code
+
+    def _hook(self, event: Event) -> None:
+        if not isinstance(event, FoldersSwept):
+            return
+        task = self._tasks.get(event.experiment_id)
+        if task is None:
+            task = self._progress.add_task(
+                f"experiment {event.experiment_id}", total=event.folders, orphans=0, deleted=0
+            )
+            self._tasks[event.experiment_id] = task
+        self._progress.update(
+            task,
+            completed=event.folders if event.done else event.checked,
+            total=event.folders,
+            orphans=f"{event.orphans:,}",
+            deleted=f"{event.deleted:,}",
+        )
+
+    def _render(self, report: SweepReport) -> None:
+        executed = report.executed
+        title = "Sweep: orphan trace folders" + ("" if executed else " (dry run: nothing removed)")
+        table = Table(title=title, title_justify="left")
+        columns = ["Exp", "Name", "Folders", "Live", "Orphans"]
+        columns += ["Removed", "Failed"] if executed else []
+        columns += ["Bytes"]
+        for name in columns:
+            table.add_column(name, justify="left" if name in ("Exp", "Name") else "right")
+        for item in report.experiments:
+            row = [
+                item.experiment_id,
+                escape(item.experiment_name),
+                f"{item.folders:,}",
+                f"{item.live:,}",
+                f"{item.orphans:,}",
+            ]
+            row += [f"{item.deleted:,}", f"{item.failed:,}"] if executed else []
+            row.append("-" if item.bytes is None else _bytes(item.bytes))
+            table.add_row(*row)
+        self.out.print(table)
+        for item in report.experiments:
+            if item.note:
+                self.out.print(
+                    f"experiment {item.experiment_id}: {item.note}", markup=False, soft_wrap=True
+                )
+        size = "" if report.bytes is None else f" ({_bytes(report.bytes)})"
+        if executed:
+            self.out.print(
+                f"{report.deleted:,} orphan folders removed{size}, {report.failed:,} failed.",
+                markup=False,
+            )
+        elif report.orphans:
+            self.out.print(
+                f"{report.orphans:,} orphan folders{size} would be removed. To remove them, run:",
+                markup=False,
+            )
+            self.out.print(
+                self.invocation.command(execute=True), markup=False, highlight=False, soft_wrap=True
+            )
+        else:
+            self.out.print("No orphan folders.", markup=False)
+
+    def _print_json(self, payload: dict[str, Any]) -> None:
+        sys.stdout.write(self.redact(json.dumps(payload, indent=2, ensure_ascii=False)) + "\n")
+        sys.stdout.flush()
+
+    async def _watch_signals(self, *, task_status: TaskStatus[None]) -> None:
+        with contextlib.ExitStack() as stack:
+            try:
+                signals = stack.enter_context(
+                    anyio.open_signal_receiver(signal.SIGINT, signal.SIGTERM)
+                )
+            except (ValueError, RuntimeError, NotImplementedError):
+                task_status.started()
+                return
+            task_status.started()
+            async for signum in signals:
+                self.on_signal(signum)
+
+    def on_signal(self, signum: int) -> None:
+        """First signal: stop (calls in flight finish); the sweep reports what it did."""
+        self.signals += 1
+        name = signal.Signals(signum).name
+        if self.engine is not None:
+            self.engine.stop_all()
+        self.audit.write("interrupt", signal=name, action="stop", count=self.signals)
+        if not self.quiet:
+            self.err.print(f"{name}: stopping the sweep after the calls in flight", markup=False)
+
+
+def _totals(report: SweepReport) -> dict[str, Any]:
+    return {
+        "executed": report.executed,
+        "folders": report.folders,
+        "orphans": report.orphans,
+        "deleted": report.deleted,
+        "failed": report.failed,
+        "bytes": report.bytes,
+        "elapsed": report.elapsed,
+    }
+
+
+def _bytes(count: int) -> str:
+    size = float(count)
+    for unit in ("B", "KB", "MB", "GB"):
+        if size < 1024 or unit == "GB":
+            return f"{size:,.0f} {unit}" if unit == "B" else f"{size:,.1f} {unit}"
+        size /= 1024
+    return f"{count} B"  # pragma: no cover - the loop always returns
