@@ -17,7 +17,6 @@ import logging
 import random
 import time
 from collections.abc import Awaitable, Callable, Iterable, Iterator, Sequence
-from functools import partial
 from typing import Self
 
 import anyio
@@ -42,7 +41,7 @@ from ._planning import JobPlan, PlanReport, check_expected, count_remaining, pla
 from ._reports import RunReport
 from ._shared import Controls, Runtime, SharedState, open_shared
 from ._specs import DeleteSpec, ResolvedSpec, conflict_message, one_job_per_experiment
-from ._sweep import SweepReport, sweep_experiment
+from ._sweep import SweepReport, sweep
 
 __all__ = ["Engine", "JobHandle", "JobStatus", "one_job_per_experiment"]
 
@@ -337,34 +336,14 @@ class Engine:
             NotFoundError: an experiment does not exist (nothing was removed).
         """
         shared = self._require_open()
-        if not experiment_ids and not experiment_names:
-            raise UsageError("give at least one experiment to sweep (by ID or name)")
-        client = shared.client
-        started = shared.runtime.clock()
-        experiments = []
-        for experiment_id in experiment_ids:
-            with self._reader(f"sweep {experiment_id}") as caller:
-                experiments.append(await caller.read(partial(client.get_experiment, experiment_id)))
-        for name in experiment_names:
-            with self._reader(f"sweep {name}") as caller:
-                experiments.append(await caller.read(partial(client.get_experiment_by_name, name)))
-        unique = {experiment.experiment_id: experiment for experiment in experiments}
-        swept = []
-        for experiment in unique.values():
-            with self._reader(f"sweep {experiment.name}") as caller:
-                swept.append(
-                    await sweep_experiment(
-                        caller,
-                        experiment,
-                        execute=execute,
-                        count_bytes=count_bytes,
-                        emit=self._emit,
-                    )
-                )
-        return SweepReport(
-            experiments=tuple(swept),
-            executed=execute,
-            elapsed=shared.runtime.clock() - started,
+        return await sweep(
+            self._reader,
+            shared,
+            experiment_ids,
+            experiment_names,
+            execute=execute,
+            count_bytes=count_bytes,
+            emit=self._emit,
         )
 
     def stop_all(self) -> None:

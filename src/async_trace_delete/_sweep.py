@@ -20,7 +20,9 @@ what was removed is not listed again.
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
+from contextlib import AbstractContextManager
 from dataclasses import dataclass
+from functools import partial
 from urllib.parse import urlsplit
 
 import anyio
@@ -30,11 +32,12 @@ from ._artifact_paths import TraceFolders, trace_folders
 from ._calls import Caller, StopRequested
 from ._client import TracesClient
 from ._events import FoldersSwept
-from ._exceptions import InvalidResponseError, MlflowApiError, TraceDeleteError
+from ._exceptions import InvalidResponseError, MlflowApiError, TraceDeleteError, UsageError
 from ._modes.artifact_cleanup import CHECK_CHUNK, REFUSALS, absent_ids, refused_note
+from ._shared import SharedState
 from ._wire import Experiment
 
-__all__ = ["SweepExperiment", "SweepReport", "sweep_experiment"]
+__all__ = ["SweepExperiment", "SweepReport", "sweep", "sweep_experiment"]
 
 
 class SweepExperiment(BaseModel):
@@ -120,6 +123,55 @@ class _Tally:
     bytes: int = 0
     note: str | None = None
     complete: bool = True
+
+
+async def sweep(
+    reader: Callable[[str], AbstractContextManager[Caller]],
+    shared: SharedState,
+    experiment_ids: Sequence[str],
+    experiment_names: Sequence[str],
+    *,
+    execute: bool,
+    count_bytes: bool,
+    emit: Callable[[FoldersSwept], None],
+) -> SweepReport:
+    """Look every experiment up (before anything is removed), then sweep them one by one.
+
+    Args:
+        reader: Opens a caller for the engine's own reads, stopped with the engine.
+        shared: The engine's shared state.
+        experiment_ids: By ID.
+        experiment_names: By name.
+        execute: Remove the orphans (else count them).
+        count_bytes: List each orphan's files to count its bytes.
+        emit: Sends progress to the engine's hooks.
+
+    Raises:
+        UsageError: no experiment given.
+        NotFoundError: an experiment does not exist (nothing was removed).
+    """
+    if not experiment_ids and not experiment_names:
+        raise UsageError("give at least one experiment to sweep (by ID or name)")
+    client = shared.client
+    started = shared.runtime.clock()
+    experiments: dict[str, Experiment] = {}
+    lookups = [partial(client.get_experiment, i) for i in experiment_ids]
+    lookups += [partial(client.get_experiment_by_name, n) for n in experiment_names]
+    for lookup in lookups:
+        with reader("sweep lookup") as caller:
+            experiment = await caller.read(lookup)
+        experiments.setdefault(experiment.experiment_id, experiment)
+    swept = []
+    for experiment in experiments.values():
+        with reader(f"sweep {experiment.name}") as caller:
+            swept.append(
+                await sweep_experiment(
+                    caller, experiment, execute=execute, count_bytes=count_bytes, emit=emit
+                )
+            )
+    return SweepReport(
+        experiments=tuple(swept), executed=execute, elapsed=shared.runtime.clock() - started
+    )
 
 
 async def sweep_experiment(
