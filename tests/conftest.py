@@ -10,6 +10,7 @@ from __future__ import annotations
 import re
 import uuid
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 import pytest_asyncio
@@ -30,7 +31,11 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
 
 @pytest.fixture(scope="session")
 def mlflow_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[MlflowServer]:
-    """A real `mlflow server` (SQLite, loopback, free port), started on first use."""
+    """A real `mlflow server` (SQLite, loopback, free port), started on first use.
+
+    It serves artifacts like a default server: experiments are rooted at
+    `mlflow-artifacts:/<experiment_id>`, stored under `artifacts_dir`.
+    """
     with running_mlflow_server(tmp_path_factory.mktemp("mlflow-server")) as server:
         yield server
 
@@ -39,6 +44,12 @@ def mlflow_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[MlflowSe
 def mlflow_url(mlflow_server: MlflowServer) -> str:
     """The base URL of the session's server, e.g. `http://127.0.0.1:PORT`."""
     return mlflow_server.url
+
+
+@pytest.fixture
+def artifacts_dir(mlflow_server: MlflowServer) -> Path:
+    """Where the session's server keeps proxied artifacts (`<exp>/traces/<trace_id>/...`)."""
+    return mlflow_server.artifacts_dir
 
 
 @pytest_asyncio.fixture

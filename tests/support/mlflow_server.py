@@ -2,9 +2,12 @@
 
 The server runs from the `mlflow` executable of the current virtual environment, bound to
 127.0.0.1 on a free port, with its SQLite database, artifacts, auth database and log all inside
-one work directory. It runs in its own session (process group) so that `stop()` can end the
-CLI, the uvicorn server and anything they spawned in one go, and so that a Ctrl-C in the
-terminal reaches the test runner, which then stops the server cleanly.
+one work directory. Artifacts are served the way a default `mlflow server` serves them: proxied
+(`--serve-artifacts`), experiments rooted at `mlflow-artifacts:/<experiment_id>`, the files in
+`<workdir>/artifacts` (`--artifacts-destination`), reachable through
+`/api/2.0/mlflow-artifacts/artifacts`. It runs in its own session (process group) so that
+`stop()` can end the CLI, the uvicorn server and anything they spawned in one go, and so that a
+Ctrl-C in the terminal reaches the test runner, which then stops the server cleanly.
 
 Startup costs 15-30 s (importing mlflow, creating the schema), so callers share one server.
 """
@@ -76,13 +79,20 @@ def free_port() -> int:
 
 @dataclass
 class MlflowServer:
-    """A running `mlflow server` process and where it keeps its state."""
+    """A running `mlflow server` process and where it keeps its state.
+
+    `artifacts_dir` is the `--artifacts-destination` directory: what the proxied artifact API
+    reads and writes, so `<artifacts_dir>/<experiment_id>/traces/<trace_id>` is a trace's folder
+    for every experiment rooted at `mlflow-artifacts:/` (all of them unless the server was
+    started with `default_artifact_root`).
+    """
 
     url: str
     port: int
     workdir: Path
     backend_uri: str
     db_path: Path | None
+    artifacts_dir: Path
     process: subprocess.Popen[bytes]
     log_path: Path
     admin_username: str | None = None
@@ -150,6 +160,7 @@ class ServerOptions(TypedDict, total=False):
     startup_timeout: float
     workers: int
     port: int | None
+    default_artifact_root: str | None
 
 
 def start_mlflow_server(
@@ -161,6 +172,7 @@ def start_mlflow_server(
     startup_timeout: float = 120.0,
     workers: int = 1,
     port: int | None = None,
+    default_artifact_root: str | None = None,
 ) -> MlflowServer:
     """Start `mlflow server` in `workdir` and wait until `GET /health` answers 200.
 
@@ -174,6 +186,9 @@ def start_mlflow_server(
         startup_timeout: Seconds to wait for the health check.
         workers: Number of uvicorn workers.
         port: Port to bind; a free one when None (retried if another process takes it first).
+        default_artifact_root: `--default-artifact-root` for new experiments, e.g. a local
+            path for an unproxied store (trace artifacts then bypass the artifact API). None
+            keeps MLflow's default, `mlflow-artifacts:/` (proxied into `artifacts_dir`).
 
     Returns:
         The running server. Call `stop()` when done (or use `running_mlflow_server`).
@@ -199,6 +214,7 @@ def start_mlflow_server(
             app_name=app_name,
             extra_env=extra_env,
             workers=workers,
+            default_artifact_root=default_artifact_root,
         )
         try:
             _wait_until_healthy(server, startup_timeout)
@@ -250,16 +266,20 @@ def _launch(
     app_name: str | None,
     extra_env: Mapping[str, str] | None,
     workers: int,
+    default_artifact_root: str | None,
 ) -> MlflowServer:
     if backend_uri is None:
         backend_uri = f"sqlite:///{workdir}/mlflow.db"
+    artifacts_dir = workdir / "artifacts"
+    artifacts_dir.mkdir(exist_ok=True)
     command = [
         *_mlflow_command(),
         "server",
         "--backend-store-uri",
         backend_uri,
-        "--default-artifact-root",
-        str(workdir / "artifacts"),
+        # Absolute, since the default (./mlartifacts) depends on the server's cwd.
+        "--artifacts-destination",
+        str(artifacts_dir),
         "--host",
         "127.0.0.1",
         "--port",
@@ -269,6 +289,8 @@ def _launch(
     ]
     env = {**os.environ, **_QUIET_ENV}
     admin_username = admin_password = None
+    if default_artifact_root is not None:
+        command += ["--default-artifact-root", default_artifact_root]
     if app_name is not None:
         command += ["--app-name", app_name]
     if app_name == BASIC_AUTH_APP:
@@ -293,6 +315,7 @@ def _launch(
         workdir=workdir,
         backend_uri=backend_uri,
         db_path=_sqlite_path(backend_uri, workdir),
+        artifacts_dir=artifacts_dir,
         process=process,
         log_path=log_path,
         admin_username=admin_username,
