@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: test demo lint typecheck unit bench bench-quick clean
+.PHONY: test demo lint typecheck unit bench bench-quick bench-counts bench-artifacts clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -44,6 +44,9 @@ bench-quick: $(VENV)/.bench-installed
 ## Counting and start-up at backfill scale (1,000,000 traces; SQLite and PostgreSQL).
 bench-counts: $(VENV)/.bench-installed
 	$(BIN)/python -m benchmarks.counting
+
+bench-artifacts: $(VENV)/.bench-installed
+	$(BIN)/python -m benchmarks.artifacts
 
 clean:
 	rm -rf $(VENV) .mypy_cache .ruff_cache .pytest_cache build dist

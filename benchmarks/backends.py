@@ -133,10 +133,12 @@ class ApiStore:
         return None
 
 
-def _open_sqlite(workdir: Path, directory: str = "sqlite") -> tuple[Backend, Callable[[], None]]:
+def _open_sqlite(
+    workdir: Path, directory: str = "sqlite", workers: int = 1
+) -> tuple[Backend, Callable[[], None]]:
     started = time.perf_counter()
     server = start_mlflow_server(
-        workdir / directory, startup_timeout=SERVER_STARTUP_TIMEOUT_SECONDS
+        workdir / directory, startup_timeout=SERVER_STARTUP_TIMEOUT_SECONDS, workers=workers
     )
     assert server.db_path is not None
     database = SqliteDatabase(str(server.db_path))
@@ -144,6 +146,8 @@ def _open_sqlite(workdir: Path, directory: str = "sqlite") -> tuple[Backend, Cal
         "backend_uri": server.backend_uri,
         "server_startup_seconds": round(time.perf_counter() - started, 1),
         "journal_mode": database.journal_mode(),
+        "workers": workers,
+        "artifacts_dir": str(server.artifacts_dir),
     }
 
     def close() -> None:
@@ -153,7 +157,7 @@ def _open_sqlite(workdir: Path, directory: str = "sqlite") -> tuple[Backend, Cal
     return Backend("sqlite", server.url, database, info), close
 
 
-def _open_postgres(workdir: Path) -> tuple[Backend, Callable[[], None]]:
+def _open_postgres(workdir: Path, workers: int = 1) -> tuple[Backend, Callable[[], None]]:
     started = time.perf_counter()
     stack = contextlib.ExitStack()
     try:
@@ -162,6 +166,7 @@ def _open_postgres(workdir: Path) -> tuple[Backend, Callable[[], None]]:
             workdir / "postgres",
             backend_uri=cluster.sqlalchemy_uri,
             startup_timeout=SERVER_STARTUP_TIMEOUT_SECONDS,
+            workers=workers,
         )
         stack.callback(server.stop)
         database = PostgresDatabase(cluster.dsn)
@@ -174,13 +179,19 @@ def _open_postgres(workdir: Path) -> tuple[Backend, Callable[[], None]]:
         "postgres_version": cluster.version,
         "postgres_settings": "stock (initdb defaults), listen 127.0.0.1, trust auth",
         "server_startup_seconds": round(time.perf_counter() - started, 1),
+        "workers": workers,
+        "artifacts_dir": str(server.artifacts_dir),
     }
     return Backend("postgres", server.url, database, info), stack.close
 
 
 @contextlib.contextmanager
 def open_backends(
-    names: Sequence[str], *, big: Sequence[str] = (), keep_workdir: bool = False
+    names: Sequence[str],
+    *,
+    big: Sequence[str] = (),
+    keep_workdir: bool = False,
+    workers: int = 1,
 ) -> Iterator[tuple[list[Backend], dict[str, Backend]]]:
     """Start the local backends in parallel (server startup is mostly imports) and stop them after.
 
@@ -189,12 +200,14 @@ def open_backends(
         big: backends whose big experiment gets a server of its own (SQLite only): seeded while
             the others seed, and its 400,000 rows never slow the main scenario's calls (on
             SQLite a delete's cost grows with the size of the whole file).
+        keep_workdir: Leave the servers' work directory behind.
+        workers: uvicorn workers of each main server (`mlflow server` runs 4 by default).
 
     Yields:
         The main backends, in the order of `names`, and the big experiment's servers by name.
     """
     workdir = Path(tempfile.mkdtemp(prefix="bench-mlflow-"))
-    openers: dict[str, Callable[[Path], tuple[Backend, Callable[[], None]]]] = {
+    openers: dict[str, Callable[..., tuple[Backend, Callable[[], None]]]] = {
         "sqlite": _open_sqlite,
         "postgres": _open_postgres,
     }
@@ -206,7 +219,7 @@ def open_backends(
         if not keep_workdir:
             stack.callback(shutil.rmtree, workdir, ignore_errors=True)
         with ThreadPoolExecutor(max_workers=len(names) + len(big_names) or 1) as pool:
-            futures = [pool.submit(openers[name], workdir) for name in names]
+            futures = [pool.submit(openers[name], workdir, workers=workers) for name in names]
             big_futures = [pool.submit(_open_sqlite, workdir, "sqlite-big") for _ in big_names]
         opened: list[Backend] = []
         failures: list[BaseException] = []

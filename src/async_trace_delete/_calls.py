@@ -158,9 +158,16 @@ class Caller:
         client = self._shared.client
         return await self.read(lambda: client.query_count(query))
 
-    async def read(self, send: Callable[[], Awaitable[T]]) -> T:
-        """Make one read-only call (a search, a lookup) through the gate, retried."""
-        return await self._retrying(lambda attempt: self._read_once(send, attempt))
+    async def read(self, send: Callable[[], Awaitable[T]], *, files: bool = False) -> T:
+        """Make one call that deletes no trace (a search, a lookup, an artifact call)
+        through the gate, retried.
+
+        Args:
+            send: Makes the call (afresh for every attempt).
+            files: It is a call of the artifact API: paced by its own rate
+                (``EngineConfig.artifact_rate_limit``), through the same slots and pauses.
+        """
+        return await self._retrying(lambda attempt: self._read_once(send, attempt, files))
 
     # -- the loop -------------------------------------------------------------------------------
 
@@ -177,22 +184,26 @@ class Caller:
                     raise
                 await self._back_off(error, attempt, first_try_at)
 
-    async def _gated(self, attempt: Attempt, send: Callable[[], Awaitable[T]]) -> T:
+    async def _gated(
+        self, attempt: Attempt, send: Callable[[], Awaitable[T]], files: bool = False
+    ) -> T:
         """Take a slot, wait for the pace, then send; nothing is sent once stopped."""
         scheduler = self._shared.scheduler
         if not await self._wait(lambda: scheduler.acquire(self._key)):
             raise StopRequested
         try:
-            if not await self._wait(scheduler.pace) or self.quitting:
+            if not await self._wait(lambda: scheduler.pace(files=files)) or self.quitting:
                 raise StopRequested  # stopped while waiting for the gate: send nothing
             attempt.sent_at = self._shared.runtime.clock()
             return await send()
         finally:
             scheduler.release()
 
-    async def _read_once(self, send: Callable[[], Awaitable[T]], attempt: Attempt) -> T:
+    async def _read_once(
+        self, send: Callable[[], Awaitable[T]], attempt: Attempt, files: bool
+    ) -> T:
         try:
-            answer = await self._gated(attempt, send)
+            answer = await self._gated(attempt, send, files)
         except MlflowApiError as error:
             self.counts.add_error(error)
             raise

@@ -178,6 +178,11 @@ class EngineConfig(BaseModel):
     Attributes:
         client: Where the MLflow server is; ``None`` reads MLflow's environment variables.
         rate_limit: Delete calls per second across all jobs (evenly spaced, no bursts).
+        artifact_rate_limit: Calls per second of the artifact API (listing and removing
+            trace folders, ``with_artifacts`` and sweeps), across all jobs. They share the
+            calls in flight, the pauses, the retries and the budget with every other call,
+            but have their own rate: removing one folder is a file operation on the server,
+            not a database transaction.
         max_concurrency: Most delete calls in flight across all jobs.
         adaptive_concurrency: Adapt the calls in flight between 1 and ``max_concurrency``
             from measured throughput and latency (start at 1; on SQLite it stays near 1).
@@ -216,6 +221,7 @@ class EngineConfig(BaseModel):
 
     client: ClientConfig | None = None
     rate_limit: Annotated[float, Field(gt=0, le=10_000)] = 20.0
+    artifact_rate_limit: Annotated[float, Field(gt=0, le=10_000)] = 100.0
     max_concurrency: Annotated[int, Field(ge=1, le=64)] = 4
     adaptive_concurrency: bool = True
     target_latency: Annotated[float, Field(gt=0, le=600)] = 1.0

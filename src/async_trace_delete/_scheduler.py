@@ -53,6 +53,7 @@ class Scheduler:
         limit: Decides how many calls may be in flight.
         pacer: Spaces call starts; its rate when the scheduler is built is the configured
             rate, which throttling cuts and restores.
+        file_pacer: Spaces the artifact API's calls (their own rate); ``None``: ``pacer``.
         clock: Monotonic seconds.
         sleep: Awaitable sleep on that clock (injected in tests).
         emit: Sends an event to the engine's hooks.
@@ -64,6 +65,7 @@ class Scheduler:
         *,
         limit: ConcurrencyLimit,
         pacer: Pacer,
+        file_pacer: Pacer | None = None,
         clock: Callable[[], float],
         sleep: Callable[[float], Awaitable[None]],
         emit: Callable[[Event], None],
@@ -72,6 +74,7 @@ class Scheduler:
         self._origin = origin  # event times are seconds since the engine opened
         self._limit = limit
         self._pacer = pacer
+        self._file_pacer = file_pacer if file_pacer is not None else pacer
         self._throttle = RateThrottle(pacer.rate)
         self._clock = clock
         self._sleep = sleep
@@ -127,18 +130,20 @@ class Scheduler:
         self._in_flight -= 1
         self._dispatch()
 
-    async def pace(self) -> None:
-        """Wait out any shared pause and the quiet gap, then the shared rate.
+    async def pace(self, *, files: bool = False) -> None:
+        """Wait out any shared pause and the quiet gap, then the shared rate (the artifact
+        API's own rate when ``files``).
 
         A pause or a quiet gap that begins while the pacer makes the call wait holds it too.
         """
+        pacer = self._file_pacer if files else self._pacer
         while True:
             now = self._clock()
             hold_until = max(self._paused_until, self._quiet_until)
             if hold_until > now:
                 await self._sleep(hold_until - now)
                 continue
-            await self._pacer.wait()
+            await pacer.wait()
             if max(self._paused_until, self._quiet_until) <= self._clock():
                 return
 

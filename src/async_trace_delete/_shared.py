@@ -117,6 +117,9 @@ def open_shared(
         scheduler=Scheduler(
             limit=limit,
             pacer=pacer_for(config.rate_limit, clock=runtime.clock, sleep=runtime.sleep),
+            file_pacer=pacer_for(
+                config.artifact_rate_limit, clock=runtime.clock, sleep=runtime.sleep
+            ),
             clock=runtime.clock,
             sleep=runtime.sleep,
             emit=emit,

@@ -241,7 +241,7 @@ async def _sweep(
     progress: Callable[[bool], None],
 ) -> None:
     experiment_id = experiment.experiment_id
-    listing = await caller.read(lambda: client.list_artifacts(where.traces_path))
+    listing = await caller.read(lambda: client.list_artifacts(where.traces_path), files=True)
     names = sorted(entry.name for entry in listing if entry.is_dir)
     odd = [name for name in names if where.folder(name) is None]
     if odd:
@@ -297,11 +297,14 @@ async def _handle_orphans(
         async with limiter:
             try:
                 if count_bytes:
-                    files = await caller.read(lambda: client.list_artifacts(f"{folder}/artifacts"))
+                    files = await caller.read(
+                        lambda: client.list_artifacts(f"{folder}/artifacts"), files=True
+                    )
                     tally.bytes += sum(f.size or 0 for f in files if not f.is_dir)
                 if execute:
                     await caller.read(
-                        lambda: client.delete_artifacts(folder, request_timeout=timeout)
+                        lambda: client.delete_artifacts(folder, request_timeout=timeout),
+                        files=True,
                     )
                     tally.deleted += 1
             except REFUSALS as error:

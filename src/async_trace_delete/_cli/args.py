@@ -120,6 +120,9 @@ def _common_options() -> _Parser:
 def _pacing_options(parser: argparse.ArgumentParser) -> None:
     pace = parser.add_argument_group("pacing (EngineConfig)")
     pace.add_argument("--rate", type=float, metavar="PER_S", help="delete calls per second")
+    pace.add_argument(
+        "--artifact-rate", type=float, metavar="PER_S", help="artifact API calls per second"
+    )
     pace.add_argument("--concurrency", type=int, metavar="N", help="most calls in flight")
     pace.add_argument(
         "--target-latency", type=float, metavar="SECONDS", help="seconds one call should take"

@@ -51,6 +51,7 @@ FIELDS: tuple[FieldName, ...] = (
     FieldName("force", "--force", "force"),
     FieldName("with_artifacts", "--with-artifacts", "with_artifacts"),
     FieldName("rate_limit", "--rate", "rate", engine=True),
+    FieldName("artifact_rate_limit", "--artifact-rate", "artifact_rate", engine=True),
     FieldName("max_concurrency", "--concurrency", "concurrency", engine=True),
     FieldName("target_latency", "--target-latency", "target_latency", engine=True),
     FieldName("min_batch_size", "--min-batch-size", "min_batch_size", engine=True),

@@ -130,7 +130,9 @@ class ArtifactCleanup:
             where = trace_folders(experiment, server_netloc=netloc)
             if isinstance(where, str):
                 return where
-            listing = await caller.read(lambda: client.list_artifacts(where.traces_path))
+            listing = await caller.read(
+                lambda: client.list_artifacts(where.traces_path), files=True
+            )
         except REFUSALS as error:
             return refused_note(error)
         except (MlflowApiError, TraceDeleteError) as error:
@@ -244,7 +246,7 @@ class ArtifactCleanup:
                     await client.delete_artifacts(folder, request_timeout=timeout)
 
                 try:
-                    await caller.read(remove)
+                    await caller.read(remove, files=True)
                 except StopRequested:
                     self._ledger.skip(1, _STOPPED)
                 except REFUSALS as error:
