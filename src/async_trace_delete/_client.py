@@ -61,6 +61,7 @@ from ._wire import (
     error_body,
     excerpt,
     experiment_from,
+    experiments_from,
     iter_pages,
     parse_retry_after,
     parse_rfc3339_millis,
@@ -83,6 +84,7 @@ SEARCH_PATH = "/api/3.0/mlflow/traces/search"
 METRICS_PATH = "/api/3.0/mlflow/traces/metrics"
 GET_EXPERIMENT_PATH = "/api/2.0/mlflow/experiments/get"
 GET_EXPERIMENT_BY_NAME_PATH = "/api/2.0/mlflow/experiments/get-by-name"
+SEARCH_EXPERIMENTS_PATH = "/api/2.0/mlflow/experiments/search"
 TRACE_INFOS_PATH = "/api/3.0/mlflow/traces/batchGetInfos"
 ARTIFACTS_PATH = "/api/2.0/mlflow-artifacts/artifacts"
 
@@ -367,6 +369,23 @@ class TracesClient:
             "GET", GET_EXPERIMENT_BY_NAME_PATH, params={"experiment_name": name}
         )
         return experiment_from(payload, GET_EXPERIMENT_BY_NAME_PATH)
+
+    async def search_experiments(
+        self,
+        *,
+        filter_string: str | None = None,
+        max_results: int = 1000,
+        page_token: str | None = None,
+        view_type: str = "ACTIVE_ONLY",
+    ) -> tuple[tuple[Experiment, ...], str | None]:
+        """One page of experiments (``experiments/search``) and the next page's token."""
+        body: dict[str, Any] = {"max_results": max_results, "view_type": view_type}
+        if filter_string:
+            body["filter"] = filter_string
+        if page_token:
+            body["page_token"] = page_token
+        payload = await self._call("POST", SEARCH_EXPERIMENTS_PATH, json_body=body)
+        return experiments_from(payload, SEARCH_EXPERIMENTS_PATH)
 
     async def existing_trace_ids(self, trace_ids: Sequence[str]) -> frozenset[str]:
         """Which of ``trace_ids`` exist on the server, in any experiment (one request).

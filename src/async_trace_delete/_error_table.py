@@ -54,8 +54,8 @@ _CLIENT_ERRORS: Mapping[int, tuple[type[MlflowApiError], Callable[[str], str]]] 
     403: (
         PermissionDeniedError,
         lambda text: (
-            f"permission denied: {text or 'not allowed'} (deleting traces needs MANAGE "
-            "permission on the experiment)"
+            f"permission denied: {text or 'not allowed'} (deleting traces and their "
+            "artifacts needs MANAGE permission on the experiment, reading them READ)"
         ),
     ),
     404: (NotFoundError, lambda text: text or "not found"),

@@ -85,7 +85,7 @@ class JobRunner:
                     key=self,
                     label=resolved.label,
                     experiment_id=resolved.experiment_id,
-                    counts=self.counts,
+                    counts=Counters(record_limit=0),  # folder calls: never the trace counts
                 ),
             )
         self._context = JobContext(
@@ -170,7 +170,9 @@ class JobRunner:
             matched_before=self._verification.matched_before,
             verified_remaining=self._verification.remaining,
             verification_error=self._verification.error,
-            artifacts=None if self._artifacts is None else self._artifacts.ledger.report(),
+            artifacts=None
+            if self._artifacts is None
+            else self._artifacts.ledger.report(retries=self._artifacts.caller.counts.retries),
         )
 
     async def run(self) -> JobReport:

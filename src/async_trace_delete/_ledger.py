@@ -83,6 +83,12 @@ class Doubt:
         self._idempotent = idempotent
         self._counted = counted
 
+    @property
+    def in_doubt(self) -> bool:
+        """Whether a lost answer may have deleted these IDs (a chunk whose every attempt
+        failed for certain, or was never sent, deleted nothing)."""
+        return self._counted
+
     def lost(self) -> None:
         """One attempt's answer was lost (timeout, reset, gateway 5xx, cancel in flight)."""
         self._counts.ambiguous_calls += 1
@@ -143,11 +149,12 @@ class ArtifactLedger:
         self.failed += 1
         self.note(reason)
 
-    def report(self) -> ArtifactReport:
-        """A frozen copy."""
+    def report(self, *, retries: int = 0) -> ArtifactReport:
+        """A frozen copy (``retries``: of the folder calls, counted by their caller)."""
         return ArtifactReport(
             deleted=self.deleted,
             failed=self.failed,
             skipped=self.skipped,
+            retries=retries,
             notes=tuple(self.notes),
         )

@@ -70,6 +70,8 @@ class ArtifactReport(BaseModel):
             that ``sweep-artifacts`` finds later).
         skipped: Folders left on purpose: out of the server's reach, a trace whose delete
             is not known to have happened, a tag naming another place, a stop.
+        retries: Folder calls (listing, existence checks, removals) tried again; never in
+            the job's own ``retries``.
         notes: Why folders were skipped or failed, one line per reason.
     """
 
@@ -78,6 +80,7 @@ class ArtifactReport(BaseModel):
     deleted: int = 0
     failed: int = 0
     skipped: int = 0
+    retries: int = 0
     notes: tuple[str, ...] = ()
 
 
@@ -192,6 +195,7 @@ class RunReport(BaseModel):
             deleted=sum(r.deleted for r in reports),
             failed=sum(r.failed for r in reports),
             skipped=sum(r.skipped for r in reports),
+            retries=sum(r.retries for r in reports),
             notes=tuple(dict.fromkeys(note for r in reports for note in r.notes)),
         )
 

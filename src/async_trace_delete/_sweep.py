@@ -21,7 +21,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 from contextlib import AbstractContextManager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from functools import partial
 from urllib.parse import urlsplit
 
@@ -32,12 +32,14 @@ from ._artifact_paths import TraceFolders, trace_folders
 from ._calls import Caller, StopRequested
 from ._client import TracesClient
 from ._events import FoldersSwept
-from ._exceptions import InvalidResponseError, MlflowApiError, TraceDeleteError, UsageError
+from ._exceptions import MlflowApiError, NotFoundError, TraceDeleteError, UsageError
 from ._modes.artifact_cleanup import CHECK_CHUNK, REFUSALS, absent_ids, refused_note
 from ._shared import SharedState
 from ._wire import Experiment
 
 __all__ = ["SweepExperiment", "SweepReport", "sweep", "sweep_experiment"]
+
+_CANARY_PLACES = 20  # other experiments looked at for a canary when this one has no trace
 
 
 class SweepExperiment(BaseModel):
@@ -52,9 +54,12 @@ class SweepExperiment(BaseModel):
         deleted: Orphan folders removed (``execute`` only).
         failed: Orphan folders whose removal failed.
         bytes: Bytes in the orphans' ``artifacts/`` folders, as the listing gives them
-            (``None`` when not counted).
-        note: Why the experiment was not (fully) swept, if it was not.
-        complete: False when a stop or a failure ended the sweep early.
+            (``None`` when not counted; a lower bound when ``bytes_unknown`` > 0).
+        bytes_unknown: Orphans whose size listing failed (their bytes are not counted).
+        other_folders: Folders whose names are not trace IDs (never touched).
+        notes: What happened besides the counts (why the sweep stopped or was refused).
+        complete: False when the experiment was not swept to its end: out of the server's
+            reach, refused, stopped, or a check could not be trusted.
     """
 
     model_config = ConfigDict(frozen=True, extra="forbid")
@@ -67,7 +72,9 @@ class SweepExperiment(BaseModel):
     deleted: int = 0
     failed: int = 0
     bytes: int | None = None
-    note: str | None = None
+    bytes_unknown: int = 0
+    other_folders: int = 0
+    notes: tuple[str, ...] = ()
     complete: bool = True
 
 
@@ -109,7 +116,7 @@ class SweepReport(BaseModel):
     @property
     def ok(self) -> bool:
         """Every experiment swept to its end, every removal done."""
-        return all(e.complete and e.failed == 0 and e.note is None for e in self.experiments)
+        return all(e.complete and e.failed == 0 for e in self.experiments)
 
 
 @dataclass
@@ -121,8 +128,14 @@ class _Tally:
     deleted: int = 0
     failed: int = 0
     bytes: int = 0
-    note: str | None = None
+    bytes_unknown: int = 0
+    other_folders: int = 0
+    notes: list[str] = field(default_factory=list)
     complete: bool = True
+
+    def stopped_by(self, note: str) -> None:
+        self.complete = False
+        self.notes.append(note)
 
 
 async def sweep(
@@ -204,17 +217,17 @@ async def sweep_experiment(
     where = trace_folders(experiment, server_netloc=netloc)
     try:
         if isinstance(where, str):
-            tally.note = where
+            tally.stopped_by(where)
         else:
             await _sweep(caller, client, experiment, where, tally, execute, count_bytes, progress)
     except StopRequested:
-        tally.complete = False
-        tally.note = "stopped before the sweep of this experiment ended; sweep again to resume"
+        tally.stopped_by("stopped before the sweep of this experiment ended; sweep again to resume")
     except REFUSALS as error:
-        tally.note = refused_note(error)
+        tally.stopped_by(refused_note(error))
+    except _Untrusted as error:
+        tally.stopped_by(str(error))
     except (MlflowApiError, TraceDeleteError) as error:
-        tally.complete = False
-        tally.note = f"{type(error).__name__}: {error}"
+        tally.stopped_by(f"{type(error).__name__}: {error}")
     progress(True)
     return SweepExperiment(
         experiment_id=experiment.experiment_id,
@@ -225,7 +238,9 @@ async def sweep_experiment(
         deleted=tally.deleted,
         failed=tally.failed,
         bytes=tally.bytes if count_bytes else None,
-        note=tally.note,
+        bytes_unknown=tally.bytes_unknown,
+        other_folders=tally.other_folders,
+        notes=tuple(tally.notes),
         complete=tally.complete,
     )
 
@@ -245,21 +260,34 @@ async def _sweep(
     names = sorted(entry.name for entry in listing if entry.is_dir)
     odd = [name for name in names if where.folder(name) is None]
     if odd:
-        tally.note = f"{len(odd)} folders whose names are not trace IDs were left alone"
+        tally.other_folders = len(odd)
+        tally.notes.append(f"{len(odd)} folders whose names are not trace IDs were left alone")
     names = [name for name in names if where.folder(name) is not None]
     tally.folders = len(names)
+    if not names:
+        return
     canary = await _canary(caller, client, experiment_id)
-    for start in range(0, len(names), CHECK_CHUNK):
-        chunk = names[start : start + CHECK_CHUNK]
-        asked = [*chunk, canary] if canary is not None else chunk
-        gone = await absent_ids(caller, experiment_id, asked)
-        if canary is not None and canary in gone:
-            raise InvalidResponseError(
+    if canary is None:
+        raise _Untrusted(
+            "found no trace on the server to check its answers with (an empty server, or "
+            "answers that are not MLflow's): nothing was removed; the sweep needs one live "
+            "trace anywhere on the server"
+        )
+    step = CHECK_CHUNK - 1  # every existence request carries the canary too
+    for start in range(0, len(names), step):
+        chunk = names[start : start + step]
+        try:
+            gone = await absent_ids(caller, experiment_id, [*chunk, canary], everywhere=True)
+        except NotFoundError as error:
+            raise _Untrusted(
+                "the server has no traces/batchGetInfos (MLflow before 3.x?): whether a trace "
+                "still exists in another experiment sharing this artifact location cannot be "
+                f"checked, so nothing was removed ({error})"
+            ) from None
+        if canary in gone:
+            raise _Untrusted(
                 f"the existence check lost trace {canary!r}, which exists: its answers are "
-                "not trusted (a proxy or a cache in front of MLflow?); nothing more is removed",
-                status_code=200,
-                experiment_id=experiment_id,
-                outcome_unknown=False,
+                "not trusted (a proxy or a cache in front of MLflow?); nothing more is removed"
             )
         orphans = [name for name in chunk if name in gone]
         tally.checked += len(chunk)
@@ -269,12 +297,36 @@ async def _sweep(
         progress(False)
 
 
+class _Untrusted(TraceDeleteError):
+    """The sweep cannot trust the server's answers about which traces exist."""
+
+
 async def _canary(caller: Caller, client: TracesClient, experiment_id: str) -> str | None:
-    """A trace of the experiment that exists now (its newest), or ``None`` if it has none."""
+    """A trace that exists now: the experiment's newest, else the newest of one of the
+    server's other experiments (the first page of them); ``None`` if none has any."""
     page = await caller.read(
         lambda: client.search_traces(experiment_id, max_results=1, order_by=("timestamp_ms DESC",))
     )
-    return page.traces[0].trace_id if page.traces else None
+    if page.traces:
+        return page.traces[0].trace_id
+    try:
+        others, _ = await caller.read(lambda: client.search_experiments(max_results=_CANARY_PLACES))
+    except NotFoundError:
+        return None  # no experiment search (an old server, or not MLflow): no other place
+    for other in others:
+        if other.experiment_id == experiment_id:
+            continue
+        page = await caller.read(
+            partial(
+                client.search_traces,
+                other.experiment_id,
+                max_results=1,
+                order_by=("timestamp_ms DESC",),
+            )
+        )
+        if page.traces:
+            return page.traces[0].trace_id
+    return None
 
 
 async def _handle_orphans(
@@ -297,10 +349,16 @@ async def _handle_orphans(
         async with limiter:
             try:
                 if count_bytes:
-                    files = await caller.read(
-                        lambda: client.list_artifacts(f"{folder}/artifacts"), files=True
-                    )
-                    tally.bytes += sum(f.size or 0 for f in files if not f.is_dir)
+                    try:
+                        files = await caller.read(
+                            lambda: client.list_artifacts(f"{folder}/artifacts"), files=True
+                        )
+                    except REFUSALS:
+                        raise
+                    except (MlflowApiError, TraceDeleteError):
+                        tally.bytes_unknown += 1  # the size is unknown; the folder still goes
+                    else:
+                        tally.bytes += sum(f.size or 0 for f in files if not f.is_dir)
                 if execute:
                     await caller.read(
                         lambda: client.delete_artifacts(folder, request_timeout=timeout),

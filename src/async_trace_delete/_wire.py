@@ -29,6 +29,8 @@ __all__ = [
     "error_body",
     "excerpt",
     "experiment_from",
+    "experiment_of",
+    "experiments_from",
     "iter_pages",
     "parse_retry_after",
     "parse_rfc3339_millis",
@@ -256,7 +258,30 @@ def trace_info_ids(payload: Mapping[str, Any]) -> frozenset[str]:
 
 
 def experiment_from(payload: Mapping[str, Any], endpoint: str) -> Experiment:
-    data = payload.get("experiment")
+    return experiment_of(payload.get("experiment"), endpoint)
+
+
+def experiments_from(
+    payload: Mapping[str, Any], endpoint: str
+) -> tuple[tuple[Experiment, ...], str | None]:
+    """One page of ``experiments/search``: its experiments and the next page's token."""
+    items = payload.get("experiments", [])
+    if not isinstance(items, list):
+        raise InvalidResponseError(
+            "the server answered an unexpected experiments shape",
+            status_code=200,
+            endpoint=endpoint,
+            outcome_unknown=False,
+        )
+    token = payload.get("next_page_token") or None
+    return (
+        tuple(experiment_of(item, endpoint) for item in items),
+        token if isinstance(token, str) else None,
+    )
+
+
+def experiment_of(data: object, endpoint: str) -> Experiment:
+    """One experiment of an answer."""
     if not isinstance(data, dict) or not isinstance(data.get("experiment_id"), str):
         raise InvalidResponseError(
             "the server answered an unexpected experiment shape",

@@ -385,6 +385,8 @@ async def test_a_transient_folder_delete_failure_is_retried() -> None:
     assert folder_counts(job) == (10, 0, 0)
     assert len(w.artifacts.deletes()) == 11
     assert w.artifacts.deletes().count(refused[0]) == 2
+    assert job.artifacts is not None
+    assert (job.retries, job.artifacts.retries) == (0, 1)  # never in the trace job's count
     assert w.traces_left() == set()
     assert w.folders_left() == set()
 

@@ -79,7 +79,8 @@ async def test_a_dry_run_counts_orphans_live_and_bytes_and_removes_nothing() -> 
     assert report.executed is False
     assert counts(swept) == (28, 21, 7, 0, 0, 7 * ORPHAN_SIZE)
     assert swept.complete is True
-    assert swept.note == "2 folders whose names are not trace IDs were left alone"
+    assert swept.notes == ("2 folders whose names are not trace IDs were left alone",)
+    assert swept.other_folders == 2
     assert (report.folders, report.orphans, report.deleted, report.bytes) == (28, 7, 0, 700)
     assert w.artifacts.deletes() == []
     assert w.artifacts.files == before
@@ -143,10 +144,9 @@ async def test_a_check_that_loses_the_canary_removes_nothing() -> None:
     assert counts(swept) == (28, 0, 0, 0, 0, 0)
     assert swept.complete is False
     assert report.ok is False
-    assert swept.note is not None
-    assert "InvalidResponseError" in swept.note
-    assert "lost trace" in swept.note
-    assert "nothing more is removed" in swept.note
+    (note,) = [n for n in swept.notes if "lost trace" in n]
+    assert "not trusted" in note
+    assert "nothing more is removed" in note
     assert w.artifacts.deletes() == []
     assert w.folders() == w.live | w.orphans | set(ODD_NAMES)
 
@@ -167,7 +167,11 @@ async def test_checks_and_canary_search_answering_nothing_remove_nothing() -> No
     assert w.artifacts.deletes() == []
     assert w.folders() == w.live | w.orphans
     assert swept.deleted == 0
-    assert swept.note is not None
+    assert swept.notes == (
+        "found no trace on the server to check its answers with (an empty server, or answers "
+        "that are not MLflow's): nothing was removed; the sweep needs one live trace anywhere "
+        "on the server",
+    )
     assert report.ok is False
 
 
@@ -253,8 +257,8 @@ async def test_an_s3_location_is_noted_and_nothing_is_called() -> None:
 
     (swept,) = report.experiments
     assert counts(swept) == (0, 0, 0, 0, 0, 0)
-    assert swept.note is not None
-    assert "'s3://bucket/x'" in swept.note
+    (note,) = swept.notes
+    assert "'s3://bucket/x'" in note
     assert w.artifacts.calls == []
     assert w.folders() == w.live | w.orphans | set(ODD_NAMES)
 
@@ -279,8 +283,8 @@ async def test_a_refused_listing_is_noted_once_and_removes_nothing(
 
     (swept,) = report.experiments
     assert counts(swept) == (0, 0, 0, 0, 0, 0)
-    assert swept.note is not None
-    assert cause in swept.note
+    (note,) = swept.notes
+    assert cause in note
     assert len(w.artifacts.calls) == 1
     assert w.folders() == w.live | w.orphans | set(ODD_NAMES)
 
@@ -304,3 +308,55 @@ async def test_a_failing_folder_delete_is_counted_and_the_others_go() -> None:
     assert counts(swept) == (28, 21, 7, 6, 1, None)
     assert report.failed == 1
     assert w.folders() == w.live | {"tr-dead0003"} | set(ODD_NAMES)
+
+
+async def test_an_experiment_without_traces_takes_its_canary_from_another() -> None:
+    """An experiment whose traces are all gone: the canary comes from another experiment,
+    every check carries it, and exactly the 6 orphans go."""
+    artifacts = SimulatedArtifacts()
+    server = SimulatedServer(artifacts=artifacts)
+    empty = server.add_experiment("emptied")
+    other, _ = seeded(server, old=5, tag=1)
+    canary = server.remaining(other)[-1].trace_id
+    orphans = [f"tr-gone{index:04d}" for index in range(6)]
+    artifacts.add_trace_folders(empty, orphans)
+    asked: list[list[str]] = []
+
+    def record(found: list[str]) -> list[str]:
+        asked.append(found)
+        return found
+
+    server.trace_infos_rule = record
+
+    async with make_engine(server) as engine:
+        report = await engine.sweep_artifacts([empty], execute=True)
+
+    (swept,) = report.experiments
+    assert (swept.folders, swept.live, swept.orphans, swept.deleted) == (6, 0, 6, 6)
+    assert report.ok is True
+    assert asked == [[canary]]
+    assert artifacts.trace_folders(empty) == set()
+    assert len(server.remaining(other)) == 5
+
+
+async def test_a_server_without_batch_get_infos_is_not_swept() -> None:
+    """Without ``batchGetInfos`` a trace of another experiment sharing the artifact location
+    cannot be seen: nothing is removed, and the note says why."""
+    w = sweep_world()
+    real = w.server.handle
+
+    async def without_batch_get_infos(request: httpx.Request) -> httpx.Response:
+        if request.url.path.endswith("/traces/batchGetInfos"):
+            return httpx.Response(404, text="Not Found")
+        return await real(request)
+
+    w.server.handle = without_batch_get_infos  # type: ignore[method-assign]
+
+    async with make_engine(w.server) as engine:
+        report = await engine.sweep_artifacts([w.experiment_id], execute=True)
+
+    (swept,) = report.experiments
+    assert (swept.deleted, swept.orphans, swept.complete) == (0, 0, False)
+    assert any("batchGetInfos" in note for note in swept.notes)
+    assert w.artifacts.deletes() == []
+    assert w.folders() == w.live | w.orphans | set(ODD_NAMES)

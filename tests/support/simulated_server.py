@@ -68,6 +68,7 @@ _SEARCH = "/api/3.0/mlflow/traces/search"
 _GET = "/api/2.0/mlflow/experiments/get"
 _GET_BY_NAME = "/api/2.0/mlflow/experiments/get-by-name"
 _TRACE_INFOS = "/api/3.0/mlflow/traces/batchGetInfos"
+_SEARCH_EXPERIMENTS = "/api/2.0/mlflow/experiments/search"
 
 _CLAUSE = re.compile(
     r"^\s*(?P<field>timestamp_ms|status|request_id)\s*(?P<op><=|>=|<|>|!=|=|IN)\s*(?P<value>.+?)\s*$",
@@ -337,6 +338,8 @@ class SimulatedServer:
             return self._get_experiment(request.url.params.get("experiment_id", ""))
         if request.method == "GET" and path == _GET_BY_NAME:
             return self._get_by_name(request.url.params.get("experiment_name", ""))
+        if request.method == "POST" and path == _SEARCH_EXPERIMENTS:
+            return self._search_experiments(_json(request))
         if request.method == "POST" and path == _TRACE_INFOS:
             return self._trace_infos(_json(request).get("trace_ids", []))
         if self.artifacts is not None and path.startswith(ARTIFACTS_PATH):
@@ -463,6 +466,27 @@ class SimulatedServer:
 
     def _artifact_location(self, experiment_id: str) -> str:
         return self.artifact_locations.get(experiment_id, f"mlflow-artifacts:/{experiment_id}")
+
+    def _search_experiments(self, body: Mapping[str, Any]) -> httpx.Response:
+        if body.get("filter"):
+            return _invalid("the simulated server searches experiments without a filter")
+        max_results = int(body.get("max_results", 1000))
+        offset = int(body.get("page_token") or 0)
+        experiments = list(self._experiments.values())[offset : offset + max_results]
+        payload: dict[str, Any] = {
+            "experiments": [
+                {
+                    "experiment_id": e.experiment_id,
+                    "name": e.name,
+                    "lifecycle_stage": "active",
+                    "artifact_location": self._artifact_location(e.experiment_id),
+                }
+                for e in experiments
+            ]
+        }
+        if offset + max_results < len(self._experiments):
+            payload["next_page_token"] = str(offset + max_results)
+        return httpx.Response(200, json=payload)
 
     def _trace_infos(self, trace_ids: list[str]) -> httpx.Response:
         wanted = set(trace_ids)

@@ -183,9 +183,16 @@ class SweepSession:
             table.add_row(*row)
         self.out.print(table)
         for item in report.experiments:
-            if item.note:
+            for note in item.notes:
                 self.out.print(
-                    f"experiment {item.experiment_id}: {item.note}", markup=False, soft_wrap=True
+                    f"experiment {item.experiment_id}: {note}", markup=False, soft_wrap=True
+                )
+            if item.bytes_unknown:
+                self.out.print(
+                    f"experiment {item.experiment_id}: the size of {item.bytes_unknown:,} "
+                    "orphan folders could not be listed; the bytes above leave them out",
+                    markup=False,
+                    soft_wrap=True,
                 )
         size = "" if report.bytes is None else f" ({_bytes(report.bytes)})"
         if executed:

@@ -63,12 +63,22 @@ def refused_note(error: MlflowApiError) -> str:
     )
 
 
-async def absent_ids(caller: Caller, experiment_id: str, ids: Sequence[str]) -> set[str]:
+async def absent_ids(
+    caller: Caller, experiment_id: str, ids: Sequence[str], *, everywhere: bool = False
+) -> set[str]:
     """The IDs neither ``batchGetInfos`` (any experiment) nor a search of the experiment
-    knows: gone for both endpoints. A server without ``batchGetInfos`` is asked by search
-    alone.
+    knows: gone for both endpoints.
+
+    Args:
+        caller: Makes the calls.
+        experiment_id: The experiment searched.
+        ids: The trace IDs.
+        everywhere: The answer must hold for every experiment (a sweep: a folder may belong
+            to a trace of another experiment sharing the artifact location): a server
+            without ``batchGetInfos`` raises instead of being asked by search alone.
 
     Raises:
+        NotFoundError: no ``batchGetInfos`` and ``everywhere``.
         MlflowApiError, NoProgressError, StopRequested: a check could not be made (then
             nothing is known to be gone).
     """
@@ -83,7 +93,9 @@ async def absent_ids(caller: Caller, experiment_id: str, ids: Sequence[str]) -> 
         try:
             present = set(await caller.read(existing))
         except NotFoundError:
-            present = set()  # before MLflow 3.x: the search below decides alone
+            if everywhere:
+                raise
+            present = set()  # the traces were found in this experiment: its search decides
         async for trace in search_all(caller, experiment_id, ids_filter(chunk), CHECK_CHUNK):
             present.add(trace.trace_id)
         absent.update(trace_id for trace_id in chunk if trace_id not in present)

@@ -81,16 +81,24 @@ class WithArtifacts:
                 if cleanup is not None:
                     side.ledger.skip(job.counts.deleted + job.counts.ambiguous, cleanup)
             return
+        failure: Exception | None = None
         try:
             async with anyio.create_task_group() as group:
                 cleanup.start(group)
                 try:
                     await self._delete(job, plain, cleanup)
+                except Exception as error:
+                    # Caught inside the group: raising here would cancel the folder workers
+                    # (the folders of traces already deleted would be lost) and wrap the
+                    # job's error in an ExceptionGroup.
+                    failure = error
                 finally:
                     await cleanup.finish()
         except anyio.get_cancelled_exc_class():
             cleanup.abandon()
             raise
+        if failure is not None:
+            raise failure
 
     async def _delete(self, job: JobContext, plain: JobContext, cleanup: ArtifactCleanup) -> None:
         inner = self._inner.name

@@ -39,8 +39,9 @@ class ChunkListener(Protocol):
         none of them is left in the experiment."""
 
     def unsettled(self, ids: Sequence[str]) -> None:
-        """The delete of ``ids`` ended without an answer that settles it (failed, lost,
-        stopped, cancelled): they may or may not be gone."""
+        """The delete of ``ids`` ended after an answer was lost, without one that settles
+        it (then failed, stopped, cancelled): they may or may not be gone. A delete that
+        ended without any lost answer deleted nothing and is not reported."""
 
 
 class ChunkPipeline:
@@ -146,7 +147,7 @@ class ChunkPipeline:
             answer = await job.caller.delete(lambda: operation)  # the same IDs every attempt
         except MlflowApiError as error:
             if classify(error) is not RetryDecision.SHRINK or len(chunk) == 1:
-                if listener is not None:
+                if listener is not None and doubt.in_doubt:
                     listener.unsettled(chunk)
                 raise
             half = (len(chunk) + 1) // 2
@@ -154,8 +155,8 @@ class ChunkPipeline:
             await self._delete(chunk[:half], first)
             await self._delete(chunk[half:], second)
         except BaseException:  # a stop before a retry, a cancel, a progress timeout
-            if listener is not None:
-                listener.unsettled(chunk)
+            if listener is not None and doubt.in_doubt:
+                listener.unsettled(chunk)  # else nothing sent, or every answer said "not done"
             raise
         else:
             if listener is not None and answer is not None:
