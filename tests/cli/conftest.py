@@ -4,8 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from tests.support.cli_harness import DAY_MS, NOW_MS, Recorder
-from tests.support.simulated_server import sim_traces
+from tests.support.cli_harness import Recorder, artifact_world, three_experiments
 
 
 @pytest.fixture
@@ -14,9 +13,14 @@ def recorder() -> Recorder:
 
     Each has 100 traces 20 days old (every 4th an ERROR) and 10 traces 1 day old.
     """
-    rec = Recorder()
-    for tag, name in enumerate(("alpha", "beta", "gamma"), start=1):
-        old = sim_traces(100, start_ms=NOW_MS - 20 * DAY_MS, error_every=4, tag=tag)
-        new = sim_traces(10, start_ms=NOW_MS - DAY_MS, tag=tag + 10)
-        rec.server.add_experiment(name, [*old, *new])
-    return rec
+    return three_experiments(Recorder())
+
+
+@pytest.fixture
+def artifact_recorder() -> Recorder:
+    """The ``recorder`` world with an artifact store (``recorder.artifacts``).
+
+    In each experiment every other trace, oldest first, has a folder holding a 13-byte
+    ``traces.json``: 50 of the 100 old traces and 5 of the 10 new ones, 55 folders.
+    """
+    return artifact_world()

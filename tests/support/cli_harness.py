@@ -21,7 +21,8 @@ import pytest
 
 from async_trace_delete._cli.args import run_cli
 from async_trace_delete._cli.inputs import EXIT_BAD_INPUT
-from tests.support.simulated_server import BASE_MS, SIM_URL, SimulatedServer
+from tests.support.simulated_artifacts import SimulatedArtifacts
+from tests.support.simulated_server import BASE_MS, SIM_URL, SimulatedServer, sim_traces
 
 DAY_MS = 86_400_000
 NOW_MS = BASE_MS + 30 * DAY_MS
@@ -50,6 +51,33 @@ class Recorder:
     def delete_calls(self) -> int:
         """Delete requests received."""
         return sum(1 for r in self.requests if r.url.path.endswith("/delete-traces"))
+
+    @property
+    def artifacts(self) -> SimulatedArtifacts:
+        """The server's artifact store (for a recorder whose server has one)."""
+        assert self.server.artifacts is not None, "this recorder's server has no artifact store"
+        return self.server.artifacts
+
+
+def three_experiments(rec: Recorder) -> Recorder:
+    """Give the recorder's server 'alpha' (1), 'beta' (2) and 'gamma' (3), each with 100
+    traces 20 days old (every 4th an ERROR) and 10 traces 1 day old."""
+    for tag, name in enumerate(("alpha", "beta", "gamma"), start=1):
+        old = sim_traces(100, start_ms=NOW_MS - 20 * DAY_MS, error_every=4, tag=tag)
+        new = sim_traces(10, start_ms=NOW_MS - DAY_MS, tag=tag + 10)
+        rec.server.add_experiment(name, [*old, *new])
+    return rec
+
+
+def artifact_world() -> Recorder:
+    """:func:`three_experiments` with an artifact store (``Recorder.artifacts``): in each
+    experiment every other trace, oldest first, has a folder holding a 13-byte
+    ``traces.json`` (50 of the 100 old traces and 5 of the 10 new ones: 55 folders)."""
+    rec = three_experiments(Recorder(server=SimulatedServer(artifacts=SimulatedArtifacts())))
+    for experiment_id in ("1", "2", "3"):
+        traces = rec.server.remaining(experiment_id)
+        rec.artifacts.add_trace_folders(experiment_id, [trace.trace_id for trace in traces[::2]])
+    return rec
 
 
 @dataclass
@@ -101,6 +129,15 @@ def one_error_line(result: Result) -> str:
     assert len(lines) == 1, result.err
     assert lines[0].startswith("async-trace-delete: error: ")
     return lines[0]
+
+
+def table_rows(text: str) -> list[list[str]]:
+    """The body rows of the tables printed in ``text`` (not their headers), cells stripped."""
+    return [
+        [cell.strip() for cell in line.strip("│").split("│")]
+        for line in text.splitlines()
+        if line.startswith("│")
+    ]
 
 
 # -- policy files ----------------------------------------------------------------------------
