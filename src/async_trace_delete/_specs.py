@@ -24,6 +24,7 @@ from pydantic import (
     BaseModel,
     ConfigDict,
     Field,
+    StrictBool,
     StrictInt,
     field_validator,
     model_validator,
@@ -86,9 +87,9 @@ class DeleteSpec(BaseModel):
     max_traces: PositiveStrictInt | None = None
     expect_at_most: Annotated[StrictInt, Field(ge=0)] | None = None
     min_retention: timedelta | None = None
-    allow_match_all: bool = False
-    force: bool = False
-    with_artifacts: bool = False
+    allow_match_all: StrictBool = False
+    force: StrictBool = False
+    with_artifacts: StrictBool = False
     label: str | None = None
 
     @field_validator("experiment_id", mode="before")

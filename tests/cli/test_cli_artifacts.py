@@ -46,7 +46,13 @@ def artifacts_line(removed: int, failed: int, left: int) -> str:
 
 def folder_counts(removed: int, failed: int = 0, left: int = 0, notes: tuple[str, ...] = ()) -> Any:
     """An ``artifacts`` object as the JSON report and the audit log write it."""
-    return {"deleted": removed, "failed": failed, "skipped": left, "notes": list(notes)}
+    return {
+        "deleted": removed,
+        "failed": failed,
+        "skipped": left,
+        "retries": 0,
+        "notes": list(notes),
+    }
 
 
 def snapshot(recorder: Recorder) -> dict[str, tuple[int, set[str]]]:

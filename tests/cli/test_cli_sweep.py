@@ -88,7 +88,9 @@ def experiment_json(experiment_id: str, name: str, *, removed: bool, counted: bo
         "deleted": orphans if removed else 0,
         "failed": 0,
         "bytes": orphans * ORPHAN_BYTES if counted else None,
-        "note": None,
+        "bytes_unknown": 0,
+        "other_folders": 0,
+        "notes": [],
         "complete": True,
     }
 

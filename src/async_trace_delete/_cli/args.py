@@ -37,6 +37,7 @@ from .inputs import (
     build_engine_config,
     build_specs,
     check_cutoffs,
+    check_experiment_id_text,
     parse_duration,
     parse_instant,
     parse_trace_ids,
@@ -355,11 +356,11 @@ def _prepare_sweep(
             "--experiment-id / --experiment-name: give at least one experiment to sweep"
         )
     for experiment_id in args.experiment_id:
-        if not experiment_id.isdigit():
+        if not experiment_id.strip() or experiment_id != experiment_id.strip():
             raise BadInputError(
-                f"--experiment-id: {experiment_id!r} is not an experiment ID (digits); "
-                "use --experiment-name for a name"
+                f"--experiment-id: {experiment_id!r} is empty or has surrounding whitespace"
             )
+        check_experiment_id_text(experiment_id, Namer())
     engine_options = {key: getattr(args, key) for key in ENGINE_OPTIONS}
     flags = Namer()
     engine_names = {key: flags(field) for key, field in ENGINE_OPTIONS.items()}

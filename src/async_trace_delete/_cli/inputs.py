@@ -219,11 +219,7 @@ def build_specs(definitions: Iterable[JobDefinition]) -> list[tuple[DeleteSpec, 
                 "give at least one experiment"
             )
         for value in definition.experiment_ids:
-            if value.strip() == value != "" and not re.fullmatch(r"[0-9]+", value):
-                raise BadInputError(
-                    f"{where}{namer('experiment_id')}: {value!r} is not an experiment ID "
-                    f"(MLflow's are whole numbers; for a name use {namer('experiment_name')})"
-                )
+            check_experiment_id_text(value, namer)
         for key, experiment in dict.fromkeys(experiments):
             label = f"{definition.name}/{experiment}" if definition.name else experiment
             if label in labels:
@@ -256,6 +252,19 @@ def describe_guardrail(error: GuardrailError, definition: JobDefinition | None) 
     """A guardrail refusal in the user's words."""
     namer = definition.namer if definition is not None else Namer()
     return namer.message(error)
+
+
+def check_experiment_id_text(value: str, namer: Namer) -> None:
+    """Refuse an ``--experiment-id`` that is not MLflow's form (ASCII digits).
+
+    Raises:
+        BadInputError: it is not (the flag or key is named).
+    """
+    if value.strip() == value != "" and not re.fullmatch(r"[0-9]+", value):
+        raise BadInputError(
+            f"{namer.where}{namer('experiment_id')}: {value!r} is not an experiment ID "
+            f"(MLflow's are whole numbers; for a name use {namer('experiment_name')})"
+        )
 
 
 def build_engine_config(

@@ -58,7 +58,7 @@ class SweepSession:
             Path(path).expanduser() if path else None,
             run_id=uuid.uuid4().hex,
             redactor=self.redact,
-            on_failure=lambda error: None,
+            on_failure=self._audit_broke,
         )
         self.signals = 0
         self.engine: Engine | None = None
@@ -92,7 +92,12 @@ class SweepSession:
                 tracking_uri=redact_url(client.tracking_uri) if client else None,
                 execute=bool(self.invocation.args.execute),
             )
-            return anyio.run(self._main)
+            if self.audit.failure is not None:
+                return self._audit_failed()
+            code = anyio.run(self._main)
+            if self.audit.failure is not None:
+                return self._audit_failed()
+            return code
         finally:
             self.audit.close()
 
@@ -111,13 +116,15 @@ class SweepSession:
         try:
             async with Engine(self.invocation.config, hooks=[self._hook], **self._seams) as engine:
                 self.engine = engine
-                with self._progress:
+                try:
                     report = await engine.sweep_artifacts(
                         tuple(args.experiment_id),
                         tuple(args.experiment_name),
                         execute=bool(args.execute),
                         count_bytes=not args.no_bytes,
                     )
+                finally:
+                    self._progress.stop()
         except (MlflowApiError, TraceDeleteError) as error:
             message = self.redact(f"{type(error).__name__}: {error}")
             self.audit.write("sweep_end", error=message)
@@ -144,10 +151,30 @@ class SweepSession:
             self._render(report)
         return code
 
+    def _audit_broke(self, error: OSError) -> None:
+        """A line could not be written: nothing more is removed without its record."""
+        if self.engine is not None:
+            self.engine.stop_all()
+        if not self.quiet:
+            self.err.print(
+                f"--audit-log: cannot write: {error.strerror or error}; stopping", markup=False
+            )
+
+    def _audit_failed(self) -> int:
+        error = self.audit.failure
+        assert error is not None
+        sys.stderr.write(
+            f"{PROG}: error: --audit-log: cannot write {str(self.audit.path)!r}: "
+            f"{error.strerror or error}; nothing was removed after the last line it holds\n"
+        )
+        return EXIT_FAILED
+
     def _hook(self, event: Event) -> None:
         if not isinstance(event, FoldersSwept):
             return
         task = self._tasks.get(event.experiment_id)
+        if not self._tasks:
+            self._progress.start()  # on the first event: no blank line before an early error
         if task is None:
             task = self._progress.add_task(
                 f"experiment {event.experiment_id}", total=event.folders, orphans=0, deleted=0
