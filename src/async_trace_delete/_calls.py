@@ -187,9 +187,12 @@ class Caller:
     async def _gated(
         self, attempt: Attempt, send: Callable[[], Awaitable[T]], files: bool = False
     ) -> T:
-        """Take a slot, wait for the pace, then send; nothing is sent once stopped."""
+        """Take a slot, wait for the pace, then send; nothing is sent once stopped.
+
+        An artifact API call (``files``) takes one of that API's own slots instead."""
         scheduler = self._shared.scheduler
-        if not await self._wait(lambda: scheduler.acquire(self._key)):
+        acquire = scheduler.acquire_file_slot if files else lambda: scheduler.acquire(self._key)
+        if not await self._wait(acquire):
             raise StopRequested
         try:
             if not await self._wait(lambda: scheduler.pace(files=files)) or self.quitting:
@@ -197,7 +200,10 @@ class Caller:
             attempt.sent_at = self._shared.runtime.clock()
             return await send()
         finally:
-            scheduler.release()
+            if files:
+                scheduler.release_file_slot()
+            else:
+                scheduler.release()
 
     async def _read_once(
         self, send: Callable[[], Awaitable[T]], attempt: Attempt, files: bool

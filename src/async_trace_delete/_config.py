@@ -180,8 +180,9 @@ class EngineConfig(BaseModel):
         rate_limit: Delete calls per second across all jobs (evenly spaced, no bursts).
         artifact_rate_limit: Calls per second of the artifact API (listing and removing
             trace folders, ``with_artifacts`` and sweeps), across all jobs. They share the
-            calls in flight, the pauses, the retries and the budget with every other call,
-            but have their own rate: removing one folder is a file operation on the server,
+            pauses (a server's push-back), the retries and the budget with every other call,
+            but have their own rate and ``max_concurrency`` slots of their own, and do not
+            wait out the quiet gap: removing one folder is a file operation on the server,
             not a database transaction.
         max_concurrency: Most delete calls in flight across all jobs.
         adaptive_concurrency: Adapt the calls in flight between 1 and ``max_concurrency``

@@ -54,6 +54,8 @@ class Scheduler:
         pacer: Spaces call starts; its rate when the scheduler is built is the configured
             rate, which throttling cuts and restores.
         file_pacer: Spaces the artifact API's calls (their own rate); ``None``: ``pacer``.
+        file_slots: Artifact API calls in flight at most (their own slots: the concurrency
+            limit is learnt from deletes, which hold the database; removing a folder does not).
         clock: Monotonic seconds.
         sleep: Awaitable sleep on that clock (injected in tests).
         emit: Sends an event to the engine's hooks.
@@ -66,6 +68,7 @@ class Scheduler:
         limit: ConcurrencyLimit,
         pacer: Pacer,
         file_pacer: Pacer | None = None,
+        file_slots: int = 4,
         clock: Callable[[], float],
         sleep: Callable[[float], Awaitable[None]],
         emit: Callable[[Event], None],
@@ -75,6 +78,7 @@ class Scheduler:
         self._limit = limit
         self._pacer = pacer
         self._file_pacer = file_pacer if file_pacer is not None else pacer
+        self._file_slots = anyio.CapacityLimiter(file_slots)
         self._throttle = RateThrottle(pacer.rate)
         self._clock = clock
         self._sleep = sleep
@@ -130,21 +134,36 @@ class Scheduler:
         self._in_flight -= 1
         self._dispatch()
 
-    async def pace(self, *, files: bool = False) -> None:
-        """Wait out any shared pause and the quiet gap, then the shared rate (the artifact
-        API's own rate when ``files``).
+    async def acquire_file_slot(self) -> None:
+        """Wait for one of the artifact API's slots; give it back with
+        :meth:`release_file_slot`."""
+        await self._file_slots.acquire()
 
+    def release_file_slot(self) -> None:
+        """Give back a slot taken with :meth:`acquire_file_slot`."""
+        self._file_slots.release()
+
+    async def pace(self, *, files: bool = False) -> None:
+        """Wait out any shared pause and the quiet gap, then the shared rate.
+
+        An artifact API call (``files``) waits out the shared pause (a server that pushed
+        back pushed back on everyone), not the quiet gap (that is other clients' turn at the
+        database, which removing a folder does not take), then the artifact API's own rate.
         A pause or a quiet gap that begins while the pacer makes the call wait holds it too.
         """
         pacer = self._file_pacer if files else self._pacer
+
+        def held_until() -> float:
+            return self._paused_until if files else max(self._paused_until, self._quiet_until)
+
         while True:
             now = self._clock()
-            hold_until = max(self._paused_until, self._quiet_until)
+            hold_until = held_until()
             if hold_until > now:
                 await self._sleep(hold_until - now)
                 continue
             await pacer.wait()
-            if max(self._paused_until, self._quiet_until) <= self._clock():
+            if held_until() <= self._clock():
                 return
 
     def record(

@@ -120,6 +120,7 @@ def open_shared(
             file_pacer=pacer_for(
                 config.artifact_rate_limit, clock=runtime.clock, sleep=runtime.sleep
             ),
+            file_slots=config.max_concurrency,
             clock=runtime.clock,
             sleep=runtime.sleep,
             emit=emit,

@@ -631,3 +631,28 @@ async def test_the_run_report_sums_the_with_artifacts_jobs_only() -> None:
     assert len(artifacts.trace_folders(on_s3)) == 6
     assert len(artifacts.trace_folders(plain)) == 4
     assert all(server.remaining(e) == [] for e in (served, on_s3, plain))
+
+
+async def test_folder_calls_have_their_own_slots_and_rate() -> None:
+    """With the deletes' concurrency limit at 1 (its start), 40 folder removals still run
+    up to ``max_concurrency`` at once, spaced by ``artifact_rate_limit`` (10/s: >= 3.9 s of
+    the fake clock), not by the deletes' rate."""
+    w = world(old=40)
+    w.server.in_flight_turns = 5  # each request stays in flight over a few scheduler turns
+    spec = DeleteSpec(experiment_id=w.experiment_id, trace_ids=w.ids, with_artifacts=True)
+
+    async with make_engine(
+        w.server, max_concurrency=4, artifact_rate_limit=10.0, **id_chunks(40)
+    ) as engine:
+        started = w.server.clock()
+        report = await engine.run([spec])
+        elapsed = w.server.clock() - started
+
+    job = report.jobs[0]
+    assert trace_counts(job) == (40, 0, 0)
+    assert folder_counts(job) == (40, 0, 0)
+    assert w.folders_left() == set()
+    removals = [call for call in w.server.calls if call.kind == "other"]
+    assert len(removals) == 41  # the listing and 40 removals
+    assert max(call.concurrent for call in removals) >= 1  # they overlapped
+    assert elapsed >= 3.9

@@ -38,7 +38,7 @@ from .._exceptions import (
 )
 from .base import ArtifactSide, JobContext, ids_filter, search_all
 
-__all__ = ["ArtifactCleanup", "absent_ids", "refused_note"]
+__all__ = ["ArtifactCleanup", "absent_ids", "reason", "refused_note"]
 
 CHECK_CHUNK = 500  # trace IDs per existence check (one full search page)
 _FOLDER_QUEUE = 500  # folders waiting for a worker: past this, deleting traces waits
@@ -55,10 +55,24 @@ _TAG_ELSEWHERE = (
 REFUSALS = (ArtifactsUnavailableError, PermissionDeniedError, NotFoundError)
 
 
+def reason(error: BaseException) -> str:
+    """What kind of failure ``error`` is, without what it was about (no path, no ID), so
+    that one reason is one note however many folders it hit."""
+    parts = [type(error).__name__]
+    if isinstance(error, MlflowApiError):
+        if error.status_code is not None:
+            parts.append(f"HTTP {error.status_code}")
+        if error.error_code:
+            parts.append(error.error_code)
+        if error.outcome_unknown:
+            parts.append("outcome unknown")
+    return ", ".join(parts)
+
+
 def refused_note(error: MlflowApiError) -> str:
     """One line saying the artifact API refused, and what was left."""
     return (
-        f"the server's artifact API refused ({type(error).__name__}: {error}); the trace "
+        f"the server's artifact API refused ({reason(error)}: {error.message}); the trace "
         "folders were left (trace deletion is not affected)"
     )
 
@@ -262,12 +276,13 @@ class ArtifactCleanup:
                 except StopRequested:
                     self._ledger.skip(1, _STOPPED)
                 except REFUSALS as error:
-                    self._refused = refused_note(error)
+                    if self._refused is None:
+                        self._refused = refused_note(error)
                     self._ledger.skip(1, self._refused)
                 except (MlflowApiError, TraceDeleteError) as error:
                     self._ledger.fail(
-                        f"removing a folder failed ({type(error).__name__}: {error}); "
-                        "sweep-artifacts finds it later"
+                        f"removing folders failed ({reason(error)}); sweep-artifacts finds "
+                        "them later"
                     )
                 else:
                     self._ledger.deleted += 1
