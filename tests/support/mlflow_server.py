@@ -161,6 +161,7 @@ class ServerOptions(TypedDict, total=False):
     workers: int
     port: int | None
     default_artifact_root: str | None
+    serve_artifacts: bool
 
 
 def start_mlflow_server(
@@ -173,6 +174,7 @@ def start_mlflow_server(
     workers: int = 1,
     port: int | None = None,
     default_artifact_root: str | None = None,
+    serve_artifacts: bool = True,
 ) -> MlflowServer:
     """Start `mlflow server` in `workdir` and wait until `GET /health` answers 200.
 
@@ -189,6 +191,9 @@ def start_mlflow_server(
         default_artifact_root: `--default-artifact-root` for new experiments, e.g. a local
             path for an unproxied store (trace artifacts then bypass the artifact API). None
             keeps MLflow's default, `mlflow-artifacts:/` (proxied into `artifacts_dir`).
+        serve_artifacts: False passes `--no-serve-artifacts`: the artifact API then answers
+            503 ("... `--no-serve-artifacts` ..."). Give `default_artifact_root` too (e.g.
+            `mlflow-artifacts:/`), or new experiments are rooted at a local path instead.
 
     Returns:
         The running server. Call `stop()` when done (or use `running_mlflow_server`).
@@ -215,6 +220,7 @@ def start_mlflow_server(
             extra_env=extra_env,
             workers=workers,
             default_artifact_root=default_artifact_root,
+            serve_artifacts=serve_artifacts,
         )
         try:
             _wait_until_healthy(server, startup_timeout)
@@ -267,6 +273,7 @@ def _launch(
     extra_env: Mapping[str, str] | None,
     workers: int,
     default_artifact_root: str | None,
+    serve_artifacts: bool = True,
 ) -> MlflowServer:
     if backend_uri is None:
         backend_uri = f"sqlite:///{workdir}/mlflow.db"
@@ -291,6 +298,8 @@ def _launch(
     admin_username = admin_password = None
     if default_artifact_root is not None:
         command += ["--default-artifact-root", default_artifact_root]
+    if not serve_artifacts:
+        command.append("--no-serve-artifacts")
     if app_name is not None:
         command += ["--app-name", app_name]
     if app_name == BASIC_AUTH_APP:
