@@ -362,7 +362,13 @@ async def test_cli_delete_with_artifacts_in_a_subprocess_reports_exact_folder_co
     assert result.returncode == EXIT_OK, err
     answer = json.loads(out)
     assert (answer["deleted"], answer["ambiguous"], answer["not_found"]) == (len(old), 0, 0)
-    assert answer["artifacts"] == {"deleted": len(old), "failed": 0, "skipped": 0, "notes": []}
+    assert answer["artifacts"] == {
+        "deleted": len(old),
+        "failed": 0,
+        "skipped": 0,
+        "retries": 0,
+        "notes": [],
+    }
     (job,) = answer["jobs"]
     assert (job["experiment_id"], job["deleted"]) == (experiment.experiment_id, len(old))
     assert await remaining_ids(mlflow_url, experiment.experiment_id) == set(new)
@@ -452,14 +458,14 @@ def test_sweep_dry_run_changes_nothing_and_execute_removes_exactly_the_orphans(
             answer["executed"],
             (item["folders"], item["live"], item["orphans"], item["deleted"], item["failed"]),
             answer["bytes"],
-            item["note"],
+            item["notes"],
         )
 
-    assert totals(dry) == (False, (8, 3, 5, 0, 0), orphan_bytes, None)
+    assert totals(dry) == (False, (8, 3, 5, 0, 0), orphan_bytes, [])
     assert after_dry == before
-    assert totals(executed) == (True, (8, 3, 5, 5, 0), orphan_bytes, None)
+    assert totals(executed) == (True, (8, 3, 5, 5, 0), orphan_bytes, [])
     assert after_execute == files_of(before, live)
-    assert totals(again) == (True, (3, 3, 0, 0, 0), 0, None)
+    assert totals(again) == (True, (3, 3, 0, 0, 0), 0, [])
     assert disk_files(root) == files_of(before, live)
     assert folders_on_disk(artifacts_dir, experiment.experiment_id) == live
     assert anyio.run(remaining_ids, url, experiment.experiment_id) == live

@@ -171,7 +171,8 @@ async def test_folder_deletes_that_fail_or_lose_their_answer_are_retried_to_the_
 
     assert report.state is JobState.COMPLETED, report.error
     assert (report.deleted, report.ambiguous, report.not_found) == (len(folders.old), 0, 0)
-    assert report.artifacts == ArtifactReport(deleted=len(folders.old))
+    injected_faults = sum(fault.times for fault in DELETE_FAULTS[faults])
+    assert report.artifacts == ArtifactReport(deleted=len(folders.old), retries=injected_faults)
     assert await folders.left() == set(folders.new)
     violation(folders.on_disk() == set(folders.new), "a folder was left, or a live one removed")
     assert disk_files(folders.root) == kept
@@ -276,9 +277,9 @@ async def test_folder_deletes_failing_past_their_retries_are_failed_and_swept_la
     assert report.artifacts is not None
     counts = (report.artifacts.deleted, report.artifacts.failed, report.artifacts.skipped)
     assert counts == (0, len(folders.old), 0)
-    assert report.artifacts.notes
-    assert all(
-        n.startswith("removing a folder failed (ServerError") for n in report.artifacts.notes
+    assert report.artifacts.notes == (
+        "removing folders failed (ServerError, HTTP 500, INTERNAL_ERROR); sweep-artifacts "
+        "finds them later",
     )
     assert await folders.left() == set(folders.new)
     assert disk_files(folders.root) == before
@@ -296,7 +297,7 @@ async def test_folder_deletes_failing_past_their_retries_are_failed_and_swept_la
         len(folders.old),
         0,
     )
-    assert swept.note is None
+    assert swept.notes == ()
     violation(folders.on_disk() == set(folders.new), "the sweep left an orphan or took a live one")
     assert disk_files(folders.root) == kept
     TALLY.add_survived(proxy)
@@ -396,8 +397,8 @@ async def test_a_server_without_artifact_serving_is_asked_once_and_not_retried(
     )
     (swept,) = sweep.experiments
     assert (swept.folders, swept.orphans, swept.deleted, swept.failed) == (0, 0, 0, 0)
-    assert swept.note is not None
-    assert "the server does not serve artifacts" in swept.note
+    (note,) = swept.notes
+    assert "the server does not serve artifacts" in note
     # One listing by the job, one by the sweep; each answered 503 once, never asked again.
     assert [(entry.method, entry.upstream_status) for entry in calls] == [("GET", 503)] * 2
     assert elapsed < 10.0  # no backoff (the progress timeout is 300 s)
