@@ -50,11 +50,9 @@ TRACE_JSON = b'{"spans": [], "info": {"note": "a stand-in for the SDK upload"}}'
 
 
 def _folder_ids(experiment_id: str, kind: str, count: int, share: float) -> list[str]:
-    """The traces of one kind that get a folder: every k-th, for ``share`` of them."""
-    if share <= 0:
-        return []
-    step = round(1 / share)
-    return [trace_id(int(experiment_id), kind, i) for i in range(0, count, step)]
+    """The traces of one kind that get a folder: ``share`` of them, spread evenly."""
+    chosen = [i for i in range(count) if int((i + 1) * share) > int(i * share)]
+    return [trace_id(int(experiment_id), kind, i) for i in chosen]
 
 
 def _make_folders(root: Path, experiment_ids: Sequence[str], share: float) -> dict[str, int]:

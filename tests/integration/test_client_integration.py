@@ -147,11 +147,18 @@ async def test_non_integer_experiment_id_is_an_invalid_parameter(client: TracesC
 async def test_search_by_status_returns_exactly_the_error_traces(
     client: TracesClient, mlflow_server: MlflowServer, experiment_id: str
 ) -> None:
-    """``status = 'ERROR'`` returns exactly the ERROR traces, with exact timestamps."""
+    """``status = 'ERROR'`` returns exactly the ERROR traces, with exact timestamps and the
+    artifact location the server tagged them with."""
     traces = make_traces(1_200, start_ms=BASE_MS + 123, step_ms=7, error_every=4)
     seed_traces_sql(database(mlflow_server), experiment_id, traces)
     expected = [
-        TraceSummary(t.trace_id, t.timestamp_ms, "ERROR", experiment_id)
+        TraceSummary(
+            t.trace_id,
+            t.timestamp_ms,
+            "ERROR",
+            experiment_id,
+            f"mlflow-artifacts:/{experiment_id}/traces/{t.trace_id}/artifacts",
+        )
         for t in traces
         if t.state == "ERROR"
     ]
