@@ -23,7 +23,13 @@ from tests.support.sim_engine import (
     seeded,
 )
 from tests.support.simulated_artifacts import ArtifactCall, SimulatedArtifacts
-from tests.support.simulated_server import Fault, SimTrace, SimulatedServer, sim_traces
+from tests.support.simulated_server import (
+    DeleteCall,
+    Fault,
+    SimTrace,
+    SimulatedServer,
+    sim_traces,
+)
 
 pytestmark = pytest.mark.anyio
 
@@ -126,7 +132,8 @@ async def test_cutoff_deletes_the_folder_holders_by_id_then_the_rest_by_cutoff()
         (w.cutoff, 100, 100),
         (w.cutoff, 100, 0),
     ]
-    assert w.server.searches == 1  # one `request_id IN (...)` search for 139 folder names
+    # One `request_id IN (...)` search for the 139 folder names, then one check per ID chunk.
+    assert w.server.searches == 1 + 3
     assert w.traces_left() == set(w.ids[300:])
     assert w.folders_left() == set(w.ids[300::3]) | set(orphans)
     assert set(w.artifacts.deletes()) == w.folder_paths(holders)
@@ -413,6 +420,30 @@ async def test_a_proxy_answering_zero_without_deleting_keeps_every_folder() -> N
     assert w.folders_left() == set(w.ids[::2])
 
 
+async def test_a_proxy_answering_the_full_count_without_deleting_keeps_every_folder() -> None:
+    """Every ID delete answers 200 with ``traces_deleted`` equal to the IDs it named, and
+    deletes nothing: the check after it still finds the 50 holders, so no folder goes."""
+    w = world(old=100, new=20, folders_every=2)
+
+    def pretend(call: DeleteCall) -> Fault | None:
+        if call.request_ids is None:
+            return None  # the cutoff part is answered for real
+        return Fault(status=200, text=f'{{"traces_deleted": {len(call.request_ids)}}}')
+
+    w.server.fault_rule = pretend
+
+    async with make_engine(w.server, **id_chunks(100)) as engine:
+        report = await engine.run([cutoff_spec(w.experiment_id, w.cutoff, with_artifacts=True)])
+
+    job = report.jobs[0]
+    assert job.state is JobState.COMPLETED
+    assert job.deleted == 150  # the 50 the proxy claimed, then 100 by the real cutoff calls
+    assert folder_counts(job) == (0, 0, 0)  # the holders existed when their chunk was checked
+    assert w.artifacts.deletes() == []
+    assert w.folders_left() == set(w.ids[::2])  # orphans now: sweep-artifacts finds them
+    assert w.traces_left() == set(w.ids[100:])
+
+
 # -- folders out of reach --------------------------------------------------------------------
 
 
@@ -653,6 +684,6 @@ async def test_folder_calls_have_their_own_slots_and_rate() -> None:
     assert folder_counts(job) == (40, 0, 0)
     assert w.folders_left() == set()
     removals = [call for call in w.server.calls if call.kind == "other"]
-    assert len(removals) == 41  # the listing and 40 removals
+    assert len(removals) == 42  # the listing, the chunk's batchGetInfos check, 40 removals
     assert max(call.concurrent for call in removals) >= 1  # they overlapped
     assert elapsed >= 3.9

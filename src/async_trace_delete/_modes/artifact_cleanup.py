@@ -7,9 +7,9 @@ each trace keeps its files from the search that selects it (``mlflow.artifactLoc
 which the cascade deletes with the trace), and removes a folder only once its trace is
 known to be gone:
 
-* the delete that named it answered and counted every ID it named; or
-* :func:`absent_ids` finds it neither in the server's ``batchGetInfos`` (any experiment) nor
-  in a search of the experiment (two endpoints must agree);
+* the delete that named it answered, and then :func:`absent_ids` finds it neither in the
+  server's ``batchGetInfos`` (any experiment) nor in a search of the experiment: the delete's
+  answer and two read endpoints must agree (one check per chunk of up to 500 IDs).
 
 A trace whose delete is in doubt keeps its folder until that check says it is gone (at the
 end of the job). Folder deletes go through the job's gate (slots, rate, retries, budget) on
@@ -193,13 +193,13 @@ class ArtifactCleanup:
                 )
 
     async def deleted(self, ids: Sequence[str], deleted: int) -> None:
-        """A delete answered: remove the folders of what it is known to have removed."""
+        """A delete answered: remove the folders of those of ``ids`` that are gone."""
         holders = [trace_id for trace_id in ids if trace_id in self._pending]
         if not holders:
             return
-        if deleted == len(ids):
-            await self._remove(holders)  # the server counted every ID it was given
-            return
+        # Even an answer that counted every ID is checked: a folder goes only when the
+        # delete's answer and two read endpoints agree (a proxy that answers a delete it
+        # never forwarded must not cost a live trace its files). One check per chunk.
         try:
             gone = await absent_ids(self._caller, self._job.resolved.experiment_id, holders)
         except (MlflowApiError, TraceDeleteError, StopRequested):
