@@ -9,7 +9,8 @@ users have: none (traces logged by MLflow >= 3.6 whose spans went to the databas
 has one). The same cutoff cleanup then runs, restored in between:
 
 * `Engine.run` without artifacts (the folders stay: what MLflow's own delete does);
-* `Engine.run` with `with_artifacts=True`;
+* `Engine.run` with `with_artifacts=True` (default `EngineConfig`: folder calls at 100/s);
+* the same with `artifact_rate_limit=1000` (how fast the server removes folders when asked to);
 * without artifacts, then `Engine.sweep_artifacts(execute=True)` (the other way to get there).
 
 Every run is checked: every old trace gone and every new one kept (database), no folder left
@@ -45,6 +46,7 @@ OLD = 20_000
 NEW = 1_000
 SHARES = (0.0, 0.1, 0.6)
 SERVER_WORKERS = 4  # mlflow server's default
+FAST_ARTIFACT_RATE = 1000.0  # what the server can take when the default 100/s is lifted
 RESULTS = Path(__file__).parent / "results"
 TRACE_JSON = b'{"spans": [], "info": {"note": "a stand-in for the SDK upload"}}'
 
@@ -88,9 +90,16 @@ async def _in_thread(function: Any, *args: Any) -> Any:
 
 
 async def _run(
-    backend: Backend, ids: Sequence[str], cutoff: int, *, with_artifacts: bool, sweep: bool
+    backend: Backend,
+    ids: Sequence[str],
+    cutoff: int,
+    *,
+    with_artifacts: bool,
+    sweep: bool,
+    artifact_rate: float | None,
 ) -> dict[str, Any]:
-    config = EngineConfig(client=ClientConfig(tracking_uri=backend.base_url))
+    settings = {} if artifact_rate is None else {"artifact_rate_limit": artifact_rate}
+    config = EngineConfig(client=ClientConfig(tracking_uri=backend.base_url), **settings)
     specs = [
         DeleteSpec(experiment_id=i, max_timestamp_millis=cutoff, with_artifacts=with_artifacts)
         for i in ids
@@ -121,21 +130,29 @@ async def _run(
 
 
 async def measure(backend: Backend, artifacts_dir: Path, shares: Sequence[float]) -> list[Any]:
-    """Every share, three ways, on one backend."""
+    """Every share, four ways, on one backend."""
     url = backend.base_url
     ids = [await create_experiment(url, f"artifacts-{index}") for index in range(EXPERIMENTS)]
     scenario = Scenario(experiments=EXPERIMENTS, old=OLD, new=NEW)
     cutoff = scenario.cutoff_ms
     rows = []
     for share in shares:
-        for name, with_artifacts, sweep in (
-            ("without artifacts", False, False),
-            ("with_artifacts", True, False),
-            ("without, then sweep_artifacts", False, True),
+        for name, with_artifacts, sweep, artifact_rate in (
+            ("without artifacts", False, False, None),
+            ("with_artifacts", True, False, None),
+            ("with_artifacts, artifact_rate_limit 1000/s", True, False, FAST_ARTIFACT_RATE),
+            ("without, then sweep_artifacts", False, True, None),
         ):
             await _in_thread(lambda: restore(backend.database, scenario, ids))
             made = await _in_thread(_make_folders, artifacts_dir, ids, share)
-            result = await _run(backend, ids, cutoff, with_artifacts=with_artifacts, sweep=sweep)
+            result = await _run(
+                backend,
+                ids,
+                cutoff,
+                with_artifacts=with_artifacts,
+                sweep=sweep,
+                artifact_rate=artifact_rate,
+            )
             left = await _in_thread(_folders_left, artifacts_dir, ids)
             counts = await _in_thread(backend.database.counts, ids, cutoff)
             old_left = sum(old for old, _ in counts.values())
