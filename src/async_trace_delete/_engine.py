@@ -39,9 +39,11 @@ from ._jobs import NOT_VERIFIED, JobHandle, JobRunner, JobStatus, Verification
 from ._ledger import Counters
 from ._planning import JobPlan, PlanReport, check_expected, count_remaining, plan_job
 from ._reports import RunReport
+from ._selection import Selection, SkippedExperiment, expand
 from ._shared import Controls, Runtime, SharedState, open_shared
 from ._specs import DeleteSpec, ResolvedSpec, conflict_message, one_job_per_experiment
 from ._sweep import SweepReport, sweep
+from ._wire import Experiment
 
 __all__ = ["Engine", "JobHandle", "JobStatus", "one_job_per_experiment"]
 
@@ -218,9 +220,11 @@ class Engine:
         """
         shared = self._require_open()
         planned: list[JobPlan | None]
+        skipped: list[SkippedExperiment] = []
         if isinstance(specs, PlanReport):
             resolved = [job.planned() for job in specs.jobs]
             planned = list(specs.jobs)
+            skipped = list(specs.skipped)
             if not resolved:
                 raise UsageError("run() needs at least one job; the plan has none")
         else:
@@ -228,7 +232,11 @@ class Engine:
             if not spec_list:
                 raise UsageError("run() needs at least one spec")
             now = self._wall_clock_ms()
-            every = [await self._resolve(s, now) for s in spec_list]
+            every = []
+            for spec in spec_list:
+                found, left_out = await self._expand(spec, now)
+                every += found
+                skipped += left_out
             guarded = [await self._guard(item) for item in every]  # refusals before conflicts
             resolved = one_job_per_experiment(every)
             planned = [guarded[_index_of(every, item)] for item in resolved]
@@ -268,20 +276,35 @@ class Engine:
                     else Verification(matched_before=counted, remaining=after)
                 )
         return RunReport(
-            jobs=tuple(handle.report() for handle in handles), elapsed=self._clock() - started
+            jobs=tuple(handle.report() for handle in handles),
+            elapsed=self._clock() - started,
+            skipped=tuple(skipped),
         )
 
     async def resolve(self, specs: Iterable[DeleteSpec]) -> list[ResolvedSpec]:
         """Look every experiment up and pin every cutoff, as :meth:`run` does, without
-        counting or deleting; at most one job per experiment (see :meth:`run`).
+        counting or deleting; at most one job per experiment (see :meth:`run`). A spec with
+        an experiment selector becomes one job per experiment it selects.
 
         Raises:
             NotFoundError: an experiment does not exist.
+            UsageError: a named experiment is deleted.
             GuardrailError: a cutoff breaks a time rule.
             ConflictingJobsError: two specs select one experiment differently.
         """
+        return list((await self.select(specs)).resolved)
+
+    async def select(self, specs: Iterable[DeleteSpec]) -> Selection:
+        """:meth:`resolve`, and the experiments the specs' selectors left out (deleted,
+        excluded, an unreadable retention tag), each with its reason."""
         now = self._wall_clock_ms()
-        return one_job_per_experiment([await self._resolve(s, now) for s in specs])
+        resolved: list[ResolvedSpec] = []
+        skipped: list[SkippedExperiment] = []
+        for spec in specs:
+            found, left_out = await self._expand(spec, now)
+            resolved += found
+            skipped += left_out
+        return Selection(resolved=tuple(one_job_per_experiment(resolved)), skipped=tuple(skipped))
 
     async def plan(
         self,
@@ -308,11 +331,18 @@ class Engine:
             GuardrailError: a job would delete more than its ``expect_at_most``.
         """
         now = self._wall_clock_ms()
-        resolved = one_job_per_experiment(
-            [s if isinstance(s, ResolvedSpec) else await self._resolve(s, now) for s in specs]
-        )
+        every: list[ResolvedSpec] = []
+        skipped: list[SkippedExperiment] = []
+        for spec in specs:
+            if isinstance(spec, ResolvedSpec):
+                every.append(spec)
+                continue
+            found, left_out = await self._expand(spec, now)
+            every += found
+            skipped += left_out
+        resolved = one_job_per_experiment(every)
         plans = [await self._count(item, sample_size, counts_only) for item in resolved]
-        return PlanReport(jobs=tuple(plans))
+        return PlanReport(jobs=tuple(plans), skipped=tuple(skipped))
 
     async def sweep_artifacts(
         self,
@@ -420,16 +450,48 @@ class Engine:
         return self._shared
 
     async def _resolve(self, spec: DeleteSpec, now_millis: int) -> ResolvedSpec:
+        """The one job a spec naming one experiment is (see :meth:`_expand`)."""
+        if spec.experiments is not None:
+            raise UsageError(
+                "a spec with an experiment selector is many jobs: give it to run() or plan() "
+                "(or select() it first), not submit()"
+            )
+        resolved, _ = await self._expand(spec, now_millis)
+        (item,) = resolved
+        return item
+
+    async def _expand(
+        self, spec: DeleteSpec, now_millis: int
+    ) -> tuple[list[ResolvedSpec], list[SkippedExperiment]]:
+        """Look the spec's experiment(s) up once and pin one job per experiment."""
         client = self._require_open().client
         with self._reader(spec.label or spec.experiment) as caller:
-            if spec.experiment_id is not None:
-                experiment_id = spec.experiment_id
-                experiment = await caller.read(lambda: client.get_experiment(experiment_id))
-            else:
+
+            async def lookup() -> Experiment:
+                if spec.experiment_id is not None:
+                    experiment_id = spec.experiment_id
+                    return await caller.read(lambda: client.get_experiment(experiment_id))
                 name = spec.experiment_name
                 assert name is not None
-                experiment = await caller.read(lambda: client.get_experiment_by_name(name))
-            return spec.resolve(now_millis=now_millis, experiment_id=experiment.experiment_id)
+                return await caller.read(lambda: client.get_experiment_by_name(name))
+
+            async def search(
+                filter_string: str | None, view: str, token: str | None
+            ) -> tuple[tuple[Experiment, ...], str | None]:
+                return await caller.read(
+                    lambda: client.search_experiments(
+                        filter_string=filter_string, view_type=view, page_token=token
+                    )
+                )
+
+            expanded, skipped = await expand(
+                spec, lookup=lookup, search=search, now_millis=now_millis
+            )
+        resolved = [
+            one.resolve(now_millis=now_millis, experiment_id=experiment.experiment_id)
+            for one, experiment in expanded
+        ]
+        return resolved, skipped
 
     async def _count(self, resolved: ResolvedSpec, sample_size: int, counts_only: bool) -> JobPlan:
         """Plan one job (one count) and hold it to its ``expect_at_most``."""

@@ -19,6 +19,7 @@ from ._exceptions import GuardrailError, InvalidParameterError, NotFoundError, U
 from ._messages import FieldMessage
 from ._modes import TraceSearcher, mode_of
 from ._modes.base import search_all
+from ._selection import SkippedExperiment
 from ._specs import JobMode, ResolvedSpec
 
 __all__ = [
@@ -118,6 +119,8 @@ class PlanReport(BaseModel):
     model_config = ConfigDict(frozen=True, extra="forbid")
 
     jobs: tuple[JobPlan, ...]
+    skipped: tuple[SkippedExperiment, ...] = ()
+    """Experiments the specs' selectors found and left out, with the reason."""
 
     @property
     def would_delete(self) -> int:

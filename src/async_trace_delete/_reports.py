@@ -14,6 +14,7 @@ import enum
 
 from pydantic import BaseModel, ConfigDict
 
+from ._selection import SkippedExperiment
 from ._specs import JobMode
 
 __all__ = ["ArtifactReport", "BatchRecord", "JobReport", "JobState", "RunReport"]
@@ -164,6 +165,8 @@ class RunReport(BaseModel):
 
     jobs: tuple[JobReport, ...]
     elapsed: float
+    skipped: tuple[SkippedExperiment, ...] = ()
+    """Experiments the specs' selectors found and left out, with the reason."""
 
     @property
     def deleted(self) -> int:

@@ -33,6 +33,7 @@ from pydantic import (
 from ._checks import is_int
 from ._exceptions import ConflictingJobsError, GuardrailError, RuleError
 from ._messages import FieldMessage
+from ._selection import ExperimentSelector
 
 __all__ = [
     "DeleteSpec",
@@ -57,6 +58,9 @@ class DeleteSpec(BaseModel):
         experiment_id: The experiment's ID. Exactly one of ``experiment_id`` and
             ``experiment_name``.
         experiment_name: The experiment's name, resolved to its ID at submission.
+        experiments: Instead of one experiment, those an :class:`ExperimentSelector` picks
+            (all, by name pattern, by tags, less exclusions), resolved once when the run
+            starts into one job per experiment (labelled ``<label>/<experiment name>``).
         max_timestamp_millis: Delete traces whose ``timestamp_ms`` is at or before this
             (milliseconds since the epoch, > 0: some servers read 0 as "delete everything").
         older_than: The same cutoff given as an age, resolved once at submission.
@@ -69,6 +73,10 @@ class DeleteSpec(BaseModel):
         allow_match_all: Allow a selective job with an empty filter and no cutoff (it would
             delete the whole experiment).
         force: Override ``min_retention``.
+        retention_tag: An experiment whose tag of this name holds a duration (``30d``)
+            uses it as its ``older_than``; the others use the job's own cutoff (required).
+            A tag that cannot be read leaves that experiment out (reported), never reads as
+            "delete everything"; ``min_retention`` applies to every experiment's cutoff.
         with_artifacts: Also remove each deleted trace's artifact folder
             (``<experiment>/traces/<trace_id>``, where ``traces.json`` lives) through the
             server's artifact API, once the trace is known to be gone; ``delete-traces``
@@ -80,6 +88,7 @@ class DeleteSpec(BaseModel):
 
     experiment_id: str | None = None
     experiment_name: str | None = None
+    experiments: ExperimentSelector | None = None
     max_timestamp_millis: PositiveStrictInt | None = None
     older_than: timedelta | None = None
     trace_ids: tuple[str, ...] | None = None
@@ -89,6 +98,7 @@ class DeleteSpec(BaseModel):
     min_retention: timedelta | None = None
     allow_match_all: StrictBool = False
     force: StrictBool = False
+    retention_tag: str | None = None
     with_artifacts: StrictBool = False
     label: str | None = None
 
@@ -146,10 +156,31 @@ class DeleteSpec(BaseModel):
 
     @model_validator(mode="after")
     def _mlflow_rules(self) -> Self:
-        if (self.experiment_id is None) == (self.experiment_name is None):
+        named = [self.experiment_id, self.experiment_name, self.experiments]
+        if sum(value is not None for value in named) != 1:
             raise RuleError(
-                FieldMessage("give exactly one of {experiment_id} and {experiment_name}")
+                FieldMessage(
+                    "give exactly one of {experiment_id}, {experiment_name} and an experiment "
+                    "selector ({all_experiments}, {experiment_name_like}, {experiment_tags})"
+                )
             )
+        if self.experiments is not None and self.trace_ids is not None:
+            raise RuleError(
+                FieldMessage(
+                    "{trace_ids} belong to one experiment: name it with {experiment_id} or "
+                    "{experiment_name}, not a selector"
+                )
+            )
+        if self.retention_tag is not None:
+            if not self.retention_tag.strip():
+                raise RuleError(FieldMessage("{retention_tag}: must not be empty"))
+            if not (self.max_timestamp_millis is not None or self.older_than is not None):
+                raise RuleError(
+                    FieldMessage(
+                        "{retention_tag} needs the job's own cutoff ({older_than} or "
+                        "{max_timestamp_millis}) for the experiments without the tag"
+                    )
+                )
         has_cutoff = self._has_cutoff
         if self.max_timestamp_millis is not None and self.older_than is not None:
             raise RuleError(
@@ -208,7 +239,9 @@ class DeleteSpec(BaseModel):
 
     @property
     def experiment(self) -> str:
-        """The experiment as the user named it (ID or name)."""
+        """The experiment as the user named it (ID, name, or the selector in words)."""
+        if self.experiments is not None:
+            return self.experiments.describe()
         return self.experiment_id if self.experiment_id is not None else str(self.experiment_name)
 
     def pin_cutoff(self, *, now_millis: int) -> int | None:
@@ -276,8 +309,10 @@ class DeleteSpec(BaseModel):
                 allows and ``force`` is not set.
         """
         resolved_id = self.experiment_id if self.experiment_id is not None else experiment_id
-        if resolved_id is None:
-            raise ValueError("experiment_name must be resolved to an ID before resolve()")
+        if resolved_id is None or self.experiments is not None:
+            raise ValueError(
+                "experiment_name or a selector must be resolved to an ID before resolve()"
+            )
         cutoff = self.pin_cutoff(now_millis=now_millis)
         return ResolvedSpec(
             spec=self,

@@ -10,7 +10,7 @@ import json
 import math
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime
 from email.utils import parsedate_to_datetime
 from typing import Any
@@ -30,6 +30,7 @@ __all__ = [
     "excerpt",
     "experiment_from",
     "experiment_of",
+    "experiment_tags",
     "experiments_from",
     "iter_pages",
     "parse_retry_after",
@@ -73,6 +74,8 @@ class Experiment:
     artifact_location: str | None = None
     """Where its runs' and traces' artifacts go (``mlflow-artifacts:/<id>`` when the
     server serves them)."""
+    tags: dict[str, str] = field(default_factory=dict, hash=False)
+    """Its tags (a retention tag, a team)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -296,7 +299,20 @@ def experiment_of(data: object, endpoint: str) -> Experiment:
         artifact_location=location
         if isinstance(location := data.get("artifact_location"), str)
         else None,
+        tags=experiment_tags(data),
     )
+
+
+def experiment_tags(data: Mapping[str, Any]) -> dict[str, str]:
+    """An experiment answer's ``tags`` (a list of ``{"key", "value"}``) as a mapping."""
+    tags = data.get("tags")
+    if not isinstance(tags, list):
+        return {}
+    return {
+        str(item["key"]): str(item.get("value", ""))
+        for item in tags
+        if isinstance(item, dict) and "key" in item
+    }
 
 
 def count_from(payload: Mapping[str, Any]) -> int:

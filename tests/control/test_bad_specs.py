@@ -26,11 +26,15 @@ from tests.support.simulated_server import BASE_MS, SIM_URL
 
 CUTOFF = {"max_timestamp_millis": BASE_MS}
 SPEC_CASES: list[tuple[str, dict[str, Any], str]] = [
-    ("no experiment", {**CUTOFF}, "exactly one of experiment_id and experiment_name"),
+    (
+        "no experiment",
+        {**CUTOFF},
+        "exactly one of experiment_id, experiment_name and an experiment selector",
+    ),
     (
         "both experiment forms",
         {"experiment_id": "1", "experiment_name": "x", **CUTOFF},
-        "exactly one of experiment_id and experiment_name",
+        "exactly one of experiment_id, experiment_name and an experiment selector",
     ),
     ("empty experiment id", {"experiment_id": "", **CUTOFF}, "experiment_id"),
     ("blank experiment name", {"experiment_name": "  ", **CUTOFF}, "experiment_name"),

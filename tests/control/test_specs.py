@@ -122,7 +122,7 @@ def test_bad_max_timestamp_millis_is_rejected(value: Any, rule: str) -> None:
         ({"experiment_id": "1\n"}, "whitespace", ("experiment_id",)),
         ({"experiment_name": ""}, "must not be empty", ("experiment_name",)),
         ({"experiment_name": "name "}, "whitespace", ("experiment_name",)),
-        ({}, "exactly one of experiment_id and experiment_name", ()),
+        ({}, "exactly one of experiment_id, experiment_name and an experiment selector", ()),
         ({"experiment_id": "1", "experiment_name": "x"}, "exactly one of experiment_id", ()),
     ],
 )
@@ -312,7 +312,7 @@ def test_resolve_name_spec_needs_the_resolved_id() -> None:
     """A name-based spec takes the ID it resolved to, and refuses to resolve without one."""
     spec = DeleteSpec(experiment_name="prod", max_timestamp_millis=10)
     assert spec.resolve(now_millis=NOW, experiment_id="42").experiment_id == "42"
-    with pytest.raises(ValueError, match="experiment_name must be resolved"):
+    with pytest.raises(ValueError, match="experiment_name or a selector must be resolved"):
         spec.resolve(now_millis=NOW)
 
 
