@@ -55,6 +55,7 @@ from ._messages import FieldMessage
 from ._planning import JobPlan, PlanReport, SampleTrace
 from ._reports import ArtifactReport, BatchRecord, JobReport, JobState, RunReport
 from ._retry import RetryBudget, RetryPolicy, compute_backoff
+from ._selection import ExperimentSelector, Selection, SkippedExperiment
 from ._specs import DeleteSpec, ResolvedSpec
 from ._sweep import SweepExperiment, SweepReport
 
@@ -85,6 +86,7 @@ __all__ = [
     "EngineConfig",
     "Event",
     "Experiment",
+    "ExperimentSelector",
     "FieldMessage",
     "FixedLimit",
     "FoldersSwept",
@@ -118,10 +120,12 @@ __all__ = [
     "RuleError",
     "RunReport",
     "SampleTrace",
+    "Selection",
     "ServerError",
     "ServerUnavailableError",
     "Sizer",
     "SizerSettings",
+    "SkippedExperiment",
     "SweepExperiment",
     "SweepReport",
     "Throttled",

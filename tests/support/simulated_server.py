@@ -240,6 +240,20 @@ class _Experiment:
     name: str
     traces: list[SimTrace] = field(default_factory=list)
     deleted: int = 0
+    tags: dict[str, str] = field(default_factory=dict)
+    lifecycle_stage: str = "active"
+
+    def answer(self, artifact_location: str) -> dict[str, Any]:
+        """The experiment as MLflow's JSON answers it."""
+        payload: dict[str, Any] = {
+            "experiment_id": self.experiment_id,
+            "name": self.name,
+            "lifecycle_stage": self.lifecycle_stage,
+            "artifact_location": artifact_location,
+        }
+        if self.tags:
+            payload["tags"] = [{"key": k, "value": v} for k, v in self.tags.items()]
+        return payload
 
 
 class SimulatedServer:
@@ -276,6 +290,7 @@ class SimulatedServer:
         self.artifact_locations: dict[str, str] = {}  # experiment ID -> its artifact location
         self.tag_rule: Callable[[str, SimTrace], str | None] | None = None  # artifactLocation
         self.trace_infos_rule: Callable[[list[str]], list[str]] | None = None
+        self.experiment_searches = 0
 
     # -- set-up and read-back --------------------------------------------------------------
 
@@ -284,10 +299,24 @@ class SimulatedServer:
         """A transport that routes every request to this server."""
         return httpx.MockTransport(self.handle)
 
-    def add_experiment(self, name: str, traces: Iterable[SimTrace] = ()) -> str:
-        """Create an experiment holding ``traces``; return its ID."""
+    def add_experiment(
+        self,
+        name: str,
+        traces: Iterable[SimTrace] = (),
+        *,
+        tags: Mapping[str, str] | None = None,
+        deleted: bool = False,
+    ) -> str:
+        """Create an experiment holding ``traces`` (with ``tags``; soft-deleted when
+        ``deleted``, as ``mlflow experiments delete`` leaves one); return its ID."""
         experiment_id = str(len(self._experiments) + 1)
-        self._experiments[experiment_id] = _Experiment(experiment_id, name, sorted(traces))
+        self._experiments[experiment_id] = _Experiment(
+            experiment_id,
+            name,
+            sorted(traces),
+            tags=dict(tags or {}),
+            lifecycle_stage="deleted" if deleted else "active",
+        )
         return experiment_id
 
     def add_traces(self, experiment_id: str, traces: Iterable[SimTrace]) -> None:
@@ -468,23 +497,27 @@ class SimulatedServer:
         return self.artifact_locations.get(experiment_id, f"mlflow-artifacts:/{experiment_id}")
 
     def _search_experiments(self, body: Mapping[str, Any]) -> httpx.Response:
-        if body.get("filter"):
-            return _invalid("the simulated server searches experiments without a filter")
+        """``experiments/search``: ``name LIKE``/``=`` and ``tags.`k` = 'v'`` clauses joined
+        by AND, ``view_type`` (ACTIVE_ONLY by default), paged by an offset token."""
+        try:
+            keep = _experiment_filter(body.get("filter") or "")
+        except ValueError as error:
+            return _invalid(str(error))
+        view = body.get("view_type") or "ACTIVE_ONLY"
+        stages = {"ACTIVE_ONLY": {"active"}, "DELETED_ONLY": {"deleted"}}.get(
+            view, {"active", "deleted"}
+        )
+        matching = [
+            e for e in self._experiments.values() if e.lifecycle_stage in stages and keep(e)
+        ]
         max_results = int(body.get("max_results", 1000))
         offset = int(body.get("page_token") or 0)
-        experiments = list(self._experiments.values())[offset : offset + max_results]
+        page = matching[offset : offset + max_results]
+        self.experiment_searches += 1
         payload: dict[str, Any] = {
-            "experiments": [
-                {
-                    "experiment_id": e.experiment_id,
-                    "name": e.name,
-                    "lifecycle_stage": "active",
-                    "artifact_location": self._artifact_location(e.experiment_id),
-                }
-                for e in experiments
-            ]
+            "experiments": [e.answer(self._artifact_location(e.experiment_id)) for e in page]
         }
-        if offset + max_results < len(self._experiments):
+        if offset + max_results < len(matching):
             payload["next_page_token"] = str(offset + max_results)
         return httpx.Response(200, json=payload)
 
@@ -616,14 +649,47 @@ def _invalid(message: str) -> httpx.Response:
 
 
 def _experiment_answer(experiment: _Experiment, artifact_location: str) -> httpx.Response:
-    return httpx.Response(
-        200,
-        json={
-            "experiment": {
-                "experiment_id": experiment.experiment_id,
-                "name": experiment.name,
-                "lifecycle_stage": "active",
-                "artifact_location": artifact_location,
-            }
-        },
-    )
+    return httpx.Response(200, json={"experiment": experiment.answer(artifact_location)})
+
+
+_EXPERIMENT_CLAUSE = re.compile(
+    r"\s*(?:name\s+(?P<op>LIKE|=)\s*'(?P<name>[^']*)'|tags\.`?(?P<key>[^`=\s]+)`?\s*=\s*'(?P<value>[^']*)')"
+    r"\s*(?:$|AND\b)",
+    re.IGNORECASE,
+)
+
+
+def _name_like(pattern: re.Pattern[str], experiment: _Experiment) -> bool:
+    return pattern.fullmatch(experiment.name) is not None
+
+
+def _name_is(name: str, experiment: _Experiment) -> bool:
+    return experiment.name == name
+
+
+def _tag_is(key: str, value: str, experiment: _Experiment) -> bool:
+    return experiment.tags.get(key) == value
+
+
+def _experiment_filter(text: str) -> Callable[[_Experiment], bool]:
+    """Compile an experiment search filter (``name LIKE``/``=``, ``tags.k = v``, AND)."""
+    tests: list[Callable[[_Experiment], bool]] = []
+    position = 0
+    text = text.strip()
+    while position < len(text):
+        match = _EXPERIMENT_CLAUSE.match(text, position)
+        if match is None:
+            raise ValueError(f"Invalid experiment filter: {text!r}")
+        if match["name"] is not None:
+            wanted = match["name"]
+            if match["op"].upper() == "LIKE":
+                regex = "".join(
+                    ".*" if c == "%" else "." if c == "_" else re.escape(c) for c in wanted
+                )
+                tests.append(partial(_name_like, re.compile(regex, re.DOTALL)))
+            else:
+                tests.append(partial(_name_is, wanted))
+        else:
+            tests.append(partial(_tag_is, match["key"], match["value"]))
+        position = match.end()
+    return lambda experiment: all(test(experiment) for test in tests)
