@@ -12,7 +12,10 @@ MLflow's semantics (mlflow 3.17.2, see /work/shared/MLFLOW_API.md):
   ``timestamp_ms ASC|DESC`` and AND-joined filters on ``timestamp_ms``, ``status`` and
   ``request_id IN (...)``; :attr:`SimulatedServer.search_rule` can rewrite a page (a proxy's
   or a cache's wrong answer);
-* ``GET /api/2.0/mlflow/experiments/get`` and ``/get-by-name``.
+* ``GET /api/2.0/mlflow/experiments/get`` and ``/get-by-name``;
+* ``POST /api/2.0/mlflow/experiments/search`` — ``name LIKE``/``=`` and tag clauses,
+  ``view_type``, offset page tokens; :attr:`SimulatedServer.experiment_search_rule` can
+  rewrite a page (an answer that is not MLflow's).
 
 Each delete advances a :class:`FakeClock` by a :class:`LatencyModel` ``a + b*n + c*n**2``
 (``n`` = traces deleted), so the engine measures a latency without anything sleeping. Faults
@@ -233,6 +236,11 @@ SearchRule = Callable[[str, list[tuple[str, SimTrace]]], list[tuple[str, SimTrac
 """Rewrites one search page: gets the experiment searched and the page as ``(experiment_id,
 trace)`` pairs, returns the pairs to answer."""
 
+ExperimentSearchRule = Callable[[str | None, str, list[str]], list[str]]
+"""Rewrites one ``experiments/search`` page: gets the filter (``None``: none), the view type
+and the IDs of the experiments on the page, returns the IDs of the experiments to answer
+(any known experiment, as it is: its lifecycle stage and tags)."""
+
 
 @dataclass
 class _Experiment:
@@ -291,6 +299,7 @@ class SimulatedServer:
         self.tag_rule: Callable[[str, SimTrace], str | None] | None = None  # artifactLocation
         self.trace_infos_rule: Callable[[list[str]], list[str]] | None = None
         self.experiment_searches = 0
+        self.experiment_search_rule: ExperimentSearchRule | None = None
 
     # -- set-up and read-back --------------------------------------------------------------
 
@@ -513,6 +522,11 @@ class SimulatedServer:
         max_results = int(body.get("max_results", 1000))
         offset = int(body.get("page_token") or 0)
         page = matching[offset : offset + max_results]
+        if self.experiment_search_rule is not None:
+            ids = self.experiment_search_rule(
+                body.get("filter") or None, view, [e.experiment_id for e in page]
+            )
+            page = [self._experiments[experiment_id] for experiment_id in ids]
         self.experiment_searches += 1
         payload: dict[str, Any] = {
             "experiments": [e.answer(self._artifact_location(e.experiment_id)) for e in page]
