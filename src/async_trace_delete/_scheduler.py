@@ -24,7 +24,6 @@ from __future__ import annotations
 
 from collections import OrderedDict, deque
 from collections.abc import Awaitable, Callable
-from contextlib import suppress
 
 import anyio
 
@@ -85,6 +84,7 @@ class Scheduler:
         self._emit = emit
         self._in_flight = 0
         self._queue: OrderedDict[object, deque[_Waiter]] = OrderedDict()
+        self._waiting = 0  # waiters in the queue (kept, not summed: hundreds of jobs)
         self._paused_until = 0.0
         self._quiet_until = 0.0
 
@@ -101,7 +101,7 @@ class Scheduler:
     @property
     def waiting(self) -> int:
         """Calls ready to go but waiting for a slot."""
-        return sum(len(waiters) for waiters in self._queue.values())
+        return self._waiting
 
     @property
     def rate(self) -> float:
@@ -120,6 +120,7 @@ class Scheduler:
             return
         waiter = _Waiter()
         self._queue.setdefault(job, deque()).append(waiter)
+        self._waiting += 1
         try:
             await waiter.event.wait()
         except BaseException:
@@ -226,8 +227,12 @@ class Scheduler:
         waiters = self._queue.get(job)
         if waiters is None:
             return
-        with suppress(ValueError):
+        try:
             waiters.remove(waiter)
+        except ValueError:
+            pass
+        else:
+            self._waiting -= 1
         if not waiters:
             del self._queue[job]
 
@@ -235,6 +240,7 @@ class Scheduler:
         while self._queue and self._in_flight < self.limit:
             job, waiters = next(iter(self._queue.items()))
             waiter = waiters.popleft()
+            self._waiting -= 1
             if waiters:
                 self._queue.move_to_end(job)  # round robin: this job goes to the back
             else:

@@ -209,6 +209,7 @@ async def expand(
         UsageError: a named experiment is deleted.
         GuardrailError: the job's own cutoff breaks a time rule.
     """
+    spec.pin_cutoff(now_millis=now_millis)  # the job's own cutoff holds, tags or not
     selector = spec.experiments
     if selector is None:
         experiment = await lookup()
@@ -216,11 +217,11 @@ async def expand(
             field = "experiment_id" if spec.experiment_id is not None else "experiment_name"
             raise UsageError(
                 FieldMessage(
-                    "{" + field + "}: experiment {name!r} (ID {experiment_id}) is deleted "
+                    "{" + field + "}: experiment {found_name!r} (ID {found_id}) is deleted "
                     "(lifecycle_stage deleted); restore it first, or drop it from the job; "
                     "nothing was deleted",
-                    name=experiment.name,
-                    experiment_id=experiment.experiment_id,
+                    found_name=experiment.name,
+                    found_id=experiment.experiment_id,
                 )
             )
         chosen = [experiment]
