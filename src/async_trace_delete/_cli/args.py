@@ -40,6 +40,7 @@ from .inputs import (
     check_experiment_id_text,
     parse_duration,
     parse_instant,
+    parse_tag,
     parse_trace_ids,
     read_trace_ids,
 )
@@ -164,6 +165,46 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="NAME",
         help="repeatable; looked up before anything is deleted",
     )
+    chosen = delete.add_argument_group(
+        "or select experiments (once, before any delete; deleted ones are skipped)"
+    )
+    chosen.add_argument(
+        "--all-experiments", action="store_true", help="every active experiment of the server"
+    )
+    chosen.add_argument(
+        "--experiment-name-like",
+        metavar="PATTERN",
+        help="names matching an MLflow LIKE pattern (%% any run of characters, _ one; "
+        "case-sensitive), e.g. 'chat-%%'",
+    )
+    chosen.add_argument(
+        "--experiment-tag",
+        type=_argument_type(parse_tag),
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="experiments with this tag value; repeatable (all must match)",
+    )
+    chosen.add_argument(
+        "--exclude-experiment-name",
+        action="append",
+        default=[],
+        metavar="NAME",
+        help="never this experiment, whatever the selector picks; repeatable",
+    )
+    chosen.add_argument(
+        "--exclude-experiment-id",
+        action="append",
+        default=[],
+        metavar="ID",
+        help="never this experiment (by ID); repeatable",
+    )
+    chosen.add_argument(
+        "--retention-tag",
+        metavar="KEY",
+        help="an experiment whose tag KEY holds a duration (30d) keeps its traces that long; "
+        "the others use --older-than / --before / --max-timestamp-millis (required)",
+    )
     selection = where.add_mutually_exclusive_group()
     selection.add_argument(
         "--max-timestamp-millis", type=int, metavar="MS", help="cutoff in epoch milliseconds"
@@ -285,6 +326,8 @@ def _definition_from_args(args: argparse.Namespace, stdin: TextIO | None) -> Job
         fields["allow_match_all"] = True
     if args.with_artifacts:
         fields["with_artifacts"] = True
+    if args.retention_tag is not None:
+        fields["retention_tag"] = args.retention_tag
     return JobDefinition(
         origin="",
         name=None,
@@ -292,7 +335,36 @@ def _definition_from_args(args: argparse.Namespace, stdin: TextIO | None) -> Job
         experiment_names=tuple(args.experiment_name),
         fields=fields,
         names=names,
+        selector=_selector_from_args(args),
     )
+
+
+def _selector_from_args(args: argparse.Namespace) -> dict[str, Any]:
+    """The ExperimentSelector fields the selector flags give (empty: none given).
+
+    Raises:
+        BadInputError: one tag key is given two different values (no experiment matches).
+    """
+    selector: dict[str, Any] = {}
+    if args.all_experiments:
+        selector["all_experiments"] = True
+    if args.experiment_name_like is not None:
+        selector["name_like"] = args.experiment_name_like
+    tags: dict[str, str] = {}
+    for key, value in args.experiment_tag:
+        if tags.get(key, value) != value:
+            raise BadInputError(
+                f"--experiment-tag: {key} is given twice ({tags[key]!r} and {value!r}); "
+                "every tag must match, so no experiment would"
+            )
+        tags[key] = value
+    if tags:
+        selector["tags"] = tags
+    if args.exclude_experiment_name:
+        selector["exclude_names"] = tuple(args.exclude_experiment_name)
+    if args.exclude_experiment_id:
+        selector["exclude_ids"] = tuple(args.exclude_experiment_id)
+    return selector
 
 
 def _client_config(uri: str | None, environ: Mapping[str, str]) -> ClientConfig:

@@ -5,6 +5,9 @@ Every line has ``time`` (UTC, ISO 8601), ``run_id`` and ``event``:
 =========================  ==================================================================
 ``run_start``              who (user, host, pid), what (command, jobs), where (tracking URI,
                            auth scheme; never a secret), dry run or execute
+``selection``              with an experiment selector only, before the plan: the
+                           experiment IDs selected, how many were left out, and per
+                           selector its filter, IDs and each experiment left out with why
 ``plan``                   per job: what it would delete (count, oldest, newest)
 ``job_start``              a job started; its cutoff, pinned
 ``batch``                  a delete call answered: job, experiment, requested, deleted,

@@ -1,7 +1,9 @@
 """The CLI's inputs: human values and library errors, translated both ways.
 
 The CLI adds no rules of its own. A job definition is "these experiments x one selection";
-each experiment becomes one :class:`DeleteSpec` with exactly the fields the user gave, and
+each experiment becomes one :class:`DeleteSpec` with exactly the fields the user gave (or,
+for experiments picked by a selector, ``--all-experiments`` and the like, one spec holding
+the :class:`ExperimentSelector`, which the library expands once per run), and
 :class:`EngineConfig` gets the pacing flags 1:1. This module translates values written the
 human way (``7d``, ``2026-11-01T00:00:00Z``, a file of IDs) into those fields, and the
 library's validation errors back into the names the user typed (``--older-than``, or
@@ -15,7 +17,7 @@ import re
 import shlex
 import sys
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any, TextIO
@@ -26,7 +28,7 @@ from .._config import ClientConfig, EngineConfig, redact_url
 from .._durations import parse_duration
 from .._exceptions import GuardrailError, UsageError
 from .._specs import DeleteSpec
-from .names import ENGINE_OPTIONS, Namer
+from .names import ENGINE_OPTIONS, SELECTOR_FIELDS, Namer
 
 __all__ = [
     "EXIT_BAD_INPUT",
@@ -43,6 +45,7 @@ __all__ = [
     "describe_guardrail",
     "parse_duration",
     "parse_instant",
+    "parse_tag",
     "parse_trace_ids",
     "read_trace_ids",
 ]
@@ -70,6 +73,9 @@ class JobDefinition:
         experiment_names: Experiments by name.
         fields: DeleteSpec fields other than the experiment and label.
         names: DeleteSpec field -> what the user typed for it (flag or key).
+        selector: :class:`ExperimentSelector` fields (``all_experiments``, ``name_like``,
+            ``tags``, ``exclude_names``, ``exclude_ids``), only those the user gave: the job
+            selects its experiments instead of naming them.
     """
 
     origin: str
@@ -78,6 +84,21 @@ class JobDefinition:
     experiment_names: tuple[str, ...]
     fields: Mapping[str, Any]
     names: Mapping[str, str]
+    selector: Mapping[str, Any] = field(default_factory=dict)
+
+    @property
+    def selecting(self) -> list[str]:
+        """The selector fields given that choose experiments (not the exclusions)."""
+        return [
+            key
+            for key in ("all_experiments", "name_like", "tags")
+            if key in self.selector and self.selector[key] is not False
+        ]
+
+    @property
+    def excluding(self) -> list[str]:
+        """The exclusion fields given."""
+        return [key for key in ("exclude_names", "exclude_ids") if key in self.selector]
 
     @property
     def namer(self) -> Namer:
@@ -112,6 +133,21 @@ def parse_instant(value: str | datetime) -> int:
     if millis <= 0:
         raise ValueError(f"{moment.isoformat()} is not after 1970-01-01T00:00:00Z")
     return millis
+
+
+def parse_tag(text: str) -> tuple[str, str]:
+    """Split ``KEY=VALUE`` (``team=search``) at its first ``=``; neither side may be empty.
+
+    Raises:
+        ValueError: no ``=``, or an empty key or value.
+    """
+    key, equals, value = text.partition("=")
+    if not equals:
+        raise ValueError(f"{text!r} is not KEY=VALUE; write e.g. team=search")
+    if not key or not value:
+        side = "key" if not key else "value"
+        raise ValueError(f"{text!r} has an empty {side}; write KEY=VALUE, e.g. team=search")
+    return key, value
 
 
 def parse_trace_ids(text: str) -> tuple[str, ...]:
@@ -171,10 +207,14 @@ def build_specs(definitions: Iterable[JobDefinition]) -> list[tuple[DeleteSpec, 
         where = namer.where
         experiments = [("experiment_id", value) for value in definition.experiment_ids]
         experiments += [("experiment_name", value) for value in definition.experiment_names]
+        _check_selection(definition, bool(experiments))
+        if definition.selecting:
+            specs.append((_selector_spec(definition), definition))
+            continue
         if not experiments:
             raise BadInputError(
                 f"{where}{namer('experiment_id')} / {namer('experiment_name')}: "
-                "give at least one experiment"
+                f"give at least one experiment, or a selector ({_selector_names(namer)})"
             )
         for value in definition.experiment_ids:
             check_experiment_id_text(value, namer)
@@ -191,6 +231,61 @@ def build_specs(definitions: Iterable[JobDefinition]) -> list[tuple[DeleteSpec, 
                 raise BadInputError(namer.validation(error)) from None
             specs.append((spec, definition))
     return specs
+
+
+def _selector_names(namer: Namer) -> str:
+    return ", ".join(
+        namer(SELECTOR_FIELDS[key]) for key in ("all_experiments", "name_like", "tags")
+    )
+
+
+def _check_selection(definition: JobDefinition, named: bool) -> None:
+    """A job names its experiments or selects them, not both; exclusions need a selector.
+
+    Raises:
+        BadInputError: either rule is broken (the flags or keys given are named).
+    """
+    namer = definition.namer
+    selecting = [namer(SELECTOR_FIELDS[key]) for key in definition.selecting]
+    if named and selecting:
+        given = [
+            namer(key)
+            for key, values in (
+                ("experiment_id", definition.experiment_ids),
+                ("experiment_name", definition.experiment_names),
+            )
+            if values
+        ]
+        raise BadInputError(
+            f"{namer.where}{' and '.join(given)} and {' and '.join(selecting)}: a job names "
+            "its experiments or selects them, not both; make them two jobs"
+        )
+    if definition.excluding and not selecting:
+        excluding = " and ".join(namer(SELECTOR_FIELDS[key]) for key in definition.excluding)
+        raise BadInputError(
+            f"{namer.where}{excluding}: exclusions narrow a selector; add "
+            f"{_selector_names(namer)}, or drop the exclusion (a job that names its "
+            "experiments deletes in exactly those)"
+        )
+
+
+def _selector_spec(definition: JobDefinition) -> DeleteSpec:
+    """The one spec of a job that selects its experiments (expanded once per run by the
+    library: one job per experiment, labelled ``<name>/<experiment name>``).
+
+    Raises:
+        BadInputError: the selector or the spec breaks a rule of the library.
+    """
+    try:
+        return DeleteSpec.model_validate(
+            {
+                "experiments": dict(definition.selector),
+                **definition.fields,
+                "label": definition.name,
+            }
+        )
+    except ValidationError as error:
+        raise BadInputError(definition.namer.validation(error)) from None
 
 
 def check_cutoffs(specs: Iterable[tuple[DeleteSpec, JobDefinition]], now_ms: int) -> None:

@@ -17,7 +17,7 @@ from pydantic import ValidationError
 
 from .._exceptions import TraceDeleteError
 
-__all__ = ["ENGINE_OPTIONS", "FIELDS", "FieldName", "Namer"]
+__all__ = ["ENGINE_OPTIONS", "FIELDS", "SELECTOR_FIELDS", "FieldName", "Namer"]
 
 
 @dataclass(frozen=True)
@@ -40,6 +40,17 @@ class FieldName:
 FIELDS: tuple[FieldName, ...] = (
     FieldName("experiment_id", "--experiment-id", "experiment_ids"),
     FieldName("experiment_name", "--experiment-name", "experiment_names"),
+    FieldName("all_experiments", "--all-experiments", "all_experiments"),
+    FieldName("experiment_name_like", "--experiment-name-like", "experiment_name_like"),
+    FieldName("experiment_tags", "--experiment-tag", "experiment_tags"),
+    FieldName("exclude_experiment_names", "--exclude-experiment-name", "exclude_experiment_names"),
+    FieldName("exclude_experiment_ids", "--exclude-experiment-id", "exclude_experiment_ids"),
+    FieldName(
+        "experiments",
+        "--all-experiments / --experiment-name-like / --experiment-tag",
+        "all_experiments / experiment_name_like / experiment_tags",
+    ),
+    FieldName("retention_tag", "--retention-tag", "retention_tag"),
     FieldName("max_timestamp_millis", "--max-timestamp-millis", "max_timestamp_millis"),
     FieldName("older_than", "--older-than", "older_than"),
     FieldName("trace_ids", "--trace-ids / --trace-ids-file", "trace_ids_file"),
@@ -71,6 +82,16 @@ _BY_FIELD: Mapping[str, FieldName] = {name.field: name for name in FIELDS}
 
 ENGINE_OPTIONS: Mapping[str, str] = {name.key: name.field for name in FIELDS if name.engine}
 """Engine option (argparse ``dest`` and ``[engine]`` key) -> ``EngineConfig`` field."""
+
+SELECTOR_FIELDS: Mapping[str, str] = {
+    "all_experiments": "all_experiments",
+    "name_like": "experiment_name_like",
+    "tags": "experiment_tags",
+    "exclude_names": "exclude_experiment_names",
+    "exclude_ids": "exclude_experiment_ids",
+}
+"""``ExperimentSelector`` field (``DeleteSpec.experiments.<field>``) -> its row in
+:data:`FIELDS` (the names the library's messages use for them)."""
 
 
 @dataclass(frozen=True)
@@ -127,8 +148,14 @@ class Namer:
         else:
             message = str(first["msg"]).removeprefix("Value error, ")
         location = first["loc"]
-        if not location:
+        field_name = str(location[0]) if location else ""
+        if field_name == "experiments":  # the selector, a model inside DeleteSpec
+            if len(location) > 1 and str(location[1]) in SELECTOR_FIELDS:
+                field_name = SELECTOR_FIELDS[str(location[1])]
+            elif isinstance(cause, TraceDeleteError):
+                return self.where + message  # a rule between its fields: it names them
+        if not field_name:
             return self.where + message
         given = first.get("input")
         shown = f" (got {given!r})" if show_input and isinstance(given, str | int | float) else ""
-        return f"{self.where}{self(str(location[0]))}: {message}{shown}"
+        return f"{self.where}{self(field_name)}: {message}{shown}"

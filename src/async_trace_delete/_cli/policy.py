@@ -16,7 +16,14 @@ Format (every key optional unless noted)::
     [[jobs]]                # one or more
     name = "chat-prod"      # label prefix in reports
     experiment_ids = ["12"]           # and/or
-    experiment_names = ["chat-prod"]  # (at least one experiment)
+    experiment_names = ["chat-prod"]  # (at least one experiment), or instead a selector:
+    # all_experiments = true           # every active experiment, or
+    # experiment_name_like = "chat-%"  # names matching a LIKE pattern, and/or
+    # experiment_tags = {team = "search"}        # tags (all must match);
+    # exclude_experiment_names = ["chat-golden"] # never these (with a selector only)
+    # exclude_experiment_ids = ["7"]
+    # retention_tag = "retention"   # an experiment's tag holding a duration (30d) is its
+    #                               # own older_than; the job's cutoff is for the others
     older_than = "30d"      # s, m (minutes), h, d, w: lowercase, no months or years;
                             # or before = 2026-11-01T00:00:00Z, or max_timestamp_millis,
                             # or trace_ids_file = "ids.txt" (relative to the policy file)
@@ -64,6 +71,12 @@ _JOB_KEYS = {
     "force",
     "allow_match_all",
     "with_artifacts",
+    "all_experiments",
+    "experiment_name_like",
+    "experiment_tags",
+    "exclude_experiment_names",
+    "exclude_experiment_ids",
+    "retention_tag",
 }
 _TOP_KEYS = {"tracking_uri", "engine", "defaults", "jobs"}
 _T = TypeVar("_T")
@@ -159,6 +172,7 @@ def _job_definition(job: Mapping[str, Any], origin: str, base: Path) -> JobDefin
         ("force", "force"),
         ("allow_match_all", "allow_match_all"),
         ("with_artifacts", "with_artifacts"),
+        ("retention_tag", "retention_tag"),
     ):
         if key in job:
             fields[target] = job[key]
@@ -176,7 +190,37 @@ def _job_definition(job: Mapping[str, Any], origin: str, base: Path) -> JobDefin
         experiment_names=_experiments(job, "experiment_names", origin, allow_int=False),
         fields=fields,
         names=names,
+        selector=_selector(job, origin),
     )
+
+
+def _selector(job: Mapping[str, Any], origin: str) -> dict[str, Any]:
+    """The ExperimentSelector fields a job's keys give (empty: none given); values of the
+    wrong type go through for the library to name."""
+    selector: dict[str, Any] = {}
+    if "all_experiments" in job:
+        selector["all_experiments"] = job["all_experiments"]
+    if "experiment_name_like" in job:
+        selector["name_like"] = job["experiment_name_like"]
+    if "experiment_tags" in job:
+        selector["tags"] = _tags(job["experiment_tags"], f"{origin}: experiment_tags")
+    for key, target in (
+        ("exclude_experiment_names", "exclude_names"),
+        ("exclude_experiment_ids", "exclude_ids"),
+    ):
+        if key in job:
+            selector[target] = _experiments(job, key, origin, allow_int=key.endswith("ids"))
+    return selector
+
+
+def _tags(value: Any, where: str) -> dict[str, str]:
+    """``experiment_tags = {team = "search"}``: a table of non-empty strings."""
+    if not isinstance(value, dict):
+        raise BadInputError(f'{where}: must be a table, e.g. {{team = "search"}}')
+    for key, text in value.items():
+        if not isinstance(text, str) or not text:
+            raise BadInputError(f"{where}: {key}: the value must be a non-empty string")
+    return dict(value)
 
 
 def _parsed(job: Mapping[str, Any], key: str, origin: str, parse: Callable[[Any], _T]) -> _T:

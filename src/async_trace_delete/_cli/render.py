@@ -6,11 +6,11 @@ Rendering only: every number comes from the library's :class:`PlanReport`,
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from datetime import UTC, datetime
 from typing import Any
 
-from rich.console import Console
+from rich.console import Console, RenderableType
 from rich.markup import escape
 from rich.progress import (
     BarColumn,
@@ -46,6 +46,8 @@ _STATE_WORDS = {
     JobState.FAILED: "FAILED",
 }
 TOTAL = "total"
+SAMPLED_JOBS = 10
+"""A dry run of more jobs than this shows the sample of this many, the largest."""
 
 
 def iso_millis(millis: int | None) -> str:
@@ -72,9 +74,24 @@ def _seconds(value: float) -> str:
 # -- live progress -------------------------------------------------------------------------
 
 
+_BAR = 28  # the bar's width when the terminal has room
+_MIN_BAR = 8
+_MIN_LABEL = 8
+_LABEL_BEFORE_BAR = 24  # label characters kept before the bar starts to shrink
+_COUNT = 13  # "12,345/67,890", at least
+_RATE = 8  # "12,345/s", "123k/s", "12.3M/s"
+# Every column but the label, the bar and the count (rate, batch, retries, ETA, time left,
+# a state such as "running") and the gaps between the nine columns.
+_OTHER_COLUMNS = _RATE + 12 + 9 + 3 + 7 + 7 + 8
+
+
 class _CountColumn(ProgressColumn):
     def __init__(self) -> None:
-        super().__init__(table_column=Column(justify="right", min_width=13))
+        super().__init__()
+        self.min_width = _COUNT
+
+    def get_table_column(self) -> Column:
+        return Column(justify="right", min_width=self.min_width, no_wrap=True)
 
     def render(self, task: Task) -> Text:
         total = "?" if task.total is None else f"{int(task.total):,}"
@@ -83,25 +100,67 @@ class _CountColumn(ProgressColumn):
 
 class _RateColumn(ProgressColumn):
     def __init__(self) -> None:
-        super().__init__(table_column=Column(justify="right", min_width=8))
+        super().__init__(table_column=Column(justify="right", min_width=_RATE, no_wrap=True))
 
     def render(self, task: Task) -> Text:
         speed = task.finished_speed or task.speed
-        return Text(f"{speed:,.0f}/s" if speed else "-/s", justify="right")
+        if not speed:
+            return Text("-/s", justify="right")
+        if speed >= 1_000_000:  # at most 8 characters, whatever the speed
+            return Text(f"{speed / 1_000_000:,.1f}M/s", justify="right")
+        if speed >= 100_000:
+            return Text(f"{speed / 1_000:,.0f}k/s", justify="right")
+        return Text(f"{speed:,.0f}/s", justify="right")
+
+
+class _LabelColumn(ProgressColumn):
+    """The job's label; one too long for the terminal keeps its end (the experiment's name
+    is what tells jobs apart): ``…t-number-042``."""
+
+    def __init__(self) -> None:
+        super().__init__(table_column=Column(no_wrap=True))
+        self.max_chars: int | None = None
+
+    def render(self, task: Task) -> Text:
+        label = task.description
+        if self.max_chars is not None and len(label) > self.max_chars:
+            label = "…" + label[len(label) - self.max_chars + 1 :]
+        return Text(label)
+
+
+class _Progress(Progress):
+    """rich's Progress with a line of its own under the bars (the job counts)."""
+
+    status = ""  # a class default: rich renders once while constructing
+
+    def get_renderables(self) -> Iterable[RenderableType]:
+        yield self.make_tasks_table(self.tasks)
+        if self.status:
+            yield Text(self.status, no_wrap=True, overflow="ellipsis")
 
 
 class ProgressDisplay:
     """One bar per job (deleted / expected, rate, batch size, retries, ETA) and a total.
 
+    With more than :attr:`ALL_BARS_UP_TO` jobs (a selector's hundreds of experiments) it
+    shows the total, the :attr:`BUSIEST` running jobs with the most traces left, and one
+    line of counts (``N jobs done, M running, K waiting``): the terminal stays readable.
+
     It is an engine hook; it draws on ``console`` (stderr) unless disabled.
     """
 
+    ALL_BARS_UP_TO = 8
+    BUSIEST = 5
+
     def __init__(self, console: Console, *, enabled: bool) -> None:
         self.enabled = enabled
-        self._progress = Progress(
-            TextColumn("{task.description}", markup=False),
-            BarColumn(bar_width=28),
-            _CountColumn(),
+        self._label = _LabelColumn()
+        self._bar = BarColumn(bar_width=_BAR)
+        self._count = _CountColumn()
+        self._progress = _Progress(
+            self._label,
+            self._bar,
+            self._count,
             _RateColumn(),
             TextColumn("batch {task.fields[batch]:>6}"),
             TextColumn("retries {task.fields[retries]}"),
@@ -115,18 +174,45 @@ class ProgressDisplay:
         self._tasks: dict[str, TaskID] = {}
         self._expected: dict[str, int] = {}
         self._retries: dict[str, int] = {}
+        self._compact = False
+        self._state: dict[str, str] = {}  # label -> waiting, running, or a final word
+        self._left: dict[str, int] = {}  # label -> traces still expected
+        self._shown: set[str] = set()
 
     def start(self, expected: Mapping[str, int]) -> None:
-        """Show a bar per job, sized by the dry-run counts, and the total."""
+        """Show a bar per job (or the busiest few), sized by the dry-run counts, and the
+        total."""
         self._expected = dict(expected)
+        self._compact = len(expected) > self.ALL_BARS_UP_TO
+        self._fit(self._progress.console.width, [*expected, TOTAL], sum(expected.values()))
         for label, count in expected.items():
             self._tasks[label] = self._progress.add_task(
-                label, total=count, batch="-", retries=0, state="waiting"
+                label,
+                total=count,
+                batch="-",
+                retries=0,
+                state="waiting",
+                visible=not self._compact,
             )
+            self._state[label] = "waiting"
+            self._left[label] = count
         self._tasks[TOTAL] = self._progress.add_task(
             TOTAL, total=sum(expected.values()), batch="", retries=0, state=""
         )
+        self._relayout()
         self._progress.start()
+
+    def _fit(self, width: int, labels: Sequence[str], total: int) -> None:
+        """One line per bar: in a terminal too narrow for the labels and a full bar, the
+        bar shrinks first, then the labels lose their beginnings (never the counts)."""
+        # The total's count is the widest (one more character: the run may find more).
+        self._count.min_width = max(_COUNT, len(f"{total:,}/{total:,}") + 1)
+        room = width - _OTHER_COLUMNS - self._count.min_width
+        longest = max(len(label) for label in labels)
+        bar = max(_MIN_BAR, min(_BAR, room - min(longest, _LABEL_BEFORE_BAR)))
+        self._bar.bar_width = bar
+        chars = room - bar - 1
+        self._label.max_chars = None if longest <= chars else max(_MIN_LABEL, chars)
 
     def note(self, text: str) -> None:
         """Print a line above the bars (e.g. "stopping...")."""
@@ -137,6 +223,10 @@ class ProgressDisplay:
         """Draw the final state and release the terminal."""
         self._progress.stop()
 
+    def renderable(self) -> RenderableType:
+        """What the display shows now (the bars and the line of counts)."""
+        return self._progress.get_renderable()
+
     def __call__(self, event: Event) -> None:
         """The engine hook."""
         if not self._tasks:
@@ -144,12 +234,16 @@ class ProgressDisplay:
         progress = self._progress
         match event:
             case JobStarted() if event.job in self._tasks:
+                self._state[event.job] = "running"
                 progress.update(self._tasks[event.job], state="running")
+                self._relayout()
             case BatchDeleted() if event.job in self._tasks:
                 progress.update(
                     self._tasks[event.job], advance=event.deleted, batch=f"{event.requested:,}"
                 )
                 progress.update(self._tasks[TOTAL], advance=event.deleted)
+                self._left[event.job] = self._left.get(event.job, 0) - event.deleted
+                self._relayout()
             case RetryScheduled() if event.job in self._tasks:
                 self._retries[event.job] = self._retries.get(event.job, 0) + 1
                 progress.update(self._tasks[event.job], retries=self._retries[event.job])
@@ -158,6 +252,7 @@ class ProgressDisplay:
                 progress.update(self._tasks[event.job], state=f"throttled {event.pause:.1f}s")
             case JobFinished() if event.report.label in self._tasks:
                 self._finished(event.report)
+                self._relayout()
             case _:
                 pass
 
@@ -174,6 +269,32 @@ class ProgressDisplay:
             new_total = (total_task.total or 0) + report.deleted - expected
             progress.update(self._tasks[TOTAL], total=new_total)
         progress.update(task_id, state=state)
+        self._state[report.label] = state
+
+    def _relayout(self) -> None:
+        """Compact display: show the busiest running jobs only, and count the rest."""
+        if not self._compact:
+            return
+        running = [label for label, state in self._state.items() if state == "running"]
+        running.sort(key=lambda label: self._left.get(label, 0), reverse=True)
+        busiest = set(running[: self.BUSIEST])
+        for label in busiest ^ self._shown:
+            self._progress.update(self._tasks[label], visible=label in busiest)
+        self._shown = busiest
+        counts: dict[str, int] = {}
+        for state in self._state.values():
+            counts[state] = counts.get(state, 0) + 1
+        words = [
+            f"{counts.get('done', 0):,} jobs done",
+            f"{counts.get('running', 0):,} running",
+            f"{counts.get('waiting', 0):,} waiting",
+        ]
+        words += [
+            f"{counts[word]:,} {word}"
+            for word in (_STATE_WORDS[JobState.FAILED], _STATE_WORDS[JobState.CANCELLED])
+            if counts.get(word)
+        ]
+        self._progress.status = ", ".join(words)
 
 
 # -- dry run ------------------------------------------------------------------------------
@@ -220,10 +341,15 @@ def render_plan(
     table.add_section()
     table.add_row("total", "", "", "", f"{plan.would_delete:,}", "", "")
     console.print(table)
-    samples = Table(title="Sample (oldest first)", title_justify="left")
+    sampled = list(plan.jobs)
+    title = "Sample (oldest first)"
+    if len(sampled) > SAMPLED_JOBS:  # a selector's hundreds of jobs: the largest tell most
+        sampled = sorted(sampled, key=lambda job: job.would_delete, reverse=True)[:SAMPLED_JOBS]
+        title += f" of the {SAMPLED_JOBS} largest of {len(plan.jobs):,} jobs"
+    samples = Table(title=title, title_justify="left")
     for name in ("Job", "Trace ID", "Time", "State"):
         samples.add_column(name, overflow="fold")
-    for job in plan.jobs:
+    for job in sampled:
         for trace in job.sample:
             samples.add_row(
                 escape(job.label), trace.trace_id, _short_time(trace.timestamp_ms), trace.state
@@ -232,19 +358,27 @@ def render_plan(
         console.print(samples)
     for item in skipped:
         console.print(f"skipped {escape(str(item['label']))}: {escape(str(item['reason']))}")
+    notes: dict[str, list[str]] = {}
     for job in plan.jobs:
         if job.count_method == "search":
             reason = job.count_note or (
                 "the server cannot count this selection in one request (IDs, or a filter "
                 "beyond status/tag/metadata equalities); counted by paging through search"
             )
-            console.print(f"{escape(job.label)}: exact count; {escape(reason)}")
+            notes.setdefault(f"exact count; {reason}", []).append(job.label)
     for job in plan.jobs:
         if job.with_artifacts:
-            console.print(
-                f"{escape(job.label)}: with artifacts: each deleted trace's artifact folder "
-                "is removed too, once the trace is known gone (listed when the job starts)"
-            )
+            notes.setdefault(
+                "with artifacts: each deleted trace's artifact folder is removed too, once "
+                "the trace is known gone (listed when the job starts)",
+                [],
+            ).append(job.label)
+    for note, labels in notes.items():
+        if len(plan.jobs) <= SAMPLED_JOBS:
+            for label in labels:
+                console.print(f"{escape(label)}: {escape(note)}")
+        else:  # one line per note, not one per experiment
+            console.print(f"{_some_jobs(labels)}: {escape(note)}")
     pinned = ", ".join(
         f"{job.label}: --experiment-id {job.experiment_id}"
         + (f" --max-timestamp-millis {job.cutoff_millis}" if job.cutoff_millis else "")
@@ -273,6 +407,13 @@ def render_plan(
     else:
         console.print("Nothing to delete now. The command to execute is:")
     console.print(command, markup=False, highlight=False, soft_wrap=True)
+
+
+def _some_jobs(labels: Sequence[str]) -> str:
+    """``3 jobs (a, b, c)``, or the first three and how many more."""
+    shown = ", ".join(escape(label) for label in labels[:3])
+    more = f", and {len(labels) - 3:,} more" if len(labels) > 3 else ""
+    return f"{len(labels):,} job{'s' if len(labels) != 1 else ''} ({shown}{more})"
 
 
 def plan_json(

@@ -39,6 +39,7 @@ from .._jobs import NOT_VERIFIED
 from .._modes import mode_of
 from .._planning import JobPlan, PlanReport
 from .._reports import RunReport
+from .._selection import Selection
 from .._specs import DeleteSpec, ResolvedSpec, one_job_per_experiment
 from .audit import AuditLog, Redactor, job_summary, read_confirmed_ids, who_and_where
 from .inputs import (
@@ -49,6 +50,7 @@ from .inputs import (
     PROG,
     BadInputError,
     Invocation,
+    JobDefinition,
     describe_guardrail,
 )
 from .plan_file import checked_plan, save_plan
@@ -203,24 +205,30 @@ class Session:
         return self.scope
 
     async def _resolve_and_resume(self, engine: Engine) -> list[ResolvedSpec]:
-        """Look every experiment up once (read-only); drop trace IDs the audit log confirmed."""
+        """Look every experiment up once (read-only), a selector's by experiment search, into
+        one job per experiment; drop trace IDs the audit log confirmed."""
         now = self._wall_clock_ms()
         resolved: list[ResolvedSpec] = []
         found: list[tuple[DeleteSpec, ResolvedSpec]] = []
+        selections: list[dict[str, Any]] = []
         for spec, definition in self.invocation.jobs:
-            by_id = spec.experiment_id is not None
-            try:
-                (item,) = await engine.resolve([spec])
-            except NotFoundError:
-                flag = definition.namer.qualified("experiment_id" if by_id else "experiment_name")
-                what = "with ID" if by_id else "named"
-                raise BadInputError(
-                    f"{flag}: no experiment {what} {spec.experiment!r} on "
-                    f"{engine.client.config.tracking_uri}"
-                ) from None
-            except GuardrailError as error:
-                raise BadInputError(describe_guardrail(error, definition)) from None
-            found.append((spec, item))
+            selection = await self._select(engine, spec, definition)
+            for item in selection.resolved:
+                # The first job on an experiment is the one kept (one_job_per_experiment).
+                self.definitions.setdefault(item.label, definition)
+                found.append((item.spec, item))
+            self.skipped += [
+                {
+                    "label": left_out.label,
+                    "experiment_id": left_out.experiment_id,
+                    "name": left_out.name,
+                    "reason": left_out.reason,
+                }
+                for left_out in selection.skipped
+            ]
+            if spec.experiments is not None:
+                selections.append(self._selected(spec, definition, selection))
+        _one_label_per_experiment([item for _, item in found])
         await self._read_confirmed(engine, [item for _, item in found])
         for spec, item in found:
             left = self._resume(spec, item.experiment_id)
@@ -231,7 +239,81 @@ class Session:
             resolved.append(item)
         # After names are resolved, one job per experiment: identical ones collapse (the
         # first is kept), different ones are refused before anything is sent.
-        return one_job_per_experiment(resolved)
+        jobs = one_job_per_experiment(resolved)
+        if selections:
+            self.audit.write(
+                "selection",
+                experiment_ids=[item.experiment_id for item in jobs],
+                skipped=sum(len(selected["skipped"]) for selected in selections),
+                selectors=selections,
+            )
+        return jobs
+
+    async def _select(
+        self, engine: Engine, spec: DeleteSpec, definition: JobDefinition
+    ) -> Selection:
+        """One definition's spec looked up (read-only): its job per experiment and the
+        experiments its selector left out; a refusal names the definition's flag or key."""
+        namer = definition.namer
+        by_id = spec.experiment_id is not None
+        try:
+            return await engine.select([spec])
+        except NotFoundError:
+            if spec.experiments is not None:
+                raise
+            flag = namer.qualified("experiment_id" if by_id else "experiment_name")
+            what = "with ID" if by_id else "named"
+            raise BadInputError(
+                f"{flag}: no experiment {what} {spec.experiment!r} on "
+                f"{engine.client.config.tracking_uri}"
+            ) from None
+        except InvalidParameterError as error:
+            if spec.experiments is None:
+                raise
+            raise BadInputError(
+                f"{namer.qualified('experiments')}: the server rejected the experiment "
+                f"search {spec.experiments.filter_string()!r}: {error.message}; nothing was "
+                "deleted"
+            ) from None
+        except GuardrailError as error:
+            raise BadInputError(describe_guardrail(error, definition)) from None
+        except UsageError as error:  # a named experiment is deleted
+            raise BadInputError(namer.message(error)) from None
+
+    def _selected(
+        self, spec: DeleteSpec, definition: JobDefinition, selection: Selection
+    ) -> dict[str, Any]:
+        """A selector's line in the audit log's ``selection`` record; a note for each
+        exclusion that matched nothing (a typo there would not protect anything)."""
+        selector = spec.experiments
+        assert selector is not None
+        seen = {(item.experiment_id, item.name) for item in selection.skipped}
+        namer = definition.namer
+        for flag, values, position in (
+            ("exclude_experiment_names", selector.exclude_names, 1),
+            ("exclude_experiment_ids", selector.exclude_ids, 0),
+        ):
+            for value in values:
+                if all(pair[position] != value for pair in seen):
+                    self._note(
+                        f"note: {namer.qualified(flag)} {value!r}: the selector found no such "
+                        "experiment, so it excluded nothing"
+                    )
+        if not selection.resolved:
+            self._note(
+                f"note: {namer.where}{definition.name or selector.describe()}: the selector "
+                f"chose no experiment ({len(selection.skipped)} left out)"
+            )
+        return {
+            "job": spec.label or spec.experiment,
+            "selector": selector.model_dump(mode="json", exclude_none=True),
+            "filter": selector.filter_string(),
+            "experiment_ids": [item.experiment_id for item in selection.resolved],
+            "skipped": [
+                {"experiment_id": item.experiment_id, "name": item.name, "reason": item.reason}
+                for item in selection.skipped
+            ],
+        }
 
     async def _planned(self, engine: Engine) -> tuple[list[ResolvedSpec], PlanReport]:
         """``apply``: the plan file's jobs, each experiment still there under its name."""
@@ -474,6 +556,23 @@ class Session:
             message = f"{name}: cancelling the calls in flight"
         self.audit.write("interrupt", signal=name, action=action, count=self.signals)
         self._note(message)
+
+
+def _one_label_per_experiment(found: list[ResolvedSpec]) -> None:
+    """Refuse two experiments under one label (a job ``a`` selecting ``b/c`` and a job
+    ``a/b`` naming ``c``): reports and progress go by label.
+
+    Raises:
+        BadInputError: two experiments share a label.
+    """
+    owner: dict[str, str] = {}
+    for item in found:
+        first = owner.setdefault(item.label, item.experiment_id)
+        if first != item.experiment_id:
+            raise BadInputError(
+                f"jobs on experiments {first} and {item.experiment_id} are both labelled "
+                f"{item.label!r}; rename a job (nothing was deleted)"
+            )
 
 
 def _plan_lines(plan: PlanReport) -> list[dict[str, Any]]:
