@@ -96,15 +96,14 @@ class ExperimentSelector(BaseModel):
         if self.all_experiments and narrowed:
             raise RuleError(
                 FieldMessage(
-                    "{all_experiments} selects every experiment; {experiment_name_like} and "
-                    "{experiment_tags} narrow the selection: give one or the other"
+                    "{all_experiments} selects every experiment; {name_like} and "
+                    "{tags} narrow the selection: give one or the other"
                 )
             )
         if not self.all_experiments and not narrowed:
             raise RuleError(
                 FieldMessage(
-                    "an experiment selector needs {all_experiments}, {experiment_name_like} "
-                    "or {experiment_tags}"
+                    "an experiment selector needs {all_experiments}, {name_like} or {tags}"
                 )
             )
         return self

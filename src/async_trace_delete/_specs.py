@@ -161,7 +161,7 @@ class DeleteSpec(BaseModel):
             raise RuleError(
                 FieldMessage(
                     "give exactly one of {experiment_id}, {experiment_name} and an experiment "
-                    "selector ({all_experiments}, {experiment_name_like}, {experiment_tags})"
+                    "selector ({experiments})"
                 )
             )
         if self.experiments is not None and self.trace_ids is not None:

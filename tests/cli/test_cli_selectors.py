@@ -322,18 +322,7 @@ def test_a_deleted_experiment_named_explicitly_exits_2(
 
 @pytest.mark.parametrize(
     ("flags", "flag"),
-    [
-        NAMED_DELETED[0],
-        pytest.param(
-            *NAMED_DELETED[1],
-            marks=pytest.mark.xfail(
-                strict=True,
-                reason="library: _selection.expand passes the value experiment_id=..., "
-                "which shadows the message's {experiment_id} field: it reads '6: experiment "
-                "...' instead of naming the flag",
-            ),
-        ),
-    ],
+    NAMED_DELETED,
 )
 def test_a_deleted_experiment_named_explicitly_names_the_flag(
     world: Recorder, capsys: pytest.CaptureFixture[str], flags: list[str], flag: str

@@ -89,9 +89,7 @@ def retention_spec(**extra: Any) -> DeleteSpec:
 
 def test_a_selector_needs_all_experiments_a_pattern_or_tags() -> None:
     """A selector that selects by nothing is refused, naming the three ways."""
-    selector_refused(
-        "needs all_experiments, experiment_name_like or experiment_tags", exclude_names=("a",)
-    )
+    selector_refused("needs all_experiments, name_like or tags", exclude_names=("a",))
 
 
 @pytest.mark.parametrize(

@@ -50,6 +50,8 @@ FIELDS: tuple[FieldName, ...] = (
         "--all-experiments / --experiment-name-like / --experiment-tag",
         "all_experiments / experiment_name_like / experiment_tags",
     ),
+    FieldName("name_like", "--experiment-name-like", "experiment_name_like"),  # the library's
+    FieldName("tags", "--experiment-tag", "experiment_tags"),  # ExperimentSelector fields
     FieldName("retention_tag", "--retention-tag", "retention_tag"),
     FieldName("max_timestamp_millis", "--max-timestamp-millis", "max_timestamp_millis"),
     FieldName("older_than", "--older-than", "older_than"),
