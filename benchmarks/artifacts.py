@@ -186,8 +186,8 @@ def _markdown(run: dict[str, Any]) -> str:
         "Reproduce: `python -m benchmarks.artifacts`.",
         "",
         "| backend | traces with a folder | way | seconds | vs without | folders removed "
-        "| old folders left | new folders kept | exact |",
-        "|---|---:|---|---:|---:|---:|---:|---:|:---:|",
+        "| folders/s (time over without) | old folders left | new folders kept | exact |",
+        "|---|---:|---|---:|---:|---:|---:|---:|---:|:---:|",
     ]
     base: dict[tuple[str, float], float] = {}
     for row in run["rows"]:
@@ -195,10 +195,16 @@ def _markdown(run: dict[str, Any]) -> str:
         if row["way"] == "without artifacts":
             base[key] = row["seconds"]
         ratio = row["seconds"] / base[key] if base.get(key) else float("nan")
+        extra = row["seconds"] - base.get(key, row["seconds"])
+        rate = (
+            f"{row['folders_removed'] / extra:,.0f}"
+            if row["folders_removed"] and extra > 0
+            else "-"
+        )
         lines.append(
             f"| {row['backend']} | {row['share']:.0%} ({row['folders_of_old_traces']:,} old) "
             f"| {row['way']} | {row['seconds']:.2f} | {ratio:.2f}x | "
-            f"{row['folders_removed']:,} | {row['old_folders_left']:,} | "
+            f"{row['folders_removed']:,} | {rate} | {row['old_folders_left']:,} | "
             f"{row['new_folders_kept']} | {'yes' if row['exact'] else '**no**'} |"
         )
     return "\n".join(lines) + "\n"
@@ -228,6 +234,12 @@ async def _main(names: Sequence[str], shares: Sequence[float], output: Path) -> 
 def _write(output: Path, run: dict[str, Any]) -> None:
     output.mkdir(parents=True, exist_ok=True)
     (output / "artifacts.json").write_text(json.dumps(run, indent=2) + "\n")
+    (output / "artifacts.md").write_text(_markdown(run))
+
+
+def rerender(output: Path = RESULTS) -> None:
+    """Write the Markdown table again from the JSON of the last run."""
+    run = json.loads((output / "artifacts.json").read_text())
     (output / "artifacts.md").write_text(_markdown(run))
 
 
