@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: test demo lint typecheck unit bench bench-quick bench-counts bench-artifacts clean
+.PHONY: test demo lint typecheck unit bench bench-quick bench-counts bench-artifacts bench-selection clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -47,6 +47,10 @@ bench-counts: $(VENV)/.bench-installed
 
 bench-artifacts: $(VENV)/.bench-installed
 	$(BIN)/python -m benchmarks.artifacts
+
+## Selecting and planning 2,000 experiments (one all_experiments job; 4- and 1-worker servers).
+bench-selection: $(VENV)/.bench-installed
+	$(BIN)/python -m benchmarks.selection
 
 clean:
 	rm -rf $(VENV) .mypy_cache .ruff_cache .pytest_cache build dist
