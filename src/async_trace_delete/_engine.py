@@ -308,7 +308,7 @@ class Engine:
 
     async def plan(
         self,
-        specs: Iterable[DeleteSpec | ResolvedSpec],
+        specs: Iterable[DeleteSpec | ResolvedSpec] | Selection,
         *,
         sample_size: int = 10,
         counts_only: bool = False,
@@ -322,7 +322,7 @@ class Engine:
 
         Args:
             specs: The jobs (a :class:`ResolvedSpec` from :meth:`resolve` is not looked up
-                again).
+                again; a :class:`Selection` from :meth:`select` keeps what it left out).
             sample_size: How many of the oldest traces each job would delete to show.
             counts_only: Count only: no sample, no oldest/newest, and ID jobs without
                 ``expect_at_most`` are not counted (their number of IDs is the bound).
@@ -333,6 +333,9 @@ class Engine:
         now = self._wall_clock_ms()
         every: list[ResolvedSpec] = []
         skipped: list[SkippedExperiment] = []
+        if isinstance(specs, Selection):  # select()ed already: keep what it left out
+            skipped += specs.skipped
+            specs = specs.resolved
         for spec in specs:
             if isinstance(spec, ResolvedSpec):
                 every.append(spec)

@@ -742,3 +742,20 @@ async def test_small_experiments_finish_before_the_huge_ones_are_half_done() -> 
     assert len(server.deletes) == len(starts) - 2 >= 30 + 2 * 200
     assert most_starts_in_a_second(starts) <= rate
     assert max(starts) - min(starts) >= (len(starts) - 1) / rate - 1e-6  # the rate, no faster
+
+
+@pytest.mark.asyncio
+async def test_a_plan_of_a_selection_keeps_what_it_left_out() -> None:
+    """plan(select(...)) reports the experiments the selection skipped, as plan(specs) does."""
+    server = SimulatedServer()
+    world = Seeded(server)
+    world.aged("kept")
+    world.old_and_new("gone", 3, 1, deleted=True)
+    spec = DeleteSpec(experiments=ALL, older_than=timedelta(days=1))
+    async with make_engine(server) as engine:
+        selection = await engine.select([spec])
+        plan = await engine.plan(selection)
+        direct = await engine.plan([spec])
+    assert [job.label for job in plan.jobs] == [job.label for job in direct.jobs]
+    assert plan.skipped == direct.skipped == selection.skipped
+    assert [item.name for item in plan.skipped] == ["gone"]
