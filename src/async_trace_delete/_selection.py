@@ -274,14 +274,13 @@ def _for_experiment(
     spec: DeleteSpec, experiment: Experiment, now_millis: int
 ) -> DeleteSpec | SkippedExperiment:
     """The job on one experiment, with its retention tag's cutoff, or why it is skipped."""
-    fields: dict[str, Any] = {
-        **spec.model_dump(exclude={"experiments", "experiment_name"}, exclude_none=True),
-        "experiment_id": experiment.experiment_id,
-    }
-    if spec.experiments is not None:
+    fields: dict[str, Any] = spec.model_dump(exclude_none=True)
+    if spec.experiments is not None:  # one job of the selection: named by its ID and label
+        fields.pop("experiments")
+        fields["experiment_id"] = experiment.experiment_id
         fields["label"] = selected_label(spec, experiment)
     tag = spec.retention_tag
-    label = fields.get("label") or experiment.name
+    label = fields.get("label") or spec.experiment
     if tag is not None and tag in experiment.tags:
         retention = _retention(experiment.tags[tag])
         if isinstance(retention, str):

@@ -759,3 +759,25 @@ async def test_a_plan_of_a_selection_keeps_what_it_left_out() -> None:
     assert [job.label for job in plan.jobs] == [job.label for job in direct.jobs]
     assert plan.skipped == direct.skipped == selection.skipped
     assert [item.name for item in plan.skipped] == ["gone"]
+
+
+@pytest.mark.asyncio
+async def test_a_job_named_by_name_keeps_the_name_as_its_label() -> None:
+    """A spec naming its experiment (by name, with a retention tag or not) is labelled by that
+    name, not by the ID it resolved to."""
+    server = SimulatedServer()
+    world = Seeded(server)
+    world.aged("plain")
+    world.aged("tagged", tags={"retention": "1d"})
+    specs = [
+        DeleteSpec(experiment_name="plain", older_than=timedelta(days=1)),
+        DeleteSpec(
+            experiment_name="tagged", older_than=timedelta(days=7), retention_tag="retention"
+        ),
+    ]
+    async with make_engine(server) as engine:
+        plan = await engine.plan(specs)
+    assert [(job.label, job.experiment_id) for job in plan.jobs] == [
+        ("plain", world.ids["plain"]),
+        ("tagged", world.ids["tagged"]),
+    ]
