@@ -36,11 +36,11 @@ from .._exceptions import (
     PermissionDeniedError,
     TraceDeleteError,
 )
-from .base import ArtifactSide, JobContext, ids_filter, search_all
+from .base import ID_SEARCH_CHUNK, ArtifactSide, JobContext, ids_filter, search_all
 
 __all__ = ["ArtifactCleanup", "absent_ids", "reason", "refused_note"]
 
-CHECK_CHUNK = 500  # trace IDs per existence check (one full search page)
+CHECK_CHUNK = ID_SEARCH_CHUNK  # trace IDs per existence check (one full search page)
 _FOLDER_QUEUE = 500  # folders waiting for a worker: past this, deleting traces waits
 _STOPPED = "the run was stopped before these folders were removed; sweep-artifacts finds them"
 _UNCONFIRMED = (

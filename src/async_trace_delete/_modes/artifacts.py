@@ -1,8 +1,8 @@
 """Any mode, with each deleted trace's artifact folder removed too (``with_artifacts``).
 
 The folders to remove are those the experiment had when the job started
-(:class:`~.artifact_cleanup.ArtifactCleanup`). How the traces are deleted depends on the
-mode, so that a cutoff cleanup stays fast:
+(:class:`~.artifact_cleanup.ArtifactCleanup`). How the traces are deleted is the mode's
+(:meth:`Mode.run_with_folders`), so that a cutoff cleanup stays fast:
 
 * **cutoff, no ``max_traces``** — the traces that have a folder are found by ID
   (``request_id IN (...) AND timestamp_ms <= cutoff``, 500 a search) and deleted by ID,
@@ -18,18 +18,16 @@ mode, so that a cutoff cleanup stays fast:
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator, Awaitable, Sequence
 
 import anyio
 
 from .._client import TraceSummary
 from .._counting import CountQuery
-from .._exceptions import OutOfSelectionError
 from .._specs import ResolvedSpec
-from .artifact_cleanup import CHECK_CHUNK, ArtifactCleanup
-from .base import JobContext, Mode, TraceSearcher, ids_filter, search_all
-from .chunks import ChunkPipeline
-from .matching import produce_matches
+from .artifact_cleanup import ArtifactCleanup
+from .base import JobContext, Mode, TraceSearcher
+from .chunks import ChunkListener
 
 __all__ = ["WithArtifacts"]
 
@@ -66,6 +64,12 @@ class WithArtifacts:
         """As the inner mode."""
         return self._inner.count_query(resolved)
 
+    def run_with_folders(
+        self, job: JobContext, listener: ChunkListener, holders: Sequence[str]
+    ) -> Awaitable[None]:
+        """As the inner mode."""
+        return self._inner.run_with_folders(job, listener, holders)
+
     async def run(self, job: JobContext) -> None:
         """List the folders, delete the traces, remove the folders of those gone."""
         side = job.artifacts
@@ -86,7 +90,7 @@ class WithArtifacts:
             async with anyio.create_task_group() as group:
                 cleanup.start(group)
                 try:
-                    await self._delete(job, plain, cleanup)
+                    await self._inner.run_with_folders(job, cleanup, sorted(cleanup.existing))
                 except Exception as error:
                     # Caught inside the group: raising here would cancel the folder workers
                     # (the folders of traces already deleted would be lost) and wrap the
@@ -99,70 +103,3 @@ class WithArtifacts:
             raise
         if failure is not None:
             raise failure
-
-    async def _delete(self, job: JobContext, plain: JobContext, cleanup: ArtifactCleanup) -> None:
-        inner = self._inner.name
-        if inner == "ids":
-            await ChunkPipeline(job, cleanup).run(lambda p: _produce_named(job, p))
-        elif inner == "cutoff" and job.resolved.spec.max_traces is None:
-            await ChunkPipeline(job, cleanup).run(
-                lambda p: _produce_holders(job, p, sorted(cleanup.existing))
-            )
-            if not job.caller.quitting:
-                await self._inner.run(plain)  # the rest has no folder: by cutoff, fast
-        else:
-            await ChunkPipeline(job, cleanup).run(lambda p: produce_matches(job, p))
-
-
-async def _produce_named(job: JobContext, pipeline: ChunkPipeline) -> None:
-    """The named IDs, a search of each chunk first (the folders' tags)."""
-    ids = job.resolved.spec.trace_ids or ()
-    for start in range(0, len(ids), CHECK_CHUNK):
-        if job.caller.quitting:
-            return
-        chunk = ids[start : start + CHECK_CHUNK]
-        pipeline.expect(await _search(job, chunk, None))
-        await pipeline.queue(chunk)  # all of them, as without artifacts (not-found counts)
-
-
-async def _produce_holders(job: JobContext, pipeline: ChunkPipeline, ids: Sequence[str]) -> None:
-    """The traces with a folder that the cutoff selects, by ID."""
-    selection = job.resolved.search_filter()
-    cap = job.resolved.cap
-    queued = 0
-    for start in range(0, len(ids), CHECK_CHUNK):
-        if job.caller.quitting:
-            return
-        found = await _search(job, ids[start : start + CHECK_CHUNK], selection)
-        if cap is not None and queued + len(found) > cap:
-            await pipeline.queue_traces(found[: cap - queued])
-            guard = job.guard
-            if guard is not None:
-                await pipeline.drained()
-                raise job.guardrail_error(guard)
-            return
-        if found:
-            await pipeline.queue_traces(found)
-            queued += len(found)
-
-
-async def _search(job: JobContext, ids: Sequence[str], selection: str | None) -> list[TraceSummary]:
-    """The traces of ``ids`` in the job's experiment (and ``selection``), checked."""
-    resolved = job.resolved
-    wanted = set(ids)
-    query = ids_filter(ids) if not selection else f"{selection} AND {ids_filter(ids)}"
-    found = []
-    async for trace in search_all(job.caller, resolved.experiment_id, query, CHECK_CHUNK):
-        outside = trace.trace_id not in wanted or (
-            selection is not None and not resolved.selects(trace.experiment_id, trace.timestamp_ms)
-        )
-        if outside or trace.experiment_id not in (None, resolved.experiment_id):
-            raise OutOfSelectionError(
-                f"search answered trace {trace.trace_id!r} (experiment "
-                f"{trace.experiment_id}, timestamp_ms {trace.timestamp_ms}), which job "
-                f"{job.label!r} did not ask for; the answer is not MLflow's (a proxy or a "
-                "cache?), stopping",
-                experiment_id=resolved.experiment_id,
-            )
-        found.append(trace)
-    return found

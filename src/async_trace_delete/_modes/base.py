@@ -11,19 +11,34 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator, Awaitable, Sequence
 from dataclasses import dataclass
-from typing import Protocol
+from typing import TYPE_CHECKING, Protocol
 
 from .._calls import Caller
 from .._client import TracePage, TraceSummary, iter_pages
 from .._controls import Sizer
 from .._counting import CountQuery
-from .._exceptions import GuardrailError
+from .._exceptions import GuardrailError, OutOfSelectionError
 from .._ledger import ArtifactLedger, Counters
 from .._messages import FieldMessage
 from .._shared import SharedState
 from .._specs import ResolvedSpec
 
-__all__ = ["ArtifactSide", "JobContext", "Mode", "TraceSearcher", "ids_filter", "search_all"]
+if TYPE_CHECKING:
+    from .chunks import ChunkListener
+
+__all__ = [
+    "ID_SEARCH_CHUNK",
+    "ArtifactSide",
+    "JobContext",
+    "Mode",
+    "TraceSearcher",
+    "check_selected",
+    "ids_filter",
+    "search_all",
+    "search_named",
+]
+
+ID_SEARCH_CHUNK = 500  # IDs per `request_id IN (...)` search (one full page)
 
 
 @dataclass(frozen=True)
@@ -142,11 +157,61 @@ class Mode(Protocol):
         """The one-request exact count of what the job selects, if the server's metrics
         endpoint can express it (else counts page through :meth:`matching`)."""
 
+    def run_with_folders(
+        self, job: JobContext, listener: ChunkListener, holders: Sequence[str]
+    ) -> Awaitable[None]:
+        """Delete what the job selects as :meth:`run` does, but telling ``listener`` each
+        trace (as a search answered it, with its tags) before its delete, and how each
+        delete ended (``with_artifacts``). ``holders``: the trace IDs that have a folder."""
+
 
 def ids_filter(ids: Sequence[str]) -> str:
     """The search filter selecting exactly ``ids`` (``request_id IN (...)``)."""
     quoted = ", ".join("'" + trace_id.replace("'", "''") + "'" for trace_id in ids)
     return f"request_id IN ({quoted})"
+
+
+def check_selected(job: JobContext, trace: TraceSummary) -> None:
+    """Refuse a trace a search answered that the job must not delete (another experiment,
+    or newer than its bound): the answer is not MLflow's.
+
+    Raises:
+        OutOfSelectionError: it is outside the job.
+    """
+    resolved = job.resolved
+    if not resolved.selects(trace.experiment_id, trace.timestamp_ms):
+        raise OutOfSelectionError(
+            f"search answered trace {trace.trace_id!r} (experiment "
+            f"{trace.experiment_id}, timestamp_ms {trace.timestamp_ms}), which "
+            f"job {job.label!r} must not delete (experiment "
+            f"{resolved.experiment_id}, timestamp_ms <= {resolved.upper_bound}); "
+            "the answer is not MLflow's (a proxy or a cache?), stopping",
+            experiment_id=resolved.experiment_id,
+        )
+
+
+async def search_named(
+    job: JobContext, ids: Sequence[str], selection: str | None
+) -> list[TraceSummary]:
+    """The traces of ``ids`` (at most :data:`ID_SEARCH_CHUNK`) that the job's experiment
+    holds, and that ``selection`` (a search filter) selects too, each checked.
+
+    Raises:
+        OutOfSelectionError: the answer holds a trace not asked for, or outside the job.
+    """
+    wanted = set(ids)
+    query = ids_filter(ids) if not selection else f"{selection} AND {ids_filter(ids)}"
+    found = []
+    async for trace in search_all(job.caller, job.resolved.experiment_id, query, ID_SEARCH_CHUNK):
+        if trace.trace_id not in wanted:
+            raise OutOfSelectionError(
+                f"search answered trace {trace.trace_id!r}, which job {job.label!r} did not "
+                "ask for; the answer is not MLflow's (a proxy or a cache?), stopping",
+                experiment_id=job.resolved.experiment_id,
+            )
+        check_selected(job, trace)
+        found.append(trace)
+    return found
 
 
 def search_all(

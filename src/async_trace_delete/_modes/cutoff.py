@@ -9,7 +9,8 @@ what it asked for.
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Awaitable
+import dataclasses
+from collections.abc import AsyncIterator, Awaitable, Sequence
 
 from .._calls import Delete, StopRequested
 from .._client import TraceSummary
@@ -19,7 +20,9 @@ from .._ledger import Doubt
 from .._outcomes import RetryDecision
 from .._retry import classify
 from .._specs import ResolvedSpec
-from .base import JobContext, TraceSearcher, search_all
+from .base import ID_SEARCH_CHUNK, JobContext, TraceSearcher, search_all, search_named
+from .chunks import ChunkListener, ChunkPipeline
+from .matching import MATCHING
 
 __all__ = ["CUTOFF", "CutoffMode"]
 
@@ -75,6 +78,21 @@ class CutoffMode:
             if deleted < requested:
                 return  # drained: nothing older than the cutoff is left
 
+    async def run_with_folders(
+        self, job: JobContext, listener: ChunkListener, holders: Sequence[str]
+    ) -> None:
+        """Without ``max_traces``: the traces that have a folder are found by ID (one search
+        per 500 *folders*) and deleted by ID, then the rest by cutoff as :meth:`run` does.
+        With it, the cap must take the oldest traces: the selective walk, oldest first."""
+        if job.resolved.spec.max_traces is not None:
+            await MATCHING.run_with_folders(job, listener, holders)
+            return
+        await ChunkPipeline(job, listener).run(lambda p: _produce_holders(job, p, holders))
+        if not job.caller.quitting:  # the rest has no folder: by cutoff, on its own sizer
+            await self.run(
+                dataclasses.replace(job, sizer=(self.sizer, job.shared.sizers[self.sizer]))
+            )
+
     def matching(
         self, searcher: TraceSearcher, resolved: ResolvedSpec, page_size: int
     ) -> AsyncIterator[TraceSummary]:
@@ -86,6 +104,27 @@ class CutoffMode:
     def count_query(self, resolved: ResolvedSpec) -> CountQuery | None:
         """``timestamp_ms <= cutoff``: always expressible."""
         return count_query(resolved.experiment_id, None, resolved.upper_bound)
+
+
+async def _produce_holders(job: JobContext, pipeline: ChunkPipeline, ids: Sequence[str]) -> None:
+    """The traces with a folder that the cutoff selects, by ID, up to the job's cap."""
+    selection = job.resolved.search_filter()
+    cap = job.resolved.cap
+    queued = 0
+    for start in range(0, len(ids), ID_SEARCH_CHUNK):
+        if job.caller.quitting:
+            return
+        found = await search_named(job, ids[start : start + ID_SEARCH_CHUNK], selection)
+        if cap is not None and queued + len(found) > cap:
+            await pipeline.queue_traces(found[: cap - queued])
+            guard = job.guard
+            if guard is not None:
+                await pipeline.drained()
+                raise job.guardrail_error(guard)
+            return
+        if found:
+            await pipeline.queue_traces(found)
+            queued += len(found)
 
 
 async def _check_guardrail_cap(job: JobContext) -> None:

@@ -10,12 +10,18 @@ from anyio.abc import TaskGroup
 from .._client import TraceSummary
 from .._counting import CountQuery
 from .._specs import ResolvedSpec
-from .base import JobContext, TraceSearcher, ids_filter, search_all
-from .chunks import ChunkPipeline
+from .base import (
+    ID_SEARCH_CHUNK,
+    JobContext,
+    TraceSearcher,
+    ids_filter,
+    search_all,
+    search_named,
+)
+from .chunks import ChunkListener, ChunkPipeline
 
 __all__ = ["IDS", "IdsMode"]
 
-ID_QUERY_CHUNK = 500  # IDs per `request_id IN (...)` search (one full page)
 _ID_QUERIES_AT_ONCE = 4
 
 
@@ -40,6 +46,23 @@ class IdsMode:
 
         await ChunkPipeline(job).run(produce)
 
+    async def run_with_folders(
+        self, job: JobContext, listener: ChunkListener, holders: Sequence[str]
+    ) -> None:
+        """Each chunk of named IDs searched first (its tags are read before the cascade
+        removes them), then deleted whole as :meth:`run` deletes it (not-found counts)."""
+        ids = job.resolved.spec.trace_ids or ()
+
+        async def produce(pipeline: ChunkPipeline) -> None:
+            for start in range(0, len(ids), ID_SEARCH_CHUNK):
+                if job.caller.quitting:
+                    return
+                chunk = ids[start : start + ID_SEARCH_CHUNK]
+                pipeline.expect(await search_named(job, chunk, None))
+                await pipeline.queue(chunk)
+
+        await ChunkPipeline(job, listener).run(produce)
+
     async def matching(
         self, searcher: TraceSearcher, resolved: ResolvedSpec, page_size: int
     ) -> AsyncIterator[TraceSummary]:
@@ -47,7 +70,7 @@ class IdsMode:
         once (through the engine's gate when ``searcher`` is a job's caller), not one after
         another; yielded in the order the IDs were given, chunk by chunk."""
         ids: Sequence[str] = resolved.spec.trace_ids or ()
-        step = ID_QUERY_CHUNK
+        step = ID_SEARCH_CHUNK
         chunks = [ids[start : start + step] for start in range(0, len(ids), step)]
         found: list[list[TraceSummary]] = [[] for _ in chunks]
         failure: list[BaseException] = []

@@ -15,10 +15,10 @@ from collections.abc import AsyncIterator, Sequence
 
 from .._client import TraceSummary
 from .._counting import CountQuery, count_query
-from .._exceptions import OutOfSelectionError, TraceDeleteError
+from .._exceptions import TraceDeleteError
 from .._specs import ResolvedSpec
-from .base import JobContext, TraceSearcher, search_all
-from .chunks import ChunkPipeline
+from .base import JobContext, TraceSearcher, check_selected, search_all
+from .chunks import ChunkListener, ChunkPipeline
 
 __all__ = ["MATCHING", "MatchingMode", "SearchCursor", "produce_matches"]
 
@@ -82,6 +82,12 @@ class MatchingMode:
         """Search page by page and queue what each page found."""
         await ChunkPipeline(job).run(lambda pipeline: produce_matches(job, pipeline))
 
+    async def run_with_folders(
+        self, job: JobContext, listener: ChunkListener, holders: Sequence[str]
+    ) -> None:
+        """Its own walk: each page gives the tags of the traces it queues."""
+        await ChunkPipeline(job, listener).run(lambda pipeline: produce_matches(job, pipeline))
+
     def matching(
         self, searcher: TraceSearcher, resolved: ResolvedSpec, page_size: int
     ) -> AsyncIterator[TraceSummary]:
@@ -113,7 +119,7 @@ async def produce_matches(job: JobContext, pipeline: ChunkPipeline) -> None:
             max_results=job.shared.config.search_page_size,
         )
         for trace in page.traces:
-            _check_selected(job, trace)
+            check_selected(job, trace)
         fresh = cursor.fresh(page.traces)
         if cap is not None and queued + len(fresh) > cap:
             fresh = fresh[: cap - queued]
@@ -143,19 +149,6 @@ async def produce_matches(job: JobContext, pipeline: ChunkPipeline) -> None:
         queued += len(fresh)
         if cursor.is_last(page.traces, fresh):
             return
-
-
-def _check_selected(job: JobContext, trace: TraceSummary) -> None:
-    resolved = job.resolved
-    if not resolved.selects(trace.experiment_id, trace.timestamp_ms):
-        raise OutOfSelectionError(
-            f"search answered trace {trace.trace_id!r} (experiment "
-            f"{trace.experiment_id}, timestamp_ms {trace.timestamp_ms}), which "
-            f"job {job.label!r} must not delete (experiment "
-            f"{resolved.experiment_id}, timestamp_ms <= {resolved.upper_bound}); "
-            "the answer is not MLflow's (a proxy or a cache?), stopping",
-            experiment_id=resolved.experiment_id,
-        )
 
 
 MATCHING = MatchingMode()
