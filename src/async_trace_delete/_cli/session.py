@@ -56,7 +56,7 @@ from .inputs import (
 from .plan_file import checked_plan, save_plan
 from .render import ProgressDisplay, plan_json, render_plan, render_summary, report_json
 
-__all__ = ["Session", "make_console"]
+__all__ = ["Session", "make_console", "print_json", "watch_signals"]
 
 _WIDTH_WITHOUT_TERMINAL = 160
 
@@ -66,6 +66,26 @@ def make_console(stream: TextIO) -> Console:
     # Rich assumes 80 columns without a terminal; a file or pipe is better served wider.
     wide = not stream.isatty() and "COLUMNS" not in os.environ
     return Console(file=stream, highlight=False, width=_WIDTH_WITHOUT_TERMINAL if wide else None)
+
+
+def print_json(redact: Callable[[str], str], payload: Mapping[str, Any]) -> None:
+    """``payload`` as indented JSON on stdout, secrets removed by ``redact``."""
+    sys.stdout.write(redact(json.dumps(payload, indent=2, ensure_ascii=False)) + "\n")
+    sys.stdout.flush()
+
+
+async def watch_signals(on_signal: Callable[[int], None], *, task_status: TaskStatus[None]) -> None:
+    """Hand every SIGINT/SIGTERM to ``on_signal`` until cancelled (started at once)."""
+    with contextlib.ExitStack() as stack:
+        try:
+            signals = stack.enter_context(anyio.open_signal_receiver(signal.SIGINT, signal.SIGTERM))
+        except (ValueError, RuntimeError, NotImplementedError):
+            # Not the main thread (or no signals here): Ctrl-C keeps its default.
+            task_status.started()
+            return
+        task_status.started()
+        async for signum in signals:
+            on_signal(signum)
 
 
 class Session:
@@ -507,8 +527,7 @@ class Session:
         return code
 
     def _print_json(self, payload: Mapping[str, Any]) -> None:
-        sys.stdout.write(self.redact(json.dumps(payload, indent=2, ensure_ascii=False)) + "\n")
-        sys.stdout.flush()
+        print_json(self.redact, payload)
 
     def _note(self, message: str) -> None:
         if self.progress.enabled:
@@ -520,18 +539,7 @@ class Session:
     # -- signals -----------------------------------------------------------------------------
 
     async def _watch_signals(self, *, task_status: TaskStatus[None]) -> None:
-        with contextlib.ExitStack() as stack:
-            try:
-                signals = stack.enter_context(
-                    anyio.open_signal_receiver(signal.SIGINT, signal.SIGTERM)
-                )
-            except (ValueError, RuntimeError, NotImplementedError):
-                # Not the main thread (or no signals here): Ctrl-C keeps its default.
-                task_status.started()
-                return
-            task_status.started()
-            async for signum in signals:
-                self.on_signal(signum)
+        await watch_signals(self.on_signal, task_status=task_status)
 
     def on_signal(self, signum: int) -> None:
         """First signal: stop scheduling; second: cancel calls in flight."""

@@ -9,8 +9,6 @@ again resumes: removed folders are not listed again.
 
 from __future__ import annotations
 
-import contextlib
-import json
 import signal
 import sys
 import uuid
@@ -31,7 +29,7 @@ from .._exceptions import MlflowApiError, TraceDeleteError
 from .._sweep import SweepReport
 from .audit import AuditLog, Redactor, who_and_where
 from .inputs import EXIT_FAILED, EXIT_INTERRUPTED, EXIT_OK, PROG, Invocation
-from .session import make_console
+from .session import make_console, print_json, watch_signals
 
 __all__ = ["SweepSession"]
 
@@ -239,21 +237,10 @@ class SweepSession:
             self.out.print("No orphan folders.", markup=False)
 
     def _print_json(self, payload: dict[str, Any]) -> None:
-        sys.stdout.write(self.redact(json.dumps(payload, indent=2, ensure_ascii=False)) + "\n")
-        sys.stdout.flush()
+        print_json(self.redact, payload)
 
     async def _watch_signals(self, *, task_status: TaskStatus[None]) -> None:
-        with contextlib.ExitStack() as stack:
-            try:
-                signals = stack.enter_context(
-                    anyio.open_signal_receiver(signal.SIGINT, signal.SIGTERM)
-                )
-            except (ValueError, RuntimeError, NotImplementedError):
-                task_status.started()
-                return
-            task_status.started()
-            async for signum in signals:
-                self.on_signal(signum)
+        await watch_signals(self.on_signal, task_status=task_status)
 
     def on_signal(self, signum: int) -> None:
         """First signal: stop (calls in flight finish); the sweep reports what it did."""
