@@ -304,29 +304,27 @@ class _Untrusted(TraceDeleteError):
 async def _canary(caller: Caller, client: TracesClient, experiment_id: str) -> str | None:
     """A trace that exists now: the experiment's newest, else the newest of one of the
     server's other experiments (the first page of them); ``None`` if none has any."""
-    page = await caller.read(
-        lambda: client.search_traces(experiment_id, max_results=1, order_by=("timestamp_ms DESC",))
-    )
-    if page.traces:
-        return page.traces[0].trace_id
+    newest = await _newest(caller, client, experiment_id)
+    if newest is not None:
+        return newest
     try:
         others, _ = await caller.read(lambda: client.search_experiments(max_results=_CANARY_PLACES))
     except NotFoundError:
         return None  # no experiment search (an old server, or not MLflow): no other place
     for other in others:
-        if other.experiment_id == experiment_id:
-            continue
-        page = await caller.read(
-            partial(
-                client.search_traces,
-                other.experiment_id,
-                max_results=1,
-                order_by=("timestamp_ms DESC",),
-            )
-        )
-        if page.traces:
-            return page.traces[0].trace_id
+        if other.experiment_id != experiment_id:
+            newest = await _newest(caller, client, other.experiment_id)
+            if newest is not None:
+                return newest
     return None
+
+
+async def _newest(caller: Caller, client: TracesClient, experiment_id: str) -> str | None:
+    """The ID of the experiment's newest trace, if it has one."""
+    page = await caller.read(
+        partial(client.search_traces, experiment_id, max_results=1, order_by=("timestamp_ms DESC",))
+    )
+    return page.traces[0].trace_id if page.traces else None
 
 
 async def _handle_orphans(

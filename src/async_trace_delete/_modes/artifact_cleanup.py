@@ -123,14 +123,20 @@ class ArtifactCleanup:
     """
 
     def __init__(
-        self, job: JobContext, side: ArtifactSide, folders: TraceFolders, existing: set[str]
+        self,
+        job: JobContext,
+        side: ArtifactSide,
+        folders: TraceFolders,
+        existing: set[str],
+        *,
+        netloc: str,
     ) -> None:
         self._job = job
         self._ledger = side.ledger
         self._caller = side.caller
         self._folders = folders
         self._existing = existing
-        self._netloc = urlsplit(job.shared.client.config.base_url).netloc
+        self._netloc = netloc  # our server's host:port, as the folders were read for
         self._pending: dict[str, str | None] = {}  # trace ID -> its folder (None: not ours)
         self._unsettled: list[str] = []
         self._refused: str | None = None
@@ -169,7 +175,7 @@ class ArtifactCleanup:
         existing = {entry.name for entry in listing if entry.is_dir}
         if not existing:
             return None
-        return cls(job, side, where, existing)
+        return cls(job, side, where, existing, netloc=netloc)
 
     @property
     def existing(self) -> set[str]:
