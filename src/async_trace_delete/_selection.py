@@ -274,41 +274,41 @@ def _for_experiment(
     spec: DeleteSpec, experiment: Experiment, now_millis: int
 ) -> DeleteSpec | SkippedExperiment:
     """The job on one experiment, with its retention tag's cutoff, or why it is skipped."""
+    from ._specs import DeleteSpec
+
+    tag = spec.retention_tag
+    value = experiment.tags.get(tag) if tag is not None else None
+    if spec.experiments is None and value is None:
+        return spec  # a named experiment without the tag: the job as given
     fields: dict[str, Any] = spec.model_dump(exclude_none=True)
     if spec.experiments is not None:  # one job of the selection: named by its ID and label
         fields.pop("experiments")
         fields["experiment_id"] = experiment.experiment_id
         fields["label"] = selected_label(spec, experiment)
-    tag = spec.retention_tag
+    if value is None:
+        return DeleteSpec.model_validate(fields)
     label = fields.get("label") or spec.experiment
-    if tag is not None and tag in experiment.tags:
-        retention = _retention(experiment.tags[tag])
-        if isinstance(retention, str):
-            return SkippedExperiment(
-                label,
-                experiment.experiment_id,
-                experiment.name,
-                f"its tag {tag}={experiment.tags[tag]!r} is not a retention: {retention}; "
-                "nothing is deleted in it",
-            )
-        fields.pop("max_timestamp_millis", None)
-        fields["older_than"] = retention
-        from ._specs import DeleteSpec
-
-        one = DeleteSpec.model_validate(fields)
-        try:
-            one.pin_cutoff(now_millis=now_millis)
-        except GuardrailError as error:
-            return SkippedExperiment(
-                label,
-                experiment.experiment_id,
-                experiment.name,
-                f"its tag {tag}={experiment.tags[tag]!r}: {error}; nothing is deleted in it",
-            )
-        return one
-    from ._specs import DeleteSpec
-
-    return DeleteSpec.model_validate(fields)
+    retention = _retention(value)
+    if isinstance(retention, str):
+        return SkippedExperiment(
+            label,
+            experiment.experiment_id,
+            experiment.name,
+            f"its tag {tag}={value!r} is not a retention: {retention}; nothing is deleted in it",
+        )
+    fields.pop("max_timestamp_millis", None)
+    fields["older_than"] = retention
+    one = DeleteSpec.model_validate(fields)
+    try:
+        one.pin_cutoff(now_millis=now_millis)
+    except GuardrailError as error:
+        return SkippedExperiment(
+            label,
+            experiment.experiment_id,
+            experiment.name,
+            f"its tag {tag}={value!r}: {error}; nothing is deleted in it",
+        )
+    return one
 
 
 def _retention(text: str) -> timedelta | str:
