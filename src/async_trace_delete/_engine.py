@@ -231,12 +231,7 @@ class Engine:
             spec_list = list(specs)
             if not spec_list:
                 raise UsageError("run() needs at least one spec")
-            now = self._wall_clock_ms()
-            every = []
-            for spec in spec_list:
-                found, left_out = await self._expand(spec, now)
-                every += found
-                skipped += left_out
+            every, skipped = await self._expand_all(spec_list)
             guarded = [await self._guard(item) for item in every]  # refusals before conflicts
             resolved = one_job_per_experiment(every)
             planned = [guarded[_index_of(every, item)] for item in resolved]
@@ -297,14 +292,8 @@ class Engine:
     async def select(self, specs: Iterable[DeleteSpec]) -> Selection:
         """:meth:`resolve`, and the experiments the specs' selectors left out (deleted,
         excluded, an unreadable retention tag), each with its reason."""
-        now = self._wall_clock_ms()
-        resolved: list[ResolvedSpec] = []
-        skipped: list[SkippedExperiment] = []
-        for spec in specs:
-            found, left_out = await self._expand(spec, now)
-            resolved += found
-            skipped += left_out
-        return Selection(resolved=tuple(one_job_per_experiment(resolved)), skipped=tuple(skipped))
+        every, skipped = await self._expand_all(specs)
+        return Selection(resolved=tuple(one_job_per_experiment(every)), skipped=tuple(skipped))
 
     async def plan(
         self,
@@ -330,19 +319,7 @@ class Engine:
         Raises:
             GuardrailError: a job would delete more than its ``expect_at_most``.
         """
-        now = self._wall_clock_ms()
-        every: list[ResolvedSpec] = []
-        skipped: list[SkippedExperiment] = []
-        if isinstance(specs, Selection):  # select()ed already: keep what it left out
-            skipped += specs.skipped
-            specs = specs.resolved
-        for spec in specs:
-            if isinstance(spec, ResolvedSpec):
-                every.append(spec)
-                continue
-            found, left_out = await self._expand(spec, now)
-            every += found
-            skipped += left_out
+        every, skipped = await self._expand_all(specs)
         resolved = one_job_per_experiment(every)
         plans = [await self._count(item, sample_size, counts_only) for item in resolved]
         return PlanReport(jobs=tuple(plans), skipped=tuple(skipped))
@@ -462,6 +439,26 @@ class Engine:
         resolved, _ = await self._expand(spec, now_millis)
         (item,) = resolved
         return item
+
+    async def _expand_all(
+        self, specs: Iterable[DeleteSpec | ResolvedSpec] | Selection
+    ) -> tuple[list[ResolvedSpec], list[SkippedExperiment]]:
+        """Every spec's jobs (one per experiment, pinned at one ``now``; a resolved spec as
+        it is) and what the selectors left out (a :class:`Selection` keeps its own)."""
+        now = self._wall_clock_ms()
+        every: list[ResolvedSpec] = []
+        skipped: list[SkippedExperiment] = []
+        if isinstance(specs, Selection):  # select()ed already: keep what it left out
+            skipped += specs.skipped
+            specs = specs.resolved
+        for spec in specs:
+            if isinstance(spec, ResolvedSpec):
+                every.append(spec)
+                continue
+            found, left_out = await self._expand(spec, now)
+            every += found
+            skipped += left_out
+        return every, skipped
 
     async def _expand(
         self, spec: DeleteSpec, now_millis: int
