@@ -24,7 +24,7 @@ import ssl
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Generator, Mapping, Sequence
 from importlib.metadata import PackageNotFoundError, version
-from typing import Any, Self
+from typing import Any, Self, TypeVar
 from urllib.parse import quote
 
 import httpx
@@ -97,6 +97,8 @@ _TRANSPORT_ERRORS: tuple[tuple[type[httpx.HTTPError], type[TransportError], str]
     (httpx.TimeoutException, RequestTimeoutError, "no answer from the MLflow server in time"),
     (httpx.HTTPError, TransportError, "the connection to the MLflow server failed"),
 )
+
+_T = TypeVar("_T")
 
 try:
     _VERSION = version("async-trace-delete")
@@ -282,16 +284,12 @@ class TracesClient:
             page_token=page_token,
         )
         payload = await self._call("POST", SEARCH_PATH, json_body=body, experiment_id=experiment_id)
-        try:
-            traces = tuple(trace_summary(item) for item in payload.get("traces", []))
-        except (KeyError, TypeError, ValueError) as error:
-            raise InvalidResponseError(
-                f"search answered an unexpected trace shape: {error}",
-                status_code=200,
-                endpoint=SEARCH_PATH,
-                experiment_id=experiment_id,
-                outcome_unknown=False,
-            ) from None
+        traces = _parsed(
+            lambda: tuple(trace_summary(item) for item in payload.get("traces", [])),
+            "search answered an unexpected trace shape",
+            SEARCH_PATH,
+            experiment_id,
+        )
         token = payload.get("next_page_token") or None
         return TracePage(traces=traces, next_page_token=token if isinstance(token, str) else None)
 
@@ -332,16 +330,12 @@ class TracesClient:
         payload = await self._call(
             "POST", METRICS_PATH, json_body=body, experiment_id=query.experiment_id
         )
-        try:
-            return count_from(payload)
-        except (ValueError, TypeError) as error:
-            raise InvalidResponseError(
-                f"traces/metrics answered an unexpected count: {error}",
-                status_code=200,
-                endpoint=METRICS_PATH,
-                experiment_id=query.experiment_id,
-                outcome_unknown=False,
-            ) from None
+        return _parsed(
+            lambda: count_from(payload),
+            "traces/metrics answered an unexpected count",
+            METRICS_PATH,
+            query.experiment_id,
+        )
 
     async def count_traces(self, experiment_id: str, *, filter_string: str | None = None) -> int:
         """Count the traces matching a filter, exactly (pages through all of them)."""
@@ -397,15 +391,11 @@ class TracesClient:
         payload = await self._call(
             "POST", TRACE_INFOS_PATH, json_body={"trace_ids": list(trace_ids)}
         )
-        try:
-            found = trace_info_ids(payload)
-        except TypeError as error:
-            raise InvalidResponseError(
-                f"batchGetInfos answered an unexpected shape: {error}",
-                status_code=200,
-                endpoint=TRACE_INFOS_PATH,
-                outcome_unknown=False,
-            ) from None
+        found = _parsed(
+            lambda: trace_info_ids(payload),
+            "batchGetInfos answered an unexpected shape",
+            TRACE_INFOS_PATH,
+        )
         if not found <= set(trace_ids):
             raise InvalidResponseError(
                 "batchGetInfos answered traces that were not asked for (not MLflow's answer?)",
@@ -419,15 +409,11 @@ class TracesClient:
         """List one folder of the server's artifact store (``path`` relative to its root);
         a missing folder lists as empty."""
         payload = await self._call("GET", ARTIFACTS_PATH, params={"path": path})
-        try:
-            return artifact_files(payload)
-        except TypeError as error:
-            raise InvalidResponseError(
-                f"the artifact listing has an unexpected shape: {error}",
-                status_code=200,
-                endpoint=ARTIFACTS_PATH,
-                outcome_unknown=False,
-            ) from None
+        return _parsed(
+            lambda: artifact_files(payload),
+            "the artifact listing has an unexpected shape",
+            ARTIFACTS_PATH,
+        )
 
     async def delete_artifacts(self, path: str, *, request_timeout: float | None = None) -> None:
         """Remove a file or folder (recursively) from the server's artifact store; a missing
@@ -524,6 +510,23 @@ class TracesClient:
             now=self._clock(),
             **context,
         )
+
+
+def _parsed(
+    parse: Callable[[], _T], what: str, endpoint: str, experiment_id: str | None = None
+) -> _T:
+    """``parse()`` of a 2xx answer, or the :class:`InvalidResponseError` saying ``what`` was
+    wrong with it (certain: the server answered, our reading of it failed)."""
+    try:
+        return parse()
+    except (KeyError, TypeError, ValueError) as error:
+        raise InvalidResponseError(
+            f"{what}: {error}",
+            status_code=200,
+            endpoint=endpoint,
+            experiment_id=experiment_id,
+            outcome_unknown=False,
+        ) from None
 
 
 def _secret_values(config: ClientConfig) -> tuple[str, ...]:
