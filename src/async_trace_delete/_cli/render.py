@@ -6,6 +6,8 @@ Rendering only: every number comes from the library's :class:`PlanReport`,
 
 from __future__ import annotations
 
+import heapq
+from collections import Counter
 from collections.abc import Iterable, Mapping, Sequence
 from datetime import UTC, datetime
 from typing import Any
@@ -176,6 +178,7 @@ class ProgressDisplay:
         self._retries: dict[str, int] = {}
         self._compact = False
         self._state: dict[str, str] = {}  # label -> waiting, running, or a final word
+        self._counts: Counter[str] = Counter()  # jobs per state
         self._left: dict[str, int] = {}  # label -> traces still expected
         self._shown: set[str] = set()
 
@@ -194,7 +197,7 @@ class ProgressDisplay:
                 state="waiting",
                 visible=not self._compact,
             )
-            self._state[label] = "waiting"
+            self._set_state(label, "waiting")
             self._left[label] = count
         self._tasks[TOTAL] = self._progress.add_task(
             TOTAL, total=sum(expected.values()), batch="", retries=0, state=""
@@ -234,7 +237,7 @@ class ProgressDisplay:
         progress = self._progress
         match event:
             case JobStarted() if event.job in self._tasks:
-                self._state[event.job] = "running"
+                self._set_state(event.job, "running")
                 progress.update(self._tasks[event.job], state="running")
                 self._relayout()
             case BatchDeleted() if event.job in self._tasks:
@@ -269,21 +272,29 @@ class ProgressDisplay:
             new_total = (total_task.total or 0) + report.deleted - expected
             progress.update(self._tasks[TOTAL], total=new_total)
         progress.update(task_id, state=state)
-        self._state[report.label] = state
+        self._set_state(report.label, state)
+
+    def _set_state(self, label: str, state: str) -> None:
+        old = self._state.get(label)
+        if old is not None:
+            self._counts[old] -= 1
+        self._state[label] = state
+        self._counts[state] += 1
 
     def _relayout(self) -> None:
         """Compact display: show the busiest running jobs only, and count the rest."""
         if not self._compact:
             return
-        running = [label for label, state in self._state.items() if state == "running"]
-        running.sort(key=lambda label: self._left.get(label, 0), reverse=True)
-        busiest = set(running[: self.BUSIEST])
+        # Called on every answer, with hundreds of jobs running: the five are picked in one
+        # pass (no sort of every job), and the counts are kept as states change.
+        running = (label for label, state in self._state.items() if state == "running")
+        busiest = set(
+            heapq.nlargest(self.BUSIEST, running, key=lambda label: self._left.get(label, 0))
+        )
         for label in busiest ^ self._shown:
             self._progress.update(self._tasks[label], visible=label in busiest)
         self._shown = busiest
-        counts: dict[str, int] = {}
-        for state in self._state.values():
-            counts[state] = counts.get(state, 0) + 1
+        counts = self._counts
         words = [
             f"{counts.get('done', 0):,} jobs done",
             f"{counts.get('running', 0):,} running",
