@@ -43,6 +43,7 @@ from ._exceptions import (
     TransportError,
     UsageError,
 )
+from ._quick_ack import network_transport
 from ._requests import (
     MAX_SEARCH_PAGE,
     check_artifact_path,
@@ -194,12 +195,14 @@ class TracesClient:
             return
         config = self._config
         timeout = httpx.Timeout(config.timeout, connect=min(config.timeout, 10.0))
+        verify = _build_verify(config)
+        transport = self._transport or network_transport(verify=verify)
         self._http = httpx.AsyncClient(
             base_url=config.base_url,
             auth=_build_auth(config),
-            verify=_build_verify(config),
+            verify=verify,
             timeout=timeout,
-            transport=self._transport,
+            transport=transport,
             headers={"User-Agent": f"async-trace-delete/{_VERSION}"},
             follow_redirects=False,
             trust_env=False,
