@@ -3,8 +3,8 @@
 Every call the engine makes (a delete, a search page, an experiment lookup) goes through
 :meth:`Caller.delete` or :meth:`Caller.read`, one loop, so there is one place where a call
 
-* waits for an in-flight slot, the shared pause, the quiet gap and the shared rate (searches
-  too: a search is load on the same server);
+* waits for an in-flight slot, the shared pause, the quiet gap and its rate (searches too: a
+  search is load on the same server; reads have their own rate, ``read_rate_limit``);
 * is classified when it fails (:func:`._retry.classify`) and retried with backoff and jitter;
 * counts against the job's progress: a job fails on a permanent error, or when it has made
   no progress for ``EngineConfig.progress_timeout`` (never because it retried "too often":
@@ -22,6 +22,7 @@ completion of one call updates the limit, the sizer, the budget and the events i
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Awaitable, Callable, Sequence
 from typing import TypeVar
 
@@ -35,6 +36,7 @@ from ._exceptions import MlflowApiError, NoProgressError
 from ._ledger import Counters
 from ._outcomes import Outcome, RetryDecision
 from ._retry import classify, compute_backoff, outcome_for, should_retry
+from ._scheduler import CallKind
 from ._shared import SharedState
 
 __all__ = ["Caller", "Delete", "StopRequested"]  # Delete re-exported for the modes
@@ -162,10 +164,12 @@ class Caller:
         """Make one call that deletes no trace (a search, a lookup, an artifact call)
         through the gate, retried.
 
+        Reads are paced by ``EngineConfig.read_rate_limit``, not the deletes' rate.
+
         Args:
             send: Makes the call (afresh for every attempt).
             files: It is a call of the artifact API: paced by its own rate
-                (``EngineConfig.artifact_rate_limit``), through the same slots and pauses.
+                (``EngineConfig.artifact_rate_limit``), through its own slots and the pauses.
         """
         return await self._retrying(lambda attempt: self._read_once(send, attempt, files))
 
@@ -184,32 +188,33 @@ class Caller:
                     raise
                 await self._back_off(error, attempt, first_try_at)
 
-    async def _gated(
-        self, attempt: Attempt, send: Callable[[], Awaitable[T]], files: bool = False
-    ) -> T:
+    async def _gated(self, attempt: Attempt, send: Callable[[], Awaitable[T]], kind: CallKind) -> T:
         """Take a slot, wait for the pace, then send; nothing is sent once stopped.
 
-        An artifact API call (``files``) takes one of that API's own slots instead."""
+        An artifact API call (``FILES``) takes one of that API's own slots instead; a read
+        may take slots a delete could not (see :class:`~._scheduler.Scheduler`)."""
         scheduler = self._shared.scheduler
-        acquire = scheduler.acquire_file_slot if files else lambda: scheduler.acquire(self._key)
+        read = kind is CallKind.READ
+        if kind is CallKind.FILES:
+            acquire, release = scheduler.acquire_file_slot, scheduler.release_file_slot
+        else:
+            acquire = functools.partial(scheduler.acquire, self._key, read=read)
+            release = functools.partial(scheduler.release, read=read)
         if not await self._wait(acquire):
             raise StopRequested
         try:
-            if not await self._wait(lambda: scheduler.pace(files=files)) or self.quitting:
+            if not await self._wait(lambda: scheduler.pace(kind)) or self.quitting:
                 raise StopRequested  # stopped while waiting for the gate: send nothing
             attempt.sent_at = self._shared.runtime.clock()
             return await send()
         finally:
-            if files:
-                scheduler.release_file_slot()
-            else:
-                scheduler.release()
+            release()
 
     async def _read_once(
         self, send: Callable[[], Awaitable[T]], attempt: Attempt, files: bool
     ) -> T:
         try:
-            answer = await self._gated(attempt, send, files)
+            answer = await self._gated(attempt, send, CallKind.FILES if files else CallKind.READ)
         except MlflowApiError as error:
             self.counts.add_error(error)
             raise
@@ -233,7 +238,7 @@ class Caller:
             return await operation.send()
 
         try:
-            deleted = await self._gated(attempt, send)
+            deleted = await self._gated(attempt, send, CallKind.DELETE)
         except MlflowApiError as error:
             if listener is not None:
                 listener.failed(error)

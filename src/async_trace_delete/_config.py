@@ -178,6 +178,12 @@ class EngineConfig(BaseModel):
     Attributes:
         client: Where the MLflow server is; ``None`` reads MLflow's environment variables.
         rate_limit: Delete calls per second across all jobs (evenly spaced, no bursts).
+        read_rate_limit: Reads per second across all jobs: searches, counts and lookups
+            (dry runs, selective jobs, selection, verification). They take the same slots as
+            deletes and wait out the same pauses and quiet gap, and while no delete is in
+            flight they may use up to ``max_concurrency`` slots (the learnt limit is how many
+            deletes the database takes at once). A push-back cuts this rate in the same
+            proportion as the deletes'.
         artifact_rate_limit: Calls per second of the artifact API (listing and removing
             trace folders, ``with_artifacts`` and sweeps), across all jobs. They share the
             pauses (a server's push-back), the retries and the budget with every other call,
@@ -222,6 +228,7 @@ class EngineConfig(BaseModel):
 
     client: ClientConfig | None = None
     rate_limit: Annotated[float, Field(gt=0, le=10_000)] = 20.0
+    read_rate_limit: Annotated[float, Field(gt=0, le=10_000)] = 100.0
     artifact_rate_limit: Annotated[float, Field(gt=0, le=10_000)] = 100.0
     max_concurrency: Annotated[int, Field(ge=1, le=64)] = 4
     adaptive_concurrency: bool = True

@@ -321,7 +321,7 @@ class Engine:
         """
         every, skipped = await self._expand_all(specs)
         resolved = one_job_per_experiment(every)
-        plans = [await self._count(item, sample_size, counts_only) for item in resolved]
+        plans = await self._count_all(resolved, sample_size, counts_only)
         return PlanReport(jobs=tuple(plans), skipped=tuple(skipped))
 
     async def sweep_artifacts(
@@ -492,6 +492,37 @@ class Engine:
             for one, experiment in expanded
         ]
         return resolved, skipped
+
+    async def _count_all(
+        self, resolved: Sequence[ResolvedSpec], sample_size: int, counts_only: bool
+    ) -> list[JobPlan]:
+        """Plan every job, ``max_concurrency`` counts at a time, in the jobs' order.
+
+        A plan of 2,000 small experiments is 2,000 round trips: one after another they take
+        minutes, side by side seconds (the reads fill the slots, see ``read_rate_limit``).
+        The first failure, in the jobs' order, is raised, as counting them in turn would:
+        once one fails no new count starts, and the ones already started (all the jobs
+        before it among them) finish first.
+        """
+        plans: list[JobPlan | None] = [None] * len(resolved)
+        failures: dict[int, Exception] = {}
+        slots = anyio.CapacityLimiter(self._config.max_concurrency)
+
+        async def count(index: int, item: ResolvedSpec) -> None:
+            async with slots:
+                if failures:
+                    return
+                try:
+                    plans[index] = await self._count(item, sample_size, counts_only)
+                except Exception as error:  # raised below, in the jobs' order
+                    failures[index] = error
+
+        async with anyio.create_task_group() as group:
+            for index, item in enumerate(resolved):
+                group.start_soon(count, index, item)
+        if failures:
+            raise failures[min(failures)]
+        return [plan for plan in plans if plan is not None]
 
     async def _count(self, resolved: ResolvedSpec, sample_size: int, counts_only: bool) -> JobPlan:
         """Plan one job (one count) and hold it to its ``expect_at_most``."""

@@ -82,6 +82,11 @@ class RateThrottle:
         """The rate in force."""
         return self._rate
 
+    @property
+    def configured(self) -> float:
+        """The configured rate (the most it recovers to)."""
+        return self._configured
+
     def push_back(self, *, now: float, sent_at: float | None) -> float:
         """The server said "slow down"; return the rate in force from now on.
 

@@ -9,8 +9,14 @@ Four things are shared by all jobs on one server, and enforced here:
   fed each call's result (the adaptive :class:`~._concurrency.ConcurrencyController` settles
   at 1 on SQLite and opens up on a backend that scales; :class:`~._concurrency.FixedLimit`
   keeps it constant);
-* **a shared rate** — a :class:`~._pacing.Pacer` spaces call starts evenly (no bursts) at
-  the configured rate, and every server call (deletes and searches alike) passes through it;
+* **shared rates** — a :class:`~._pacing.Pacer` spaces call starts evenly (no bursts): deletes
+  at ``rate_limit``, reads (searches, counts, lookups) at ``read_rate_limit``, artifact calls
+  at ``artifact_rate_limit``;
+* **reads fill the slots deletes leave** — a read takes a slot like a delete, but while no
+  delete is in flight it may use up to ``read_slots`` (``max_concurrency``) rather than the
+  limit learnt from deletes: that limit says how many *deletes* the database takes at once
+  (1 on SQLite), not how many reads. A read never overlaps a delete beyond the learnt limit,
+  so at ``max_concurrency=1`` nothing ever overlaps;
 * **throttling for everyone** — a 429/503 (or a retry over the run's budget) pauses every
   job until the server's ``Retry-After`` (or the backoff) has passed, and a
   :class:`~._pacing.RateThrottle` halves the shared rate once per episode and lets it recover
@@ -22,6 +28,7 @@ the engine's clock and sleep.
 
 from __future__ import annotations
 
+import enum
 from collections import OrderedDict, deque
 from collections.abc import Awaitable, Callable
 
@@ -32,17 +39,26 @@ from ._controls import ConcurrencyLimit
 from ._events import ConcurrencyChanged, Event, Throttled
 from ._pacing import Pacer, RateThrottle
 
-__all__ = ["Scheduler"]
+__all__ = ["CallKind", "Scheduler"]
+
+
+class CallKind(enum.Enum):
+    """What a server call is, for its slot and its rate."""
+
+    DELETE = "delete"
+    READ = "read"  # a search, a count, a lookup: deletes nothing
+    FILES = "files"  # the artifact API
 
 
 class _Waiter:
     """One call waiting for a slot; ``granted`` once :meth:`Scheduler._dispatch` gave it one."""
 
-    __slots__ = ("event", "granted")
+    __slots__ = ("event", "granted", "read")
 
-    def __init__(self) -> None:
+    def __init__(self, *, read: bool) -> None:
         self.event = anyio.Event()
         self.granted = False
+        self.read = read
 
 
 class Scheduler:
@@ -50,8 +66,11 @@ class Scheduler:
 
     Args:
         limit: Decides how many calls may be in flight.
-        pacer: Spaces call starts; its rate when the scheduler is built is the configured
+        pacer: Spaces delete starts; its rate when the scheduler is built is the configured
             rate, which throttling cuts and restores.
+        read_pacer: Spaces reads (their own rate, cut and restored in proportion);
+            ``None``: ``pacer``.
+        read_slots: Reads in flight at most while no delete is (at least the learnt limit).
         file_pacer: Spaces the artifact API's calls (their own rate); ``None``: ``pacer``.
         file_slots: Artifact API calls in flight at most (their own slots: the concurrency
             limit is learnt from deletes, which hold the database; removing a folder does not).
@@ -66,6 +85,8 @@ class Scheduler:
         *,
         limit: ConcurrencyLimit,
         pacer: Pacer,
+        read_pacer: Pacer | None = None,
+        read_slots: int = 1,
         file_pacer: Pacer | None = None,
         file_slots: int = 4,
         clock: Callable[[], float],
@@ -76,6 +97,9 @@ class Scheduler:
         self._origin = origin  # event times are seconds since the engine opened
         self._limit = limit
         self._pacer = pacer
+        self._read_pacer = read_pacer
+        self._read_rate = read_pacer.rate if read_pacer is not None else pacer.rate
+        self._read_slots = read_slots
         self._file_pacer = file_pacer if file_pacer is not None else pacer
         self._file_slots = anyio.CapacityLimiter(file_slots)
         self._throttle = RateThrottle(pacer.rate)
@@ -83,6 +107,7 @@ class Scheduler:
         self._sleep = sleep
         self._emit = emit
         self._in_flight = 0
+        self._deletes_in_flight = 0
         self._queue: OrderedDict[object, deque[_Waiter]] = OrderedDict()
         self._waiting = 0  # waiters in the queue (kept, not summed: hundreds of jobs)
         self._paused_until = 0.0
@@ -108,32 +133,50 @@ class Scheduler:
         """The shared rate in force (calls per second)."""
         return self._throttle.rate
 
-    async def acquire(self, job: object) -> None:
+    async def acquire(self, job: object, *, read: bool = False) -> None:
         """Wait for an in-flight slot for ``job`` (granted round-robin across jobs).
 
         Cancelling the wait gives nothing up: a waiter cancelled before its turn leaves the
         queue, one cancelled just after it was granted a slot hands the slot on. Give the
-        slot back with :meth:`release`.
+        slot back with :meth:`release` (with the same ``read``).
+
+        Args:
+            job: Whose turn it is.
+            read: The call deletes nothing: while no delete is in flight it may use up to
+                ``read_slots`` slots rather than the learnt limit.
         """
-        if self._in_flight < self.limit and not self._queue:
-            self._in_flight += 1
+        if self._fits(read=read) and not self._queue:
+            self._take(read=read)
             return
-        waiter = _Waiter()
+        waiter = _Waiter(read=read)
         self._queue.setdefault(job, deque()).append(waiter)
         self._waiting += 1
         try:
             await waiter.event.wait()
         except BaseException:
             if waiter.granted:
-                self.release()  # granted just as we were cancelled: hand the slot on
+                self.release(read=read)  # granted just as we were cancelled: hand it on
             else:
                 self._forget(job, waiter)
             raise
 
-    def release(self) -> None:
+    def release(self, *, read: bool = False) -> None:
         """Give back a slot taken with :meth:`acquire`."""
         self._in_flight -= 1
+        if not read:
+            self._deletes_in_flight -= 1
         self._dispatch()
+
+    def _fits(self, *, read: bool) -> bool:
+        """Whether a call of this kind may start now."""
+        if read and self._deletes_in_flight == 0:
+            return self._in_flight < max(self.limit, self._read_slots)
+        return self._in_flight < self.limit
+
+    def _take(self, *, read: bool) -> None:
+        self._in_flight += 1
+        if not read:
+            self._deletes_in_flight += 1
 
     async def acquire_file_slot(self) -> None:
         """Wait for one of the artifact API's slots; give it back with
@@ -144,15 +187,20 @@ class Scheduler:
         """Give back a slot taken with :meth:`acquire_file_slot`."""
         self._file_slots.release()
 
-    async def pace(self, *, files: bool = False) -> None:
-        """Wait out any shared pause and the quiet gap, then the shared rate.
+    async def pace(self, kind: CallKind = CallKind.DELETE) -> None:
+        """Wait out any shared pause and the quiet gap, then the rate of the call's kind.
 
-        An artifact API call (``files``) waits out the shared pause (a server that pushed
+        An artifact API call (``FILES``) waits out the shared pause (a server that pushed
         back pushed back on everyone), not the quiet gap (that is other clients' turn at the
         database, which removing a folder does not take), then the artifact API's own rate.
         A pause or a quiet gap that begins while the pacer makes the call wait holds it too.
         """
-        pacer = self._file_pacer if files else self._pacer
+        files = kind is CallKind.FILES
+        pacer = {
+            CallKind.DELETE: self._pacer,
+            CallKind.READ: self._read_pacer or self._pacer,
+            CallKind.FILES: self._file_pacer,
+        }[kind]
 
         def held_until() -> float:
             return self._paused_until if files else max(self._paused_until, self._quiet_until)
@@ -182,7 +230,7 @@ class Scheduler:
         if quiet_gap > 0:
             self._quiet_until = max(self._quiet_until, self._clock() + quiet_gap)
         if outcome is Outcome.OK:
-            self._pacer.set_rate(self._throttle.success())
+            self._set_rate(self._throttle.success())
         old = self._limit.limit
         new = self._limit.record(
             now=self._clock(),
@@ -216,12 +264,19 @@ class Scheduler:
         now = self._clock()
         self._paused_until = max(self._paused_until, now + pause)
         rate = self._throttle.push_back(now=now, sent_at=sent_at)
-        self._pacer.set_rate(rate)
+        self._set_rate(rate)
         self._emit(
             Throttled(
                 job=job, retry_after=retry_after, pause=pause, rate=rate, at=now - self._origin
             )
         )
+
+    def _set_rate(self, rate: float) -> None:
+        """The delete rate in force; reads are cut and restored in the same proportion."""
+        share = rate / self._throttle.configured
+        self._pacer.set_rate(rate)
+        if self._read_pacer is not None:
+            self._read_pacer.set_rate(self._read_rate * share)
 
     def _forget(self, job: object, waiter: _Waiter) -> None:
         waiters = self._queue.get(job)
@@ -237,14 +292,28 @@ class Scheduler:
             del self._queue[job]
 
     def _dispatch(self) -> None:
-        while self._queue and self._in_flight < self.limit:
-            job, waiters = next(iter(self._queue.items()))
+        """Grant free slots round robin: the first job, in turn, whose next call fits."""
+        while self._queue and self._in_flight < max(self.limit, self._read_slots):
+            job = self._next_fitting()
+            if job is None:
+                return
+            waiters = self._queue[job]
             waiter = waiters.popleft()
             self._waiting -= 1
             if waiters:
                 self._queue.move_to_end(job)  # round robin: this job goes to the back
             else:
                 del self._queue[job]
-            self._in_flight += 1
+            self._take(read=waiter.read)
             waiter.granted = True
             waiter.event.set()
+
+    def _next_fitting(self) -> object | None:
+        """The first job in turn whose next call may start now (a read may fit where a
+        delete does not: past the learnt limit while no delete is in flight)."""
+        for job, waiters in self._queue.items():
+            if self._fits(read=waiters[0].read):
+                return job
+            if self._in_flight >= self.limit and self._deletes_in_flight > 0:
+                return None  # nothing fits: a read would need the learnt limit too
+        return None

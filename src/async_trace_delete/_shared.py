@@ -117,6 +117,8 @@ def open_shared(
         scheduler=Scheduler(
             limit=limit,
             pacer=pacer_for(config.rate_limit, clock=runtime.clock, sleep=runtime.sleep),
+            read_pacer=pacer_for(config.read_rate_limit, clock=runtime.clock, sleep=runtime.sleep),
+            read_slots=config.max_concurrency,
             file_pacer=pacer_for(
                 config.artifact_rate_limit, clock=runtime.clock, sleep=runtime.sleep
             ),

@@ -14,7 +14,7 @@ import pytest
 
 from async_trace_delete import ConcurrencyChanged, Event, FixedLimit, Outcome, Throttled
 from async_trace_delete._pacing import ClockPacer
-from async_trace_delete._scheduler import Scheduler
+from async_trace_delete._scheduler import CallKind, Scheduler
 from tests.support.sim_engine import cutoff_spec, fixed_batches, make_engine, seeded
 from tests.support.simulated_server import SimulatedServer
 from tests.support.virtual_clock import VirtualClock
@@ -262,7 +262,112 @@ async def test_the_engine_paces_on_its_own_clock_without_a_huge_rate() -> None:
     async with make_engine(server, rate_limit=5.0, **fixed_batches(100)) as engine:
         report = await engine.run([cutoff_spec(experiment_id, cutoff)])
     assert [call.kind for call in server.calls] == ["get"] + ["delete"] * 11  # the last: 0
-    starts = [call.started_at for call in server.calls]
+    starts = [call.started_at for call in server.deletes]
     spacing = [later - earlier for earlier, later in itertools.pairwise(starts)]
-    assert spacing == pytest.approx([0.2] * 11)
+    assert spacing == pytest.approx([0.2] * 10)  # the lookup before them is paced apart
     assert report.jobs[0].deleted == server.deleted(experiment_id) == 1000
+
+
+# -- reads -------------------------------------------------------------------------------------
+
+
+def read_scheduler(clock: VirtualClock, *, limit: int = 1, read_slots: int = 4) -> Scheduler:
+    """A scheduler whose learnt limit is ``limit`` and whose reads may use ``read_slots``."""
+    return Scheduler(
+        limit=FixedLimit(limit),
+        pacer=ClockPacer(5.0, clock=clock, sleep=clock.sleep),
+        read_pacer=ClockPacer(50.0, clock=clock, sleep=clock.sleep),
+        read_slots=read_slots,
+        clock=clock,
+        sleep=clock.sleep,
+        emit=lambda event: None,
+        origin=clock(),
+    )
+
+
+@pytest.mark.asyncio
+async def test_reads_use_every_slot_while_no_delete_is_in_flight() -> None:
+    """With a learnt limit of 1 and 4 read slots, four reads are in flight at once."""
+    clock = VirtualClock()
+    scheduler = read_scheduler(clock)
+    most = 0
+
+    async def read(job: str) -> None:
+        nonlocal most
+        await scheduler.acquire(job, read=True)
+        most = max(most, scheduler.in_flight)
+        await clock.sleep(1.0)
+        scheduler.release(read=True)
+
+    await clock.run(*[lambda name=f"r{index}": read(name) for index in range(8)])
+    assert most == 4
+    assert clock() == pytest.approx(102.0)  # two rounds of four, from 100
+
+
+@pytest.mark.asyncio
+async def test_a_read_waits_for_the_learnt_limit_while_a_delete_is_in_flight() -> None:
+    """A delete in flight holds the learnt limit (1): a read waits for it, never overlaps."""
+    clock = VirtualClock()
+    scheduler = read_scheduler(clock)
+    overlaps: list[int] = []
+    await scheduler.acquire("deleter")
+
+    async def read() -> None:
+        await scheduler.acquire("reader", read=True)
+        overlaps.append(scheduler.in_flight)
+        scheduler.release(read=True)
+
+    async def finish_delete() -> None:
+        await clock.sleep(1.0)
+        scheduler.release()
+
+    await clock.run(read, finish_delete)
+    assert overlaps == [1]  # the read ran alone, after the delete
+    assert clock() == pytest.approx(101.0)
+
+
+@pytest.mark.asyncio
+async def test_a_delete_waits_for_reads_beyond_the_learnt_limit() -> None:
+    """Reads in the extra slots keep a delete out until they are below the learnt limit."""
+    clock = VirtualClock()
+    scheduler = read_scheduler(clock, limit=2)
+    for index in range(3):
+        await scheduler.acquire(f"r{index}", read=True)
+    started: list[tuple[float, int]] = []
+
+    async def delete() -> None:
+        await scheduler.acquire("deleter")
+        started.append((clock(), scheduler.in_flight))
+        scheduler.release()
+
+    async def reads_finish() -> None:
+        for _ in range(3):
+            await clock.sleep(1.0)
+            scheduler.release(read=True)
+
+    await clock.run(delete, reads_finish)
+    assert [(round(at, 6), in_flight) for at, in_flight in started] == [(102.0, 2)]  # two ended
+
+
+@pytest.mark.asyncio
+async def test_reads_and_deletes_have_their_own_rates_and_share_a_cut() -> None:
+    """Reads are spaced at the read rate, deletes at theirs; a push-back halves both."""
+    clock = VirtualClock()
+    scheduler = read_scheduler(clock, limit=8, read_slots=8)
+    reads: list[float] = []
+    deletes: list[float] = []
+
+    async def paced(kind: CallKind, starts: list[float], count: int) -> None:
+        for _ in range(count):
+            await scheduler.pace(kind)
+            starts.append(clock())
+
+    await clock.run(
+        lambda: paced(CallKind.READ, reads, 5), lambda: paced(CallKind.DELETE, deletes, 3)
+    )
+    assert [b - a for a, b in itertools.pairwise(reads)] == pytest.approx([0.02] * 4)
+    assert [b - a for a, b in itertools.pairwise(deletes)] == pytest.approx([0.2] * 2)
+    scheduler.push_back(job="a", retry_after=None, pause=0.0, sent_at=None)
+    reads.clear()
+    await clock.run(lambda: paced(CallKind.READ, reads, 3))
+    assert [b - a for a, b in itertools.pairwise(reads)] == pytest.approx([0.04] * 2)

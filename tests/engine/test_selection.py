@@ -705,7 +705,7 @@ class SteppedClock(FakeClock):
 async def test_small_experiments_finish_before_the_huge_ones_are_half_done() -> None:
     """In one run(selector) over 30 experiments of 50 traces and 2 of 20,000, every small job
     finishes before either huge one has deleted half, and no second of the run holds more calls
-    than rate_limit."""
+    than rate_limit deletes (the two searches are reads, paced at their own rate)."""
     rate = 20.0
     server = SimulatedServer(SteppedClock())
     world = Seeded(server)
@@ -740,8 +740,9 @@ async def test_small_experiments_finish_before_the_huge_ones_are_half_done() -> 
     assert sent == pytest.approx(sorted(call.started_at for call in server.deletes), abs=1e-9)
     assert [call.kind for call in server.calls[:2]] == ["other", "other"]  # the two searches
     assert len(server.deletes) == len(starts) - 2 >= 30 + 2 * 200
-    assert most_starts_in_a_second(starts) <= rate
-    assert max(starts) - min(starts) >= (len(starts) - 1) / rate - 1e-6  # the rate, no faster
+    deletes = [call.started_at for call in server.deletes]
+    assert most_starts_in_a_second(deletes) <= rate
+    assert max(deletes) - min(deletes) >= (len(deletes) - 1) / rate - 1e-6  # the rate, no faster
 
 
 @pytest.mark.asyncio
@@ -781,3 +782,46 @@ async def test_a_job_named_by_name_keeps_the_name_as_its_label() -> None:
         ("plain", world.ids["plain"]),
         ("tagged", world.ids["tagged"]),
     ]
+
+
+@pytest.mark.asyncio
+async def test_a_plan_counts_its_jobs_side_by_side() -> None:
+    """plan() of 12 experiments has max_concurrency (4) counts in flight at once, while the
+    learnt delete limit is 1, and reports the jobs in their order with exact counts."""
+    server = SimulatedServer()
+    server.in_flight_turns = 5  # every call stays in flight a while: overlaps can happen
+    world = Seeded(server)
+    for index in range(12):
+        world.old_and_new(f"exp-{index:02d}", 3 + index, 2)
+    async with make_engine(server) as engine:
+        plan = await engine.plan([DeleteSpec(experiments=ALL, max_timestamp_millis=CUTOFF)])
+    assert [(job.label, job.would_delete) for job in plan.jobs] == [
+        (f"exp-{index:02d}", 3 + index) for index in range(12)
+    ]
+    counts = [call for call in server.calls if call.kind != "other"]
+    assert max(call.concurrent for call in counts) == 3  # four in flight, never five
+    assert server.deletes == []
+    assert world.left() == {name: world.seeded[name] for name in world.ids}
+
+
+@pytest.mark.asyncio
+async def test_a_plan_raises_the_first_failure_in_the_jobs_order() -> None:
+    """Two jobs over their expect_at_most, counted side by side: the error is the first
+    job's, as counting in turn would raise."""
+    server = SimulatedServer()
+    server.in_flight_turns = 5
+    world = Seeded(server)
+    for index in range(8):
+        world.old_and_new(f"exp-{index}", 10, 0)
+    specs = [
+        DeleteSpec(
+            experiment_name=f"exp-{index}",
+            max_timestamp_millis=CUTOFF,
+            expect_at_most=1 if index in (3, 1) else None,
+        )
+        for index in range(8)
+    ]
+    async with make_engine(server) as engine:
+        with pytest.raises(GuardrailError, match="exp-1"):
+            await engine.plan(specs)
+    assert server.deletes == []
