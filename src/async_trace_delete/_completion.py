@@ -94,7 +94,7 @@ class Completion:
             deleted=deleted,
             latency=latency,
             outcome=Outcome.OK,
-            quiet_gap=shared.config.sleep_coefficient * latency,
+            quiet_gap=shared.scheduler.quiet_gap(latency, shared.config.sleep_coefficient),
         )
         shared.emit(
             BatchDeleted(

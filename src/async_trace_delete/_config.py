@@ -207,6 +207,19 @@ class EngineConfig(BaseModel):
             ``coefficient * latency`` seconds (pt-archiver's ``--sleep-coef``). On a
             single-writer backend (SQLite) other clients' writes wait for each delete; this
             gap is their turn, without it back-to-back deletes starve them. 0 disables.
+        foreground_budget: Seconds another client's request may take while the engine
+            runs (a p99 bound on what others feel); ``None``: not watched. While jobs run, a
+            canary (a search of one trace in a running job's experiment, outside the engine's
+            gate) is timed every ``canary_interval``; one slower than the budget halves the
+            engine's share of the server — batches, duty cycle and calls in flight — and calm
+            canaries give it back step by step (:mod:`._foreground`). ``target_latency``
+            stays the bound on each call.
+        canary_interval: Seconds between canaries.
+        throttle_url: A URL asked every ``throttle_interval`` while the engine is open: while
+            it answers anything but 2xx (or not within 5 s), no call starts (gh-ost's
+            ``--throttle-http``), for users whose database metrics live elsewhere. Nothing is
+            sent before its first answer. Never logged.
+        throttle_interval: Seconds between questions to ``throttle_url``.
         retry: Retry policy of each call.
         retry_budget: Retries allowed run-wide before any call succeeded.
         retry_budget_ratio: Retries earned per successful call. Past the budget, retries
@@ -239,6 +252,10 @@ class EngineConfig(BaseModel):
     initial_id_chunk: Annotated[int, Field(ge=1)] = _DEFAULT_INITIAL_ID_CHUNK
     max_id_chunk: Annotated[int, Field(ge=1, le=100_000)] = _DEFAULT_MAX_ID_CHUNK
     sleep_coefficient: Annotated[float, Field(ge=0, le=100)] = 0.1
+    foreground_budget: Annotated[float, Field(gt=0, le=600)] | None = None
+    canary_interval: Annotated[float, Field(gt=0, le=60)] = 0.5
+    throttle_url: SecretStr | None = None
+    throttle_interval: Annotated[float, Field(gt=0, le=600)] = 1.0
     retry: RetryPolicy = Field(default_factory=RetryPolicy)
     retry_budget: Annotated[int, Field(ge=0)] = 20
     retry_budget_ratio: Annotated[float, Field(ge=0)] = 0.2
@@ -246,6 +263,18 @@ class EngineConfig(BaseModel):
     search_page_size: Annotated[int, Field(ge=1, le=500)] = 500
     progress_timeout: Annotated[float, Field(gt=0, le=86_400)] = 300.0
     batch_record_limit: Annotated[int, Field(ge=0, le=1_000_000)] = 1_000
+
+    @field_validator("throttle_url")
+    @classmethod
+    def _throttle_http_url(cls, value: SecretStr | None) -> SecretStr | None:
+        if value is None:
+            return None
+        parts = urlsplit(value.get_secret_value().strip())
+        if parts.scheme not in {"http", "https"} or not parts.netloc:
+            raise RuleError(
+                FieldMessage("{throttle_url} must be an http(s):// URL (it is not shown here)")
+            )
+        return value
 
     @model_validator(mode="before")
     @classmethod

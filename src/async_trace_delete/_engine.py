@@ -35,6 +35,7 @@ from ._exceptions import (
     TraceDeleteError,
     UsageError,
 )
+from ._foreground import ForegroundWatch
 from ._jobs import NOT_VERIFIED, JobHandle, JobRunner, JobStatus, Verification
 from ._ledger import Counters
 from ._planning import JobPlan, PlanReport, check_expected, count_remaining, plan_job
@@ -107,6 +108,7 @@ class Engine:
         self._handles: list[JobHandle] = []
         self._readers: set[Caller] = set()
         self._stop_requested = False
+        self._watch: ForegroundWatch | None = None
 
     def __repr__(self) -> str:
         return f"<Engine {self._state.value}, {len(self._handles)} jobs>"
@@ -150,6 +152,18 @@ class Engine:
         group = anyio.create_task_group()
         await group.__aenter__()
         self._group = group
+        shared = self._shared
+        self._watch = ForegroundWatch(
+            config=config,
+            scheduler=shared.scheduler,
+            canary=self._canary,
+            clock=self._clock,
+            sleep=self._sleep,
+            emit=self._emit,
+            origin=shared.runtime.opened_at,
+            transport=self._transport,
+        )
+        self._watch.start(group)
         self._state = _EngineState.OPEN
         return self
 
@@ -162,6 +176,12 @@ class Engine:
         try:
             if exc is not None:
                 self.cancel_all()
+            try:
+                while not all(handle.done for handle in self._handles):
+                    await next(handle for handle in self._handles if not handle.done).wait()
+            finally:
+                if self._watch is not None:
+                    await self._watch.aclose()
             await self._group.__aexit__(None, None, None)
         finally:
             with anyio.CancelScope(shield=True):
@@ -559,6 +579,14 @@ class Engine:
             return stopped
         except (MlflowApiError, TraceDeleteError) as error:
             return f"{type(error).__name__}: {error}"
+
+    def _canary(self) -> Awaitable[object] | None:
+        """One canary in a running job's experiment (the oldest running), or ``None``."""
+        running = next((handle for handle in self._handles if not handle.done), None)
+        if running is None or self._shared is None:
+            return None
+        experiment_id = running.resolved.experiment_id
+        return self._shared.client.search_traces(experiment_id, max_results=1)
 
     def _emit(self, event: Event) -> None:
         for hook in self._hooks:

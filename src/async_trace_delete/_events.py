@@ -20,6 +20,7 @@ __all__ = [
     "ConcurrencyChanged",
     "Event",
     "FoldersSwept",
+    "ForegroundChanged",
     "Hook",
     "JobFinished",
     "JobStarted",
@@ -121,6 +122,23 @@ class Throttled:
 
 
 @dataclass(frozen=True, slots=True)
+class ForegroundChanged:
+    """The engine's share of the server moved, after a canary (``foreground_budget``).
+
+    Attributes:
+        share: The share in force, in (0, 1]: batches, duty cycle and calls in flight are
+            scaled by it.
+        canary_latency: Seconds the canary that moved it took.
+        budget: The budget in force (seconds).
+    """
+
+    share: float
+    canary_latency: float
+    budget: float
+    at: float
+
+
+@dataclass(frozen=True, slots=True)
 class JobFinished:
     """A job reached a final state."""
 
@@ -149,6 +167,7 @@ Event = (
     | BatchSizeChanged
     | ConcurrencyChanged
     | Throttled
+    | ForegroundChanged
     | JobFinished
     | FoldersSwept
 )
@@ -212,6 +231,14 @@ class LoggingHook:
                     event.job,
                     event.pause,
                     event.rate,
+                )
+            case ForegroundChanged():
+                log.info(
+                    "other clients' canary took %.2fs (budget %.2fs): the engine now takes "
+                    "%.0f%% of the server",
+                    event.canary_latency,
+                    event.budget,
+                    100 * event.share,
                 )
             case JobFinished():
                 report = event.report

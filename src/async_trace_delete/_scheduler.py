@@ -112,11 +112,39 @@ class Scheduler:
         self._waiting = 0  # waiters in the queue (kept, not summed: hundreds of jobs)
         self._paused_until = 0.0
         self._quiet_until = 0.0
+        self._share = 1.0  # of the server, from the foreground canary
+        self._gate = anyio.Event()  # set: calls may start (a throttle hook closes it)
+        self._gate.set()
 
     @property
     def limit(self) -> int:
-        """Calls allowed in flight now."""
-        return self._limit.limit
+        """Calls allowed in flight now: the learnt limit, times the foreground share."""
+        learnt = self._limit.limit
+        if self._share >= 1.0:
+            return learnt
+        return max(1, int(learnt * self._share))
+
+    @property
+    def share(self) -> float:
+        """The engine's share of the server (see :mod:`._foreground`), in (0, 1]."""
+        return self._share
+
+    def set_share(self, share: float) -> None:
+        """Scale calls in flight (and, through their users, batches and gaps) by ``share``."""
+        self._share = share
+        self._dispatch()
+
+    def set_gate(self, open_: bool) -> None:
+        """Open or close the gate every call start waits for (the throttle hook's say)."""
+        if open_:
+            self._gate.set()
+        elif self._gate.is_set():
+            self._gate = anyio.Event()
+
+    def quiet_gap(self, latency: float, coefficient: float) -> float:
+        """Seconds no call may start after a delete of ``latency`` s: the configured gap
+        (``coefficient`` x latency), or a duty cycle of the share, whichever is longer."""
+        return latency * max(coefficient, (1 - self._share) / self._share)
 
     @property
     def in_flight(self) -> int:
@@ -206,13 +234,16 @@ class Scheduler:
             return self._paused_until if files else max(self._paused_until, self._quiet_until)
 
         while True:
+            if not self._gate.is_set():
+                await self._gate.wait()
+                continue
             now = self._clock()
             hold_until = held_until()
             if hold_until > now:
                 await self._sleep(hold_until - now)
                 continue
             await pacer.wait()
-            if held_until() <= self._clock():
+            if held_until() <= self._clock() and self._gate.is_set():
                 return
 
     def record(

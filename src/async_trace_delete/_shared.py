@@ -19,6 +19,7 @@ from ._concurrency import ConcurrencyController, FixedLimit
 from ._config import EngineConfig
 from ._controls import ConcurrencyLimit, Sizer
 from ._events import Event
+from ._foreground import SharedSizer
 from ._pacing import pacer_for
 from ._retry import RetryBudget
 from ._scheduler import Scheduler
@@ -111,23 +112,25 @@ def open_shared(
             max_size=config.max_id_chunk,
             initial_size=config.initial_id_chunk,
         )
+    scheduler = Scheduler(
+        limit=limit,
+        pacer=pacer_for(config.rate_limit, clock=runtime.clock, sleep=runtime.sleep),
+        read_pacer=pacer_for(config.read_rate_limit, clock=runtime.clock, sleep=runtime.sleep),
+        read_slots=config.max_concurrency,
+        file_pacer=pacer_for(config.artifact_rate_limit, clock=runtime.clock, sleep=runtime.sleep),
+        file_slots=config.max_concurrency,
+        clock=runtime.clock,
+        sleep=runtime.sleep,
+        emit=emit,
+        origin=runtime.opened_at,
+    )
+    if config.foreground_budget is not None:  # batches follow the canary's share
+        cutoff_sizer = SharedSizer(cutoff_sizer, lambda: scheduler.share)
+        id_sizer = SharedSizer(id_sizer, lambda: scheduler.share)
     return SharedState(
         config=config,
         client=client,
-        scheduler=Scheduler(
-            limit=limit,
-            pacer=pacer_for(config.rate_limit, clock=runtime.clock, sleep=runtime.sleep),
-            read_pacer=pacer_for(config.read_rate_limit, clock=runtime.clock, sleep=runtime.sleep),
-            read_slots=config.max_concurrency,
-            file_pacer=pacer_for(
-                config.artifact_rate_limit, clock=runtime.clock, sleep=runtime.sleep
-            ),
-            file_slots=config.max_concurrency,
-            clock=runtime.clock,
-            sleep=runtime.sleep,
-            emit=emit,
-            origin=runtime.opened_at,
-        ),
+        scheduler=scheduler,
         budget=RetryBudget(initial=config.retry_budget, ratio=config.retry_budget_ratio),
         sizers={"cutoff": cutoff_sizer, "ids": id_sizer},
         runtime=runtime,

@@ -83,6 +83,18 @@ CLI_CASES: list[tuple[str, list[str], str]] = [
     ),
     ("abbreviated flag", [*OLD, "--max-trace", "5"], "unrecognized arguments: --max-trace 5"),
     ("rate zero", [*OLD, "--rate", "0"], "--rate: Input should be greater than 0"),
+    ("read rate zero", [*OLD, "--read-rate", "0"], "--read-rate: Input should be greater than 0"),
+    (
+        "budget zero",
+        [*OLD, "--foreground-budget", "0"],
+        "--foreground-budget: Input should be greater than 0",
+    ),
+    ("budget nan", [*OLD, "--foreground-budget", "nan"], "--foreground-budget: Input should be"),
+    (
+        "throttle not http",
+        [*OLD, "--throttle-url", "ftp://ops.example/t?token=s3cret"],
+        "--throttle-url must be an http(s):// URL (it is not shown here)",
+    ),
     ("rate nan", [*OLD, "--rate", "nan"], "--rate: Input should be a finite number"),
     ("rate infinite", [*OLD, "--rate", "inf"], "--rate: Input should be a finite number"),
     ("rate huge", [*OLD, "--rate", "1e9"], "--rate: Input should be less than or equal"),

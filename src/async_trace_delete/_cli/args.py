@@ -123,7 +123,21 @@ def _pacing_options(parser: argparse.ArgumentParser) -> None:
     pace = parser.add_argument_group("pacing (EngineConfig)")
     pace.add_argument("--rate", type=float, metavar="PER_S", help="delete calls per second")
     pace.add_argument(
+        "--read-rate", type=float, metavar="PER_S", help="searches, counts, lookups per second"
+    )
+    pace.add_argument(
         "--artifact-rate", type=float, metavar="PER_S", help="artifact API calls per second"
+    )
+    pace.add_argument(
+        "--foreground-budget",
+        type=float,
+        metavar="SECONDS",
+        help="yield while another client's request (a canary) takes longer than this",
+    )
+    pace.add_argument(
+        "--throttle-url",
+        metavar="URL",
+        help="hold every call while this URL answers anything but 2xx (never logged)",
     )
     pace.add_argument("--concurrency", type=int, metavar="N", help="most calls in flight")
     pace.add_argument(
