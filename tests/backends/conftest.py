@@ -5,8 +5,8 @@ backend before the next, and tears the previous backend's server down when it mo
 most one database and its MLflow server run at a time. PostgreSQL and MariaDB are throwaway
 local servers (`tests.support.postgres`, `tests.support.mariadb`, installed with apt-get when
 missing and we are root); each gets its own `mlflow server` with MLflow's default 4 workers, on
-loopback and a free port. SQLite reuses the suite's session server (one worker), which costs no
-start-up when the whole suite runs.
+loopback and a free port. SQLite is left out: the rest of the suite runs these semantics on it,
+and a third server would cost its start-up in `make test-backends`.
 
 A database that cannot be installed or started makes the tests error, never skip: CI must not
 pass without having run them.
@@ -15,7 +15,6 @@ pass without having run them.
 from __future__ import annotations
 
 import contextlib
-import sqlite3
 from collections.abc import Callable, Iterator
 from typing import Any
 
@@ -25,10 +24,10 @@ import pytest_asyncio
 
 from tests.backends.matrix import Backend, new_experiment
 from tests.support.mariadb import local_mariadb
-from tests.support.mlflow_server import MlflowServer, running_mlflow_server
+from tests.support.mlflow_server import running_mlflow_server
 from tests.support.postgres import local_postgres
 
-BACKENDS = ("sqlite", "postgresql", "mysql")
+BACKENDS = ("postgresql", "mysql")
 DEFAULT_WORKERS = 4  # `mlflow server`'s own default
 STARTUP_TIMEOUT_SECONDS = 300.0  # 4 workers importing mlflow on a busy 2-core machine
 
@@ -39,18 +38,6 @@ def backend(
 ) -> Iterator[Backend]:
     """The `mlflow server` of one backend (a fresh database; shared by that backend's tests)."""
     name: str = request.param
-    if name == "sqlite":
-        server: MlflowServer = request.getfixturevalue("mlflow_server")
-        db_path = server.db_path
-        assert db_path is not None, "the session server runs on SQLite"
-        yield Backend(
-            name=name,
-            database_version=sqlite3.sqlite_version,
-            server=server,
-            connect=lambda: sqlite3.connect(db_path, timeout=60),
-            placeholder="?",
-        )
-        return
     with contextlib.ExitStack() as stack:
         workdir = tmp_path_factory.mktemp(f"mlflow-{name}")
         if name == "postgresql":
@@ -73,7 +60,6 @@ def backend(
             database_version=version,
             server=server,
             connect=connect,
-            placeholder="%s",
         )
 
 

@@ -23,8 +23,7 @@ class Backend:
     name: str
     database_version: str
     server: MlflowServer
-    connect: Callable[[], Any]  # a DB-API connection (sqlite3, psycopg2 or PyMySQL)
-    placeholder: str  # the driver's parameter marker
+    connect: Callable[[], Any]  # a DB-API connection (psycopg2 or PyMySQL)
 
     @property
     def url(self) -> str:
@@ -41,7 +40,7 @@ class Backend:
         """
         if not values:
             return 0
-        markers = ", ".join([self.placeholder] * len(values))
+        markers = ", ".join(["%s"] * len(values))  # psycopg2's and PyMySQL's parameter marker
         with contextlib.closing(self.connect()) as connection:
             cursor = connection.cursor()
             cursor.execute(
