@@ -145,7 +145,8 @@ def matches(selector: str, trace: SeedTrace) -> bool:
 async def test_selective_cleanup_with_a_cutoff_deletes_only_old_matching_traces(
     backend: Backend, backend_experiment: str, selector: str
 ) -> None:
-    """A filter and a cutoff together: only matching traces at or before the cutoff go."""
+    """A filter and a cutoff together: only matching traces at or before the cutoff go, and a
+    tag match is exact (case-sensitive) on every database."""
     traces = [
         SeedTrace(
             trace_id=make_trace_id(),
@@ -154,6 +155,12 @@ async def test_selective_cleanup_with_a_cutoff_deletes_only_old_matching_traces(
             tags={"team": "search" if index % 2 == 0 else "ranking"},
         )
         for index in range(18)
+    ]
+    # Old traces whose tag differs from the filter's only in case: MySQL compares strings
+    # case-insensitively by default, MLflow adds BINARY to keep `=` exact; they must stay.
+    traces += [
+        SeedTrace(trace_id=make_trace_id(), timestamp_ms=BASE_MS, tags={"team": team})
+        for team in ("Search", "SEARCH")
     ]
     cutoff = BASE_MS + 11  # traces 0..11 are old enough
     doomed = [t for t in traces if t.timestamp_ms <= cutoff and matches(selector, t)]
