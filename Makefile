@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: test demo lint typecheck unit bench bench-quick bench-counts bench-artifacts bench-selection clean
+.PHONY: test test-backends demo lint typecheck unit bench bench-quick bench-counts bench-artifacts bench-selection clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -23,9 +23,17 @@ lint: $(STAMP)
 typecheck: $(STAMP)
 	$(BIN)/mypy
 
-## The whole suite: the session fixture starts a real `mlflow server` (SQLite, loopback, free port).
+## The whole suite but the backend matrix: the session fixture starts a real `mlflow server`
+## (SQLite, loopback, free port).
 test: $(STAMP) lint typecheck
-	$(BIN)/python -m pytest
+	$(BIN)/python -m pytest -m "not backends"
+
+## The backend matrix (tests/backends): the core deletion semantics against a default
+## `mlflow server` on PostgreSQL and on MariaDB. Installs Debian's `postgresql` and
+## `mariadb-server` first when missing (as root); their tests error, never skip, without them.
+test-backends: $(STAMP)
+	$(BIN)/python -c "from tests.support import mariadb, postgres; postgres.find_binaries(); mariadb.find_binaries()"
+	$(BIN)/python -m pytest -m backends tests/backends
 
 ## Unit tests only (no server): fast feedback while editing.
 unit: $(STAMP)

@@ -1,0 +1,1 @@
+"""The core deletion semantics against each database MLflow supports."""
