@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import argparse
 import re
-import shlex
 import sys
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
@@ -29,6 +28,7 @@ from .._durations import parse_duration
 from .._exceptions import GuardrailError, UsageError
 from .._specs import DeleteSpec
 from .names import ENGINE_OPTIONS, SELECTOR_FIELDS, Namer
+from .shell import shell_join
 
 __all__ = [
     "EXIT_BAD_INPUT",
@@ -359,7 +359,8 @@ class Invocation:
         return self.plan_file is not None or bool(self.args.execute)
 
     def command(self, *, execute: bool | None = None) -> str:
-        """The command line, shell-quoted, URL credentials redacted.
+        """The command line, quoted as a person types it (``--filter "status = 'ERROR'"``;
+        the shell parses it back to the same words), URL credentials redacted.
 
         Args:
             execute: True adds ``--execute`` (and drops ``--plan-out``, which only a dry run
@@ -384,4 +385,4 @@ class Invocation:
                 words.append(word)
         if execute:
             words.append("--execute")
-        return shlex.join([PROG, *words])
+        return shell_join([PROG, *words])
