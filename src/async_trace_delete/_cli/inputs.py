@@ -28,6 +28,7 @@ from .._durations import parse_duration
 from .._exceptions import GuardrailError, UsageError
 from .._specs import DeleteSpec
 from .names import ENGINE_OPTIONS, SELECTOR_FIELDS, Namer
+from .server import ServerSource
 from .shell import shell_join
 
 __all__ = [
@@ -352,6 +353,7 @@ class Invocation:
     config: EngineConfig
     secrets: tuple[str, ...]
     plan_file: Any = None  # a PlanFile for `apply` (typed loosely: plan_file imports inputs)
+    server: ServerSource | None = None  # where the tracking URI came from
 
     @property
     def execute(self) -> bool:

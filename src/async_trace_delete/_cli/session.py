@@ -54,7 +54,10 @@ from .inputs import (
     describe_guardrail,
 )
 from .plan_file import checked_plan, save_plan
-from .render import ProgressDisplay, plan_json, render_plan, render_summary, report_json
+from .progress import ProgressDisplay
+from .render import plan_json, render_plan
+from .server import server_json, server_line
+from .summary import render_summary, report_json
 
 __all__ = ["Session", "make_console", "print_json", "watch_signals"]
 
@@ -134,6 +137,17 @@ class Session:
         self.confirmed: dict[str, set[str]] = {}
 
     # -- the run ------------------------------------------------------------------------------
+
+    def server_line(self) -> str:
+        """``Server: URL (from ...)``: which server this run talks to, and why."""
+        client = self.invocation.config.client
+        url = client.tracking_uri if client else "?"
+        return self.redact(server_line(url, self.invocation.server))
+
+    def server_json(self) -> dict[str, Any] | None:
+        """The ``server`` object of ``--json`` (None without a client config)."""
+        client = self.invocation.config.client
+        return None if client is None else server_json(client.tracking_uri, self.invocation.server)
 
     def run(self) -> int:
         """Run to the end and return the exit code."""
@@ -418,6 +432,7 @@ class Session:
         expected = {job.label: job.would_delete for job in plan.jobs}
         started = time.monotonic()
         report: RunReport | None = None
+        self._note(self.server_line())  # before the bars: where the deleting happens
         self.progress.start(expected)
         for job in plan.jobs:
             if job.count_method == "upper_bound":
@@ -449,12 +464,22 @@ class Session:
         if self.json:
             self._print_json(
                 report_json(
-                    report, expected, interrupted=interrupted, exit_code=code, skipped=self.skipped
+                    report,
+                    expected,
+                    interrupted=interrupted,
+                    exit_code=code,
+                    skipped=self.skipped,
+                    server=self.server_json(),
                 )
             )
         elif not self.quiet:
             render_summary(
-                self.out, report, expected, interrupted=interrupted, skipped=self.skipped
+                self.out,
+                report,
+                expected,
+                interrupted=interrupted,
+                skipped=self.skipped,
+                server=self.server_line(),
             )
         outcome = "interrupted" if interrupted else ("failed" if failed else "completed")
         self.audit.write(
@@ -485,6 +510,7 @@ class Session:
                     command=command,
                     skipped=self.skipped,
                     dry_run=not self.invocation.execute,
+                    server=self.server_json(),
                 )
             )
         elif not self.quiet:
@@ -494,6 +520,8 @@ class Session:
                 command=command,
                 skipped=self.skipped,
                 plan_out=None if self.plan_out is None else str(self.plan_out),
+                server=self.server_line(),
+                now_ms=self._wall_clock_ms(),
             )
         outcome = "dry_run" if not self.invocation.execute else "nothing_to_do"
         self.audit.write(
