@@ -45,9 +45,9 @@ _MIN_LABEL = 8
 _LABEL_WANTED = 16  # label characters a layout must leave before decoration is dropped
 _LABEL_BEFORE_BAR = 24  # label characters kept before the bar starts to shrink
 _COUNT = 13  # "12,345/67,890", at least
-# The widest each other column gets: "12.3M/s", "batch 10,000", "retries 99", "ETA",
+# The widest each other column gets: "12.3M/s", "batch 100,000", "retries 99", "ETA",
 # "10:00:00", and a state ("running", "stopped", "FAILED", "throttled").
-_WIDTHS = {"rate": 8, "batch": 12, "retries": 10, "eta": 3, "left": 8, "state": 9}
+_WIDTHS = {"rate": 8, "batch": 13, "retries": 10, "eta": 3, "left": 8, "state": 9}
 
 
 @dataclass(frozen=True)
@@ -88,7 +88,9 @@ class _RateColumn(ProgressColumn):
         speed = task.finished_speed or task.speed
         if not speed:
             return Text("-/s", justify="right")
-        if speed >= 1_000_000:  # at most 8 characters, whatever the speed
+        if speed >= 100_000_000:  # at most 8 characters, whatever the speed
+            return Text(">100M/s", justify="right")
+        if speed >= 1_000_000:
             return Text(f"{speed / 1_000_000:,.1f}M/s", justify="right")
         if speed >= 100_000:
             return Text(f"{speed / 1_000:,.0f}k/s", justify="right")
@@ -215,7 +217,7 @@ class ProgressDisplay:
     def note(self, text: str) -> None:
         """Print a line above the bars (e.g. "stopping...")."""
         if self.enabled:
-            self._progress.console.print(text, markup=False, highlight=False)
+            self._progress.console.print(text, markup=False, highlight=False, soft_wrap=True)
 
     def stop(self) -> None:
         """Draw the final state and release the terminal."""

@@ -83,7 +83,7 @@ def render_plan(
         now_ms: Epoch milliseconds now (the narrow layout shows each cutoff's age).
     """
     if server is not None:
-        console.print(server, markup=False, highlight=False)
+        console.print(server, markup=False, highlight=False, soft_wrap=True)
     rows = [_row(job) for job in plan.jobs]
     total = ["total", "", "", "", f"{plan.would_delete:,}", "", ""]
     if fits(console, _HEADERS, [*rows, total], wrapping=frozenset({"Filter / IDs"})):

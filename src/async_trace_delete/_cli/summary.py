@@ -80,7 +80,7 @@ def render_summary(
     """The server, the final table, then one line per failure, unknown outcome or
     interruption."""
     if server is not None:
-        console.print(server, markup=False, highlight=False)
+        console.print(server, markup=False, highlight=False, soft_wrap=True)
     verified = any(job.verified_deleted is not None for job in report.jobs)
     headers = _HEADERS + (["Verified"] if verified else [])
     rows = [_job_row(job, expected, verified) for job in report.jobs]
@@ -131,7 +131,7 @@ def _summary_lines(console: Console, row: Sequence[str], *, verified: bool) -> N
         f"deleted {deleted} of {expected} expected, {unknown} unknown, {not_found} not found",
         f"calls {calls}, retries {retries}, time {elapsed}, rate {rate}",
     ]
-    if verified and row[11]:
+    if verified and row[11] not in ("", "-"):
         lines[-1] += f", verified {row[11]}"
     print_lines(console, heading, lines)
 

@@ -93,7 +93,7 @@ class SweepSession:
             if self.audit.failure is not None:
                 return self._audit_failed()
             if self.invocation.args.execute and not self.quiet:
-                self.err.print(self.server_line(), markup=False, highlight=False)
+                self.err.print(self.server_line(), markup=False, highlight=False, soft_wrap=True)
             code = anyio.run(self._main)
             if self.audit.failure is not None:
                 return self._audit_failed()

@@ -9,8 +9,17 @@ from __future__ import annotations
 
 from rich.console import Console, RenderableType
 from rich.markup import escape
-from rich.progress import BarColumn, Progress, ProgressColumn, TaskID, TextColumn, TimeElapsedColumn
+from rich.progress import (
+    BarColumn,
+    Progress,
+    ProgressColumn,
+    Task,
+    TaskID,
+    TextColumn,
+    TimeElapsedColumn,
+)
 from rich.table import Column, Table
+from rich.text import Text
 
 from .._events import Event, FoldersSwept
 from .._sweep import SweepReport
@@ -19,30 +28,44 @@ from .layout import fits, print_block
 __all__ = ["SweepProgress", "render_sweep"]
 
 _BAR_FROM = 100  # a terminal narrower than this has no room for the bar: the counts go first
+_ONE_LINE_FROM = 90  # narrower: the counts take two lines
+
+
+class _TwoLinesColumn(ProgressColumn):
+    """Folders checked of all, and under it the orphans and removed (a narrow terminal)."""
+
+    def render(self, task: Task) -> Text:
+        fields = task.fields
+        return Text(
+            f"{task.completed:,.0f}/{task.total or 0:,.0f} checked\n"
+            f"{fields['orphans']} orphans, {fields['deleted']} removed"
+        )
 
 
 class SweepProgress:
-    """One line per experiment swept: folders checked of all, orphans, removed, time.
+    """One line per experiment swept: folders checked of all, orphans, removed, time (two
+    lines and no bar in a terminal narrower than ``_ONE_LINE_FROM``).
 
     It is an engine hook; it draws on ``console`` (stderr) unless disabled, from the first
     event on (so that an early error has no blank line before it).
     """
 
     def __init__(self, console: Console, *, enabled: bool) -> None:
-        bar: list[ProgressColumn] = [BarColumn()] if console.width >= _BAR_FROM else []
-        self._progress = Progress(
-            TextColumn("{task.description}", table_column=Column(no_wrap=True)),
-            *bar,
-            TextColumn(
-                "{task.completed:,.0f}/{task.total:,.0f}",
-                table_column=Column(justify="right", no_wrap=True),
-            ),
-            TextColumn("{task.fields[orphans]} orphans, {task.fields[deleted]} removed"),
-            TimeElapsedColumn(),
-            console=console,
-            disable=not enabled,
-            transient=False,
-        )
+        name = TextColumn("{task.description}", table_column=Column(no_wrap=True))
+        columns: list[ProgressColumn] = [name]
+        if console.width >= _ONE_LINE_FROM:
+            columns += [BarColumn()] if console.width >= _BAR_FROM else []
+            columns += [
+                TextColumn(
+                    "{task.completed:,.0f}/{task.total:,.0f}",
+                    table_column=Column(justify="right", no_wrap=True),
+                ),
+                TextColumn("{task.fields[orphans]} orphans, {task.fields[deleted]} removed"),
+                TimeElapsedColumn(),
+            ]
+        else:
+            columns.append(_TwoLinesColumn())
+        self._progress = Progress(*columns, console=console, disable=not enabled, transient=False)
         self._tasks: dict[str, TaskID] = {}
 
     def __call__(self, event: Event) -> None:
@@ -84,7 +107,7 @@ def render_sweep(console: Console, report: SweepReport, *, server: str, command:
         server: The line naming the server and where its URL came from.
         command: The command line with ``--execute``.
     """
-    console.print(server, markup=False, highlight=False)
+    console.print(server, markup=False, highlight=False, soft_wrap=True)
     executed = report.executed
     title = "Sweep: orphan trace folders" + ("" if executed else " (dry run: nothing removed)")
     columns = ["Exp", "Name", "Folders", "Live", "Orphans"]
