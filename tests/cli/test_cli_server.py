@@ -15,7 +15,14 @@ import pytest
 
 from async_trace_delete._cli.inputs import EXIT_OK
 from async_trace_delete._cli.server import ServerSource, server_line, server_source, shown_url
-from tests.support.cli_harness import FAST, Recorder, artifact_world, cli, write_policy
+from tests.support.cli_harness import (
+    FAST,
+    Recorder,
+    artifact_world,
+    audit_lines,
+    cli,
+    write_policy,
+)
 from tests.support.simulated_server import SIM_URL
 
 SEVEN_DAYS = ["--older-than", "7d"]
@@ -218,3 +225,24 @@ def test_the_source_follows_the_same_precedence_as_the_url() -> None:
     assert server_source(None, env, plan_file="plan.json").origin == "MLFLOW_TRACKING_URI"
     assert server_source(None, {}, plan_file="plan.json") == ServerSource("plan", file="plan.json")
     assert server_source(None, {"MLFLOW_TRACKING_URI": ""}).origin == "MLFLOW_TRACKING_URI"
+
+
+def test_the_audit_log_records_where_the_url_came_from(
+    recorder: Recorder, capsys: pytest.CaptureFixture[str], tmp_path: Path
+) -> None:
+    """``run_start`` and ``sweep_start`` hold the same ``server`` object as ``--json``."""
+    audit = tmp_path / "audit.jsonl"
+    policy = policy_file(tmp_path, POLICY_URL)
+    assert cli(recorder, capsys, "run", str(policy), "--audit-log", str(audit)).code == EXIT_OK
+    world = artifact_world()
+    sweep = ["sweep-artifacts", "--experiment-id", "1", "--audit-log", str(audit)]
+    assert cli(world, capsys, *sweep).code == EXIT_OK
+    starts = [line for line in audit_lines(audit) if line["event"].endswith("_start")]
+    assert [line["event"] for line in starts] == ["run_start", "sweep_start"]
+    assert starts[0]["server"] == {
+        "url": POLICY_URL,
+        "source": "policy",
+        "file": str(policy),
+        "overrides": SIM_URL,
+    }
+    assert starts[1]["server"]["source"] == "MLFLOW_TRACKING_URI"

@@ -182,6 +182,7 @@ class Session:
             "version": __version__,
             "command": invocation.command(),
             "tracking_uri": redact_url(client.tracking_uri) if client else None,
+            "server": self.server_json(),  # and where the URL came from
             "auth": client.auth_scheme if client else None,
             "execute": invocation.execute,
             "jobs": jobs,

@@ -88,6 +88,7 @@ class SweepSession:
                 version=__version__,
                 command=self.invocation.command(),
                 tracking_uri=redact_url(client.tracking_uri) if client else None,
+                server=self.server_json(),  # and where the URL came from
                 execute=bool(self.invocation.args.execute),
             )
             if self.audit.failure is not None:
