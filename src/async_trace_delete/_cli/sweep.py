@@ -27,8 +27,8 @@ from .._sweep import SweepReport
 from .audit import AuditLog, Redactor, who_and_where
 from .inputs import EXIT_FAILED, EXIT_INTERRUPTED, EXIT_OK, PROG, Invocation
 from .server import server_json, server_line
-from .session import make_console, print_json, watch_signals
 from .sweep_render import SweepProgress, render_sweep
+from .terminal import make_console, print_json, watch_signals
 
 __all__ = ["SweepSession"]
 
