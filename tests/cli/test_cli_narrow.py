@@ -26,6 +26,7 @@ from async_trace_delete._planning import JobPlan, PlanReport, SampleTrace
 from async_trace_delete._reports import JobReport, JobState, RunReport
 from async_trace_delete._sweep import SweepExperiment, SweepReport
 from tests.support.cli_harness import NOW_MS, Recorder, cli, table_rows
+from tests.support.simulated_server import sim_traces
 
 NARROW = [80, 60]
 LONG_NAME = "production-chat-assistant-eu-west-1-customer-support"  # 52 characters
@@ -190,11 +191,26 @@ def test_at_120_columns_the_dry_run_is_the_table_of_seven_columns() -> None:
     assert "…" not in text
 
 
+def test_at_80_columns_short_jobs_keep_a_table_without_the_oldest_and_newest() -> None:
+    """Decoration goes first: the oldest and newest columns, not a cutoff or a count."""
+    console, stream = terminal(80)
+    render_plan(console, short_plan(), command="x", skipped=[])
+    text = stream.getvalue()
+    assert table_rows(text)[:3] == [
+        ["alpha", "1", "2024-01-24T00:00:00Z", "status = 'ERROR'", "25"],
+        ["beta", "2", "2024-01-24T00:00:00Z", "-", "1,234,567"],
+        ["total", "", "", "", "1,234,592"],
+    ]
+    assert "Oldest" not in text
+    assert_readable(text, 80, whole=["1,234,592 traces would be deleted"], wrapped=[])
+
+
 def test_a_dry_run_at_80_columns_through_the_cli_shows_the_filter_and_cutoff(
     recorder: Recorder, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """The issue's case: a ``status = 'ERROR'`` job on an 80-column terminal (``COLUMNS``)
-    shows its filter, its whole cutoff and its count; nothing is deleted."""
+    shows its filter, its whole cutoff and its count: the table without the oldest and
+    newest columns; nothing is deleted."""
     monkeypatch.setenv("COLUMNS", "80")
     result = cli(
         recorder, capsys, "delete", "--experiment-name", "alpha", "--older-than", "7d",
@@ -206,11 +222,41 @@ def test_a_dry_run_at_80_columns_through_the_cli_shows_the_filter_and_cutoff(
         80,
         whole=[
             "Server: http://mlflow.sim:5000 (from MLFLOW_TRACKING_URI)",
-            "alpha (experiment 1)",
+            "┃ Job   ┃ Exp ┃ Cutoff (<=)          ┃ Filter / IDs     ┃ Would delete ┃",
+            "25 traces would be deleted",
+        ],
+        wrapped=[],
+    )
+    assert table_rows(result.out)[:2] == [
+        ["alpha", "1", "2024-01-24T00:00:00Z", "status = 'ERROR'", "25"],
+        ["total", "", "", "", "25"],
+    ]
+    assert recorder.delete_calls == 0
+
+
+def test_a_long_name_at_80_columns_through_the_cli_gets_a_block(
+    capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """An experiment name too long for even the narrower table: a block, the cutoff with
+    its epoch milliseconds and its age, the filter and the count whole."""
+    monkeypatch.setenv("COLUMNS", "80")
+    recorder = Recorder()
+    traces = sim_traces(100, start_ms=NOW_MS - 20 * 86_400_000, error_every=4, tag=1)
+    recorder.server.add_experiment(LONG_NAME, traces)
+    result = cli(
+        recorder, capsys, "delete", "--experiment-name", LONG_NAME, "--older-than", "7d",
+        "--filter", "status = 'ERROR'",
+    )  # fmt: skip
+    assert result.code == 0, result.err
+    assert_readable(
+        result.out,
+        80,
+        whole=[
+            f"{LONG_NAME} (experiment 1)",
             "would delete  25",
             "filter        status = 'ERROR'",
             f"cutoff        <= 2024-01-24T00:00:00Z ({NOW_MS - 7 * 86_400_000}), 7d ago",
-            "25 traces would be deleted",
+            "total: 25 traces",
         ],
         wrapped=[],
     )

@@ -35,6 +35,7 @@ SAMPLED_JOBS = 10
 _TITLE = "Dry run: nothing was deleted (times in UTC)"
 _SAMPLE_HEADERS = ("Job", "Trace ID", "Time", "State")
 _HEADERS = ("Job", "Exp", "Cutoff (<=)", "Filter / IDs", "Would delete", "Oldest", "Newest")
+_WITHOUT_TIMES = 5  # the columns kept when the oldest and newest do not fit
 
 
 def _selection(job: JobPlan) -> str:
@@ -86,8 +87,12 @@ def render_plan(
         console.print(server, markup=False, highlight=False, soft_wrap=True)
     rows = [_row(job) for job in plan.jobs]
     total = ["total", "", "", "", f"{plan.would_delete:,}", "", ""]
-    if fits(console, _HEADERS, [*rows, total], wrapping=frozenset({"Filter / IDs"})):
-        _plan_table(console, rows, total)
+    wrapping = frozenset({"Filter / IDs"})
+    for shown in (len(_HEADERS), _WITHOUT_TIMES):  # the oldest and newest go first
+        cut = [row[:shown] for row in [*rows, total]]
+        if fits(console, _HEADERS[:shown], cut, wrapping=wrapping):
+            _plan_table(console, _HEADERS[:shown], cut[:-1], cut[-1])
+            break
     else:
         _plan_blocks(console, plan, now_ms)
     _samples(console, plan)
@@ -128,10 +133,15 @@ def render_plan(
     console.print(command, markup=False, highlight=False, soft_wrap=True)
 
 
-def _plan_table(console: Console, rows: Sequence[Sequence[str]], total: Sequence[str]) -> None:
+def _plan_table(
+    console: Console,
+    headers: Sequence[str],
+    rows: Sequence[Sequence[str]],
+    total: Sequence[str],
+) -> None:
     """The plan as one table: every cell fits (checked by :func:`fits`)."""
     table = Table(title=_TITLE, title_justify="left")
-    for name in _HEADERS:
+    for name in headers:
         table.add_column(
             name,
             justify="right" if name == "Would delete" else "left",
