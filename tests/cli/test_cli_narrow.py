@@ -348,6 +348,26 @@ def test_at_120_columns_the_summary_is_a_table() -> None:
     ]
 
 
+def test_at_80_columns_short_jobs_keep_a_table_of_their_counts() -> None:
+    """The calls, retries, time and rate per job go first; their totals stay on a line."""
+    jobs = (
+        run_job("alpha", "1", 25, elapsed=1.5, calls=2, retries=0),
+        run_job("beta", "2", 1_234_567, elapsed=200.0, calls=1_235, retries=4),
+    )
+    report = RunReport(jobs=jobs, elapsed=201.5)
+    console, stream = terminal(80)
+    render_summary(console, report, {"alpha": 25, "beta": 1_234_567}, interrupted=False, skipped=[])
+    text = stream.getvalue()
+    assert table_rows(text) == [
+        ["alpha", "1", "done", "25", "25", "0", "0"],
+        ["beta", "2", "done", "1,234,567", "1,234,567", "0", "0"],
+        ["total", "", "ok", "1,234,592", "1,234,592", "0", "0"],
+    ]
+    assert_readable(
+        text, 80, whole=["In all: calls 1237, retries 4, time 3m22s, rate 6,127/s"], wrapped=[]
+    )
+
+
 # -- the progress --------------------------------------------------------------------------
 
 

@@ -22,7 +22,8 @@ from .progress import STATE_WORDS
 __all__ = ["render_artifacts", "render_summary", "report_json"]
 
 _HEADERS = ["Job", "Exp", "State", "Expected", "Deleted", "Unknown", "Not found"]
-_HEADERS += ["Calls", "Retries", "Time", "Rate"]
+_PACE = ["Calls", "Retries", "Time", "Rate"]
+_HEADERS += _PACE
 
 
 def _rate(deleted: int, elapsed: float) -> str:
@@ -85,15 +86,21 @@ def render_summary(
     headers = _HEADERS + (["Verified"] if verified else [])
     rows = [_job_row(job, expected, verified) for job in report.jobs]
     total = _total_row(report, expected, interrupted=interrupted, verified=verified)
+    # The counts stay; the calls, retries, time and rate per job go first (their totals
+    # are kept on a line of their own).
+    counts = [index for index, name in enumerate(headers) if name not in _PACE]
+    count_headers = [headers[index] for index in counts]
+    count_rows = [[row[index] for index in counts] for row in [*rows, total]]
     if fits(console, headers, [*rows, total]):
-        table = Table(title="Summary", title_justify="left")
-        for name in headers:
-            table.add_column(name, justify="left" if name in headers[:3] else "right")
-        for row in rows:
-            table.add_row(*(escape(cell) for cell in row))
-        table.add_section()
-        table.add_row(*total)
-        console.print(table)
+        _table(console, headers, rows, total)
+    elif fits(console, count_headers, count_rows):
+        _table(console, count_headers, count_rows[:-1], count_rows[-1])
+        calls, retries, elapsed, rate = total[7:11]
+        console.print(
+            f"In all: calls {calls}, retries {retries}, time {elapsed}, rate {rate}",
+            markup=False,
+            highlight=False,
+        )
     else:
         console.print("Summary", markup=False, highlight=False)
         for row in [*rows, total]:
@@ -118,6 +125,20 @@ def render_summary(
             f"Interrupted: {report.deleted:,} traces deleted before stopping. "
             "Rerun the same command to continue."
         )
+
+
+def _table(
+    console: Console, headers: Sequence[str], rows: Sequence[Sequence[str]], total: Sequence[str]
+) -> None:
+    """The summary as one table (every cell fits: checked by :func:`fits`)."""
+    table = Table(title="Summary", title_justify="left")
+    for name in headers:
+        table.add_column(name, justify="left" if name in headers[:3] else "right")
+    for row in rows:
+        table.add_row(*(escape(cell) for cell in row))
+    table.add_section()
+    table.add_row(*total)
+    console.print(table)
 
 
 def _summary_lines(console: Console, row: Sequence[str], *, verified: bool) -> None:
