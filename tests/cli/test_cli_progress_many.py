@@ -12,7 +12,7 @@ import io
 
 from rich.console import Console
 
-from async_trace_delete._cli.render import ProgressDisplay
+from async_trace_delete._cli.progress import ProgressDisplay
 from async_trace_delete._events import BatchDeleted, JobFinished, JobStarted
 from async_trace_delete._reports import JobReport, JobState
 

@@ -561,7 +561,7 @@ def test_a_dry_run_of_55_experiments_lists_each_and_samples_the_10_largest(
     assert result.code == EXIT_OK, result.err
     assert "Sample (oldest first) of the 10 largest of 55 jobs" in result.out
     rows = table_rows(result.out)
-    cutoff = "2024-01-24 00:00:00"  # now - 7 days
+    cutoff = "2024-01-24T00:00:00Z"  # now - 7 days
     plan_rows = [row for row in rows if len(row) == 7]
     assert [row[0] for row in plan_rows] == [f"exp-{i:02d}" for i in range(55)] + ["total"]
     assert all(row[2] == cutoff and row[4] == str(int(row[0][4:]) + 1) for row in plan_rows[:55])

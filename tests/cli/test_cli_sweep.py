@@ -338,7 +338,9 @@ def test_an_unknown_experiment_name_exits_1_naming_it_and_removes_nothing(
 
     assert result.code == EXIT_FAILED
     assert result.out == ""
-    (line,) = [line for line in result.err.splitlines() if line.strip()]
+    # An --execute sweep names its server first, then the one error line.
+    server, line = [line for line in result.err.splitlines() if line.strip()]
+    assert server == "Server: http://mlflow.sim:5000 (from MLFLOW_TRACKING_URI)"
     assert line.startswith(f"{PROG}: error: NotFoundError: ")
     assert "nope" in line
     assert swept.artifacts.calls == []

@@ -47,6 +47,7 @@ from .inputs import (
 from .names import ENGINE_OPTIONS, Namer
 from .plan_file import parse_growth, read_plan
 from .policy import load_policy
+from .server import server_source
 from .session import Session
 from .sweep import SweepSession
 
@@ -408,6 +409,7 @@ def prepare(
     flags = Namer()
     engine_names = {key: flags(field) for key, field in ENGINE_OPTIONS.items()}
     uri = args.tracking_uri
+    server = server_source(uri, environ)
     if args.command == "run":
         policy = load_policy(args.policy)
         definitions: tuple[JobDefinition, ...] = policy.jobs
@@ -415,6 +417,9 @@ def prepare(
             if engine_options[key] is None:
                 engine_options[key] = value
                 engine_names[key] = policy.engine_names[key]
+        server = server_source(
+            uri, environ, policy_uri=policy.tracking_uri, policy_file=args.policy
+        )
         uri = uri or policy.tracking_uri
     else:
         definitions = (_definition_from_args(args, stdin),)
@@ -430,6 +435,7 @@ def prepare(
         jobs=tuple(jobs),
         config=config,
         secrets=tuple(known_secrets(environ, client)),
+        server=server,
     )
 
 
@@ -457,6 +463,7 @@ def _prepare_sweep(
         jobs=(),
         config=build_engine_config(engine_options, engine_names, client),
         secrets=tuple(known_secrets(environ, client)),
+        server=server_source(args.tracking_uri, environ),
     )
 
 
@@ -494,6 +501,7 @@ def _prepare_apply(
         config=config,
         secrets=tuple(known_secrets(environ, client)),
         plan_file=plan,
+        server=server_source(args.tracking_uri, environ, plan_file=args.plan),
     )
 
 

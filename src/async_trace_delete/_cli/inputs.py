@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import argparse
 import re
-import shlex
 import sys
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
@@ -29,6 +28,8 @@ from .._durations import parse_duration
 from .._exceptions import GuardrailError, UsageError
 from .._specs import DeleteSpec
 from .names import ENGINE_OPTIONS, SELECTOR_FIELDS, Namer
+from .server import ServerSource
+from .shell import shell_join
 
 __all__ = [
     "EXIT_BAD_INPUT",
@@ -352,6 +353,7 @@ class Invocation:
     config: EngineConfig
     secrets: tuple[str, ...]
     plan_file: Any = None  # a PlanFile for `apply` (typed loosely: plan_file imports inputs)
+    server: ServerSource | None = None  # where the tracking URI came from
 
     @property
     def execute(self) -> bool:
@@ -359,7 +361,8 @@ class Invocation:
         return self.plan_file is not None or bool(self.args.execute)
 
     def command(self, *, execute: bool | None = None) -> str:
-        """The command line, shell-quoted, URL credentials redacted.
+        """The command line, quoted as a person types it (``--filter "status = 'ERROR'"``;
+        the shell parses it back to the same words), URL credentials redacted.
 
         Args:
             execute: True adds ``--execute`` (and drops ``--plan-out``, which only a dry run
@@ -384,4 +387,4 @@ class Invocation:
                 words.append(word)
         if execute:
             words.append("--execute")
-        return shlex.join([PROG, *words])
+        return shell_join([PROG, *words])

@@ -10,20 +10,16 @@ with exit code 130.
 
 from __future__ import annotations
 
-import contextlib
-import json
-import os
 import signal
 import sys
 import time
 import uuid
 from collections.abc import Callable, Mapping
 from pathlib import Path
-from typing import Any, TextIO
+from typing import Any
 
 import anyio
 from anyio.abc import TaskStatus
-from rich.console import Console
 
 from .. import __version__
 from .._config import redact_url
@@ -31,17 +27,14 @@ from .._engine import Engine
 from .._exceptions import (
     GuardrailError,
     InvalidParameterError,
-    NotFoundError,
     TraceDeleteError,
     UsageError,
 )
 from .._jobs import NOT_VERIFIED
-from .._modes import mode_of
 from .._planning import JobPlan, PlanReport
 from .._reports import RunReport
-from .._selection import Selection
-from .._specs import DeleteSpec, ResolvedSpec, one_job_per_experiment
-from .audit import AuditLog, Redactor, job_summary, read_confirmed_ids, who_and_where
+from .._specs import ResolvedSpec
+from .audit import AuditLog, Redactor, job_summary, who_and_where
 from .inputs import (
     EXIT_BAD_INPUT,
     EXIT_FAILED,
@@ -50,42 +43,17 @@ from .inputs import (
     PROG,
     BadInputError,
     Invocation,
-    JobDefinition,
     describe_guardrail,
 )
+from .lookup import Lookup
 from .plan_file import checked_plan, save_plan
-from .render import ProgressDisplay, plan_json, render_plan, render_summary, report_json
+from .progress import ProgressDisplay
+from .render import plan_json, render_plan
+from .server import server_json, server_line
+from .summary import render_summary, report_json
+from .terminal import make_console, print_json, watch_signals
 
-__all__ = ["Session", "make_console", "print_json", "watch_signals"]
-
-_WIDTH_WITHOUT_TERMINAL = 160
-
-
-def make_console(stream: TextIO) -> Console:
-    """A console on ``stream``, wide when it is not a terminal."""
-    # Rich assumes 80 columns without a terminal; a file or pipe is better served wider.
-    wide = not stream.isatty() and "COLUMNS" not in os.environ
-    return Console(file=stream, highlight=False, width=_WIDTH_WITHOUT_TERMINAL if wide else None)
-
-
-def print_json(redact: Callable[[str], str], payload: Mapping[str, Any]) -> None:
-    """``payload`` as indented JSON on stdout, secrets removed by ``redact``."""
-    sys.stdout.write(redact(json.dumps(payload, indent=2, ensure_ascii=False)) + "\n")
-    sys.stdout.flush()
-
-
-async def watch_signals(on_signal: Callable[[int], None], *, task_status: TaskStatus[None]) -> None:
-    """Hand every SIGINT/SIGTERM to ``on_signal`` until cancelled (started at once)."""
-    with contextlib.ExitStack() as stack:
-        try:
-            signals = stack.enter_context(anyio.open_signal_receiver(signal.SIGINT, signal.SIGTERM))
-        except (ValueError, RuntimeError, NotImplementedError):
-            # Not the main thread (or no signals here): Ctrl-C keeps its default.
-            task_status.started()
-            return
-        task_status.started()
-        async for signum in signals:
-            on_signal(signum)
+__all__ = ["Session"]
 
 
 class Session:
@@ -121,19 +89,28 @@ class Session:
         self.audit = AuditLog(
             path, run_id=uuid.uuid4().hex, redactor=self.redact, on_failure=self._audit_broke
         )
-        self.definitions = {
-            spec.label or spec.experiment: definition for spec, definition in invocation.jobs
-        }
+        self.lookup = Lookup(
+            invocation, audit=self.audit, note=self._note, now_ms=self._wall_clock_ms
+        )
         plan_out = getattr(invocation.args, "plan_out", None)
         self.plan_out = Path(plan_out).expanduser() if plan_out else None
         self.signals = 0
         self.late_signals = 0  # signals that came after every job had finished
         self.engine: Engine | None = None
         self.scope: anyio.CancelScope | None = None  # the phase a signal cancels
-        self.skipped: list[dict[str, Any]] = []
-        self.confirmed: dict[str, set[str]] = {}
 
     # -- the run ------------------------------------------------------------------------------
+
+    def server_line(self) -> str:
+        """``Server: URL (from ...)``: which server this run talks to, and why."""
+        client = self.invocation.config.client
+        url = client.tracking_uri if client else "?"
+        return self.redact(server_line(url, self.invocation.server))
+
+    def server_json(self) -> dict[str, Any] | None:
+        """The ``server`` object of ``--json`` (None without a client config)."""
+        client = self.invocation.config.client
+        return None if client is None else server_json(client.tracking_uri, self.invocation.server)
 
     def run(self) -> int:
         """Run to the end and return the exit code."""
@@ -168,6 +145,7 @@ class Session:
             "version": __version__,
             "command": invocation.command(),
             "tracking_uri": redact_url(client.tracking_uri) if client else None,
+            "server": self.server_json(),  # and where the URL came from
             "auth": client.auth_scheme if client else None,
             "execute": invocation.execute,
             "jobs": jobs,
@@ -196,7 +174,7 @@ class Session:
                     if invocation.plan_file is not None:
                         specs, plan = await self._planned(engine)
                     else:
-                        specs = await self._resolve_and_resume(engine)
+                        specs = await self.lookup.resolve(engine)
                         plan = await self._plan(engine, specs)
                 if plan is None:
                     return self._finish_unstarted()
@@ -224,117 +202,6 @@ class Session:
             self.scope.cancel()
         return self.scope
 
-    async def _resolve_and_resume(self, engine: Engine) -> list[ResolvedSpec]:
-        """Look every experiment up once (read-only), a selector's by experiment search, into
-        one job per experiment; drop trace IDs the audit log confirmed."""
-        now = self._wall_clock_ms()
-        resolved: list[ResolvedSpec] = []
-        found: list[tuple[DeleteSpec, ResolvedSpec]] = []
-        selections: list[dict[str, Any]] = []
-        for spec, definition in self.invocation.jobs:
-            selection = await self._select(engine, spec, definition)
-            for item in selection.resolved:
-                # The first job on an experiment is the one kept (one_job_per_experiment).
-                self.definitions.setdefault(item.label, definition)
-                found.append((item.spec, item))
-            self.skipped += [
-                {
-                    "label": left_out.label,
-                    "experiment_id": left_out.experiment_id,
-                    "name": left_out.name,
-                    "reason": left_out.reason,
-                }
-                for left_out in selection.skipped
-            ]
-            if spec.experiments is not None:
-                selections.append(self._selected(spec, definition, selection))
-        _one_label_per_experiment([item for _, item in found])
-        await self._read_confirmed(engine, [item for _, item in found])
-        for spec, item in found:
-            left = self._resume(spec, item.experiment_id)
-            if left is None:
-                continue
-            if left is not spec:  # fewer IDs, same experiment: pinned again, no lookup
-                item = left.resolve(now_millis=now, experiment_id=item.experiment_id)
-            resolved.append(item)
-        # After names are resolved, one job per experiment: identical ones collapse (the
-        # first is kept), different ones are refused before anything is sent.
-        jobs = one_job_per_experiment(resolved)
-        if selections:
-            self.audit.write(
-                "selection",
-                experiment_ids=[item.experiment_id for item in jobs],
-                skipped=sum(len(selected["skipped"]) for selected in selections),
-                selectors=selections,
-            )
-        return jobs
-
-    async def _select(
-        self, engine: Engine, spec: DeleteSpec, definition: JobDefinition
-    ) -> Selection:
-        """One definition's spec looked up (read-only): its job per experiment and the
-        experiments its selector left out; a refusal names the definition's flag or key."""
-        namer = definition.namer
-        by_id = spec.experiment_id is not None
-        try:
-            return await engine.select([spec])
-        except NotFoundError:
-            if spec.experiments is not None:
-                raise
-            flag = namer.qualified("experiment_id" if by_id else "experiment_name")
-            what = "with ID" if by_id else "named"
-            raise BadInputError(
-                f"{flag}: no experiment {what} {spec.experiment!r} on "
-                f"{engine.client.config.tracking_uri}"
-            ) from None
-        except InvalidParameterError as error:
-            if spec.experiments is None:
-                raise
-            raise BadInputError(
-                f"{namer.qualified('experiments')}: the server rejected the experiment "
-                f"search {spec.experiments.filter_string()!r}: {error.message}; nothing was "
-                "deleted"
-            ) from None
-        except GuardrailError as error:
-            raise BadInputError(describe_guardrail(error, definition)) from None
-        except UsageError as error:  # a named experiment is deleted
-            raise BadInputError(namer.message(error)) from None
-
-    def _selected(
-        self, spec: DeleteSpec, definition: JobDefinition, selection: Selection
-    ) -> dict[str, Any]:
-        """A selector's line in the audit log's ``selection`` record; a note for each
-        exclusion that matched nothing (a typo there would not protect anything)."""
-        selector = spec.experiments
-        assert selector is not None
-        seen = {(item.experiment_id, item.name) for item in selection.skipped}
-        namer = definition.namer
-        for flag, values, position in (
-            ("exclude_experiment_names", selector.exclude_names, 1),
-            ("exclude_experiment_ids", selector.exclude_ids, 0),
-        ):
-            for value in values:
-                if all(pair[position] != value for pair in seen):
-                    self._note(
-                        f"note: {namer.qualified(flag)} {value!r}: the selector found no such "
-                        "experiment, so it excluded nothing"
-                    )
-        if not selection.resolved:
-            self._note(
-                f"note: {namer.where}{definition.name or selector.describe()}: the selector "
-                f"chose no experiment ({len(selection.skipped)} left out)"
-            )
-        return {
-            "job": spec.label or spec.experiment,
-            "selector": selector.model_dump(mode="json", exclude_none=True),
-            "filter": selector.filter_string(),
-            "experiment_ids": [item.experiment_id for item in selection.resolved],
-            "skipped": [
-                {"experiment_id": item.experiment_id, "name": item.name, "reason": item.reason}
-                for item in selection.skipped
-            ],
-        }
-
     async def _planned(self, engine: Engine) -> tuple[list[ResolvedSpec], PlanReport]:
         """``apply``: the plan file's jobs, each experiment still there under its name."""
         plan = await checked_plan(
@@ -348,48 +215,6 @@ class Session:
         settings = self.invocation.config.model_dump(mode="json", exclude={"client"})
         await save_plan(engine, plan, self.plan_out, self._wall_clock_ms(), settings)
 
-    async def _read_confirmed(self, engine: Engine, resolved: list[ResolvedSpec]) -> None:
-        """The IDs of this run's ID jobs that the audit log confirms gone on this server."""
-        path = self.audit.path
-        wanted: dict[str, set[str]] = {}
-        for item in resolved:
-            if mode_of(item.spec).names_ids:
-                wanted.setdefault(item.experiment_id, set()).update(item.spec.trace_ids or ())
-        if path is None or not wanted:
-            return
-        server = redact_url(engine.client.config.tracking_uri)
-        try:
-            self.confirmed = await anyio.to_thread.run_sync(
-                lambda: read_confirmed_ids(path, server=server, wanted=wanted)
-            )
-        except OSError as error:
-            raise BadInputError(
-                f"--audit-log: cannot read {str(path)!r}: {error.strerror or error}"
-            ) from None
-
-    def _resume(self, spec: DeleteSpec, experiment_id: str) -> DeleteSpec | None:
-        if spec.trace_ids is None:
-            return spec
-        label = spec.label or spec.experiment
-        done = self.confirmed.get(experiment_id, set())
-        left = tuple(trace_id for trace_id in spec.trace_ids if trace_id not in done)
-        if len(left) < len(spec.trace_ids):
-            self.skipped.append(
-                {
-                    "label": label,
-                    "experiment_id": experiment_id,
-                    "skipped_ids": len(spec.trace_ids) - len(left),
-                    "remaining_ids": len(left),
-                    "reason": f"{len(spec.trace_ids) - len(left):,} of {len(spec.trace_ids):,} "
-                    "IDs already confirmed deleted by the audit log",
-                }
-            )
-        if not left:
-            return None
-        if len(left) == len(spec.trace_ids):
-            return spec
-        return DeleteSpec.model_validate({**spec.model_dump(), "trace_ids": left})
-
     async def _plan(self, engine: Engine, specs: list[ResolvedSpec]) -> PlanReport:
         """Count each job once (a refusal names its job's flag or key). With ``--execute``
         the count is all that is needed: no sample, and ID jobs are bounded by their IDs."""
@@ -397,7 +222,7 @@ class Session:
         sample = self.invocation.args.sample if not execute else 0
         jobs: list[JobPlan] = []
         for spec in specs:
-            definition = self.definitions[spec.label]
+            definition = self.lookup.definitions[spec.label]
             try:
                 report = await engine.plan([spec], sample_size=sample, counts_only=execute)
             except GuardrailError as error:
@@ -418,6 +243,7 @@ class Session:
         expected = {job.label: job.would_delete for job in plan.jobs}
         started = time.monotonic()
         report: RunReport | None = None
+        self._note(self.server_line())  # before the bars: where the deleting happens
         self.progress.start(expected)
         for job in plan.jobs:
             if job.count_method == "upper_bound":
@@ -449,12 +275,22 @@ class Session:
         if self.json:
             self._print_json(
                 report_json(
-                    report, expected, interrupted=interrupted, exit_code=code, skipped=self.skipped
+                    report,
+                    expected,
+                    interrupted=interrupted,
+                    exit_code=code,
+                    skipped=self.lookup.skipped,
+                    server=self.server_json(),
                 )
             )
         elif not self.quiet:
             render_summary(
-                self.out, report, expected, interrupted=interrupted, skipped=self.skipped
+                self.out,
+                report,
+                expected,
+                interrupted=interrupted,
+                skipped=self.lookup.skipped,
+                server=self.server_line(),
             )
         outcome = "interrupted" if interrupted else ("failed" if failed else "completed")
         self.audit.write(
@@ -483,8 +319,9 @@ class Session:
                 plan_json(
                     plan,
                     command=command,
-                    skipped=self.skipped,
+                    skipped=self.lookup.skipped,
                     dry_run=not self.invocation.execute,
+                    server=self.server_json(),
                 )
             )
         elif not self.quiet:
@@ -492,8 +329,10 @@ class Session:
                 self.out,
                 plan,
                 command=command,
-                skipped=self.skipped,
+                skipped=self.lookup.skipped,
                 plan_out=None if self.plan_out is None else str(self.plan_out),
+                server=self.server_line(),
+                now_ms=self._wall_clock_ms(),
             )
         outcome = "dry_run" if not self.invocation.execute else "nothing_to_do"
         self.audit.write(
@@ -564,23 +403,6 @@ class Session:
             message = f"{name}: cancelling the calls in flight"
         self.audit.write("interrupt", signal=name, action=action, count=self.signals)
         self._note(message)
-
-
-def _one_label_per_experiment(found: list[ResolvedSpec]) -> None:
-    """Refuse two experiments under one label (a job ``a`` selecting ``b/c`` and a job
-    ``a/b`` naming ``c``): reports and progress go by label.
-
-    Raises:
-        BadInputError: two experiments share a label.
-    """
-    owner: dict[str, str] = {}
-    for item in found:
-        first = owner.setdefault(item.label, item.experiment_id)
-        if first != item.experiment_id:
-            raise BadInputError(
-                f"jobs on experiments {first} and {item.experiment_id} are both labelled "
-                f"{item.label!r}; rename a job (nothing was deleted)"
-            )
 
 
 def _plan_lines(plan: PlanReport) -> list[dict[str, Any]]:

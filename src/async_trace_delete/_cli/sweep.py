@@ -18,18 +18,17 @@ from typing import Any
 import anyio
 from anyio.abc import TaskStatus
 from rich.markup import escape
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
-from rich.table import Table
 
 from .. import __version__
 from .._config import redact_url
 from .._engine import Engine
-from .._events import Event, FoldersSwept
 from .._exceptions import MlflowApiError, TraceDeleteError
 from .._sweep import SweepReport
 from .audit import AuditLog, Redactor, who_and_where
 from .inputs import EXIT_FAILED, EXIT_INTERRUPTED, EXIT_OK, PROG, Invocation
-from .session import make_console, print_json, watch_signals
+from .server import server_json, server_line
+from .sweep_render import SweepProgress, render_sweep
+from .terminal import make_console, print_json, watch_signals
 
 __all__ = ["SweepSession"]
 
@@ -60,17 +59,18 @@ class SweepSession:
         )
         self.signals = 0
         self.engine: Engine | None = None
-        self._progress = Progress(
-            TextColumn("{task.description}"),
-            BarColumn(),
-            MofNCompleteColumn(),
-            TextColumn("{task.fields[orphans]} orphans, {task.fields[deleted]} removed"),
-            TimeElapsedColumn(),
-            console=self.err,
-            disable=self.quiet,
-            transient=False,
-        )
-        self._tasks: dict[str, Any] = {}
+        self._progress = SweepProgress(self.err, enabled=not self.quiet)
+
+    def server_line(self) -> str:
+        """``Server: URL (from ...)``: which server this sweep talks to, and why."""
+        client = self.invocation.config.client
+        url = client.tracking_uri if client else "?"
+        return self.redact(server_line(url, self.invocation.server))
+
+    def server_json(self) -> dict[str, Any] | None:
+        """The ``server`` object of ``--json`` (None without a client config)."""
+        client = self.invocation.config.client
+        return None if client is None else server_json(client.tracking_uri, self.invocation.server)
 
     def run(self) -> int:
         """Run the sweep and return the exit code."""
@@ -88,10 +88,13 @@ class SweepSession:
                 version=__version__,
                 command=self.invocation.command(),
                 tracking_uri=redact_url(client.tracking_uri) if client else None,
+                server=self.server_json(),  # and where the URL came from
                 execute=bool(self.invocation.args.execute),
             )
             if self.audit.failure is not None:
                 return self._audit_failed()
+            if self.invocation.args.execute and not self.quiet:
+                self.err.print(self.server_line(), markup=False, highlight=False, soft_wrap=True)
             code = anyio.run(self._main)
             if self.audit.failure is not None:
                 return self._audit_failed()
@@ -112,7 +115,9 @@ class SweepSession:
     async def _sweep(self) -> int:
         args = self.invocation.args
         try:
-            async with Engine(self.invocation.config, hooks=[self._hook], **self._seams) as engine:
+            async with Engine(
+                self.invocation.config, hooks=[self._progress], **self._seams
+            ) as engine:
                 self.engine = engine
                 try:
                     report = await engine.sweep_artifacts(
@@ -127,7 +132,9 @@ class SweepSession:
             message = self.redact(f"{type(error).__name__}: {error}")
             self.audit.write("sweep_end", error=message)
             if self.json:
-                self._print_json({"error": message, "exit_code": EXIT_FAILED})
+                self._print_json(
+                    {"server": self.server_json(), "error": message, "exit_code": EXIT_FAILED}
+                )
             else:
                 self.err.print(f"{PROG}: error: {escape(message)}", highlight=False)
             return EXIT_FAILED
@@ -139,6 +146,7 @@ class SweepSession:
         if self.json:
             self._print_json(
                 {
+                    "server": self.server_json(),
                     **_totals(report),
                     "experiments": [item.model_dump(mode="json") for item in report.experiments],
                     "interrupted": interrupted,
@@ -146,7 +154,12 @@ class SweepSession:
                 }
             )
         elif not args.quiet:
-            self._render(report)
+            render_sweep(
+                self.out,
+                report,
+                server=self.server_line(),
+                command=self.invocation.command(execute=True),
+            )
         return code
 
     def _audit_broke(self, error: OSError) -> None:
@@ -166,75 +179,6 @@ class SweepSession:
             f"{error.strerror or error}; nothing was removed after the last line it holds\n"
         )
         return EXIT_FAILED
-
-    def _hook(self, event: Event) -> None:
-        if not isinstance(event, FoldersSwept):
-            return
-        task = self._tasks.get(event.experiment_id)
-        if not self._tasks:
-            self._progress.start()  # on the first event: no blank line before an early error
-        if task is None:
-            task = self._progress.add_task(
-                f"experiment {event.experiment_id}", total=event.folders, orphans=0, deleted=0
-            )
-            self._tasks[event.experiment_id] = task
-        self._progress.update(
-            task,
-            completed=event.folders if event.done else event.checked,
-            total=event.folders,
-            orphans=f"{event.orphans:,}",
-            deleted=f"{event.deleted:,}",
-        )
-
-    def _render(self, report: SweepReport) -> None:
-        executed = report.executed
-        title = "Sweep: orphan trace folders" + ("" if executed else " (dry run: nothing removed)")
-        table = Table(title=title, title_justify="left")
-        columns = ["Exp", "Name", "Folders", "Live", "Orphans"]
-        columns += ["Removed", "Failed"] if executed else []
-        columns += ["Bytes"]
-        for name in columns:
-            table.add_column(name, justify="left" if name in ("Exp", "Name") else "right")
-        for item in report.experiments:
-            row = [
-                item.experiment_id,
-                escape(item.experiment_name),
-                f"{item.folders:,}",
-                f"{item.live:,}",
-                f"{item.orphans:,}",
-            ]
-            row += [f"{item.deleted:,}", f"{item.failed:,}"] if executed else []
-            row.append("-" if item.bytes is None else _bytes(item.bytes))
-            table.add_row(*row)
-        self.out.print(table)
-        for item in report.experiments:
-            for note in item.notes:
-                self.out.print(
-                    f"experiment {item.experiment_id}: {note}", markup=False, soft_wrap=True
-                )
-            if item.bytes_unknown:
-                self.out.print(
-                    f"experiment {item.experiment_id}: the size of {item.bytes_unknown:,} "
-                    "orphan folders could not be listed; the bytes above leave them out",
-                    markup=False,
-                    soft_wrap=True,
-                )
-        size = "" if report.bytes is None else f" ({_bytes(report.bytes)})"
-        if executed:
-            self.out.print(
-                f"{report.deleted:,} orphan folders removed{size}, {report.failed:,} failed.",
-                markup=False,
-            )
-        elif report.orphans:
-            self.out.print(
-                f"{report.orphans:,} orphan folders{size} would be removed. To remove them, run:",
-                markup=False,
-            )
-            self.out.print(
-                self.invocation.command(execute=True), markup=False, highlight=False, soft_wrap=True
-            )
-        else:
-            self.out.print("No orphan folders.", markup=False)
 
     def _print_json(self, payload: dict[str, Any]) -> None:
         print_json(self.redact, payload)
@@ -263,12 +207,3 @@ def _totals(report: SweepReport) -> dict[str, Any]:
         "bytes": report.bytes,
         "elapsed": report.elapsed,
     }
-
-
-def _bytes(count: int) -> str:
-    size = float(count)
-    for unit in ("B", "KB", "MB", "GB"):
-        if size < 1024 or unit == "GB":
-            return f"{size:,.0f} {unit}" if unit == "B" else f"{size:,.1f} {unit}"
-        size /= 1024
-    return f"{count} B"  # pragma: no cover - the loop always returns
