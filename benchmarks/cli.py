@@ -28,22 +28,45 @@ from benchmarks.report import (
     time_box_note,
     write_json,
 )
-from benchmarks.runner import BackendRun, Settings, VariantResult, build_variants, preload_mlflow
+from benchmarks.runner import (
+    BackendRun,
+    Settings,
+    VariantResult,
+    build_variants,
+    engine_name,
+    hand_loop_name,
+    preload_mlflow,
+)
 from benchmarks.scenario import Scenario
-from benchmarks.targets import evaluate
+from benchmarks.targets import evaluate, frontier_of
 
 DEFAULTS: dict[str, dict[str, Any]] = {
     "default": {
+        "experiments": 4,
+        "old": 15_000,
+        "new": 1_000,
+        "time_box": 4.0,
+        "engine_box": 30.0,
+        "concurrent_box": 30.0,
+        "grid_sizes": "300,1000,3000,10000",
+        "grid_pauses": "0,0.1,1",
+        "big_old": 0,
+        "idle_seconds": 3.0,
+        "variant_timeout": 600.0,
+        "clean_rest": False,
+    },
+    "full": {
         "experiments": 8,
         "old": 25_000,
         "new": 2_000,
-        "time_box": 4.0,
-        "sqlite_engine_box": 45.0,
-        "sqlite_concurrent_box": 30.0,
-        "fixed_sizes": "300,1000,3000,10000",
-        "big_old": 400_000,
-        "idle_seconds": 3.0,
-        "variant_timeout": 600.0,
+        "time_box": 10.0,
+        "engine_box": 0.0,
+        "concurrent_box": 0.0,
+        "grid_sizes": "100,300,1000,3000,10000,30000",
+        "grid_pauses": "0,0.1,0.3,1,3",
+        "big_old": 300_000,
+        "idle_seconds": 5.0,
+        "variant_timeout": 1800.0,
         "clean_rest": False,
     },
     "quick": {
@@ -51,9 +74,10 @@ DEFAULTS: dict[str, dict[str, Any]] = {
         "old": 2_000,
         "new": 200,
         "time_box": 2.0,
-        "sqlite_engine_box": 0.0,
-        "sqlite_concurrent_box": 0.0,
-        "fixed_sizes": "300,3000",
+        "engine_box": 0.0,
+        "concurrent_box": 0.0,
+        "grid_sizes": "300,3000",
+        "grid_pauses": "0",
         "big_old": 3_000,
         "idle_seconds": 2.0,
         "variant_timeout": 60.0,
@@ -73,52 +97,100 @@ def _names(text: str) -> tuple[str, ...]:
     return tuple(part.strip() for part in text.split(",") if part.strip())
 
 
+def _seconds(text: str) -> tuple[float, ...]:
+    values = tuple(float(part) for part in text.split(",") if part.strip())
+    if any(value < 0 for value in values):
+        raise argparse.ArgumentTypeError("seconds must not be negative")
+    return values
+
+
 def parser() -> argparse.ArgumentParser:
     """The command line."""
     p = argparse.ArgumentParser(
         prog="python -m benchmarks",
         description=(
-            "Compare ways of deleting an MLflow trace backfill (MLflow's docs recipe, fixed "
-            "batches, one unbounded call, this engine) on real mlflow servers, with a probe "
-            "client measuring what other users pay. " + SEEDING_NOTE
+            "Compare ways of deleting an MLflow trace backfill (MLflow's docs recipe, a grid of "
+            "'batch N, sleep S' loops, one unbounded call, this engine at three latency "
+            "targets) on real mlflow servers, with a probe client measuring what other users "
+            "pay. " + SEEDING_NOTE
         ),
     )
-    p.add_argument("--quick", action="store_true", help="small scale (< 2 min), for smoke tests")
-    p.add_argument(
-        "--backends", type=_names, default=("sqlite", "postgres"), help="sqlite,postgres"
+    scale = p.add_mutually_exclusive_group()
+    scale.add_argument(
+        "--quick", action="store_true", help="small scale (< 2 min), for smoke tests"
     )
-    p.add_argument("--experiments", type=int, help="K experiments (default 8; quick 2)")
-    p.add_argument("--old", type=int, help="N old traces per experiment (default 25000)")
+    scale.add_argument(
+        "--full",
+        action="store_true",
+        help="the whole grid (6 sizes x 5 pauses), 8 x 25,000 traces, nothing boxed but the "
+        "fixed loops (10 s), the big experiment on SQLite (about an hour)",
+    )
+    p.add_argument(
+        "--backends",
+        type=_names,
+        default=("sqlite", "postgres", "mysql"),
+        help="sqlite,postgres,mysql (default all three)",
+    )
+    p.add_argument(
+        "--workers",
+        type=int,
+        default=4,
+        help="uvicorn workers of each local mlflow server (default 4, mlflow server's own)",
+    )
+    p.add_argument("--experiments", type=int, help="K experiments (default 4; full 8)")
+    p.add_argument("--old", type=int, help="N old traces per experiment (default 15000)")
     p.add_argument("--new", type=int, help="M new traces per experiment that must survive")
     p.add_argument(
         "--variants",
         type=_names,
-        help="comma list of variant names (docs-recipe, fixed, fixed-300, unbounded, engine, "
-        "engine-concurrent, engine-5s); default all",
+        help="comma list of variant names (docs-recipe, fixed, fixed-1000-sleep-0.1, "
+        "unbounded, engine, engine-0.25s, engine-5s, engine-concurrent, engine-budget); "
+        "default all",
     )
-    p.add_argument("--fixed-sizes", type=_sizes, help="fixed batch sweep, e.g. 300,3000,30000")
+    p.add_argument(
+        "--grid-sizes", type=_sizes, help="batch sizes of the fixed loops, e.g. 300,3000,30000"
+    )
+    p.add_argument(
+        "--grid-pauses",
+        type=_seconds,
+        help="pauses (s) of the fixed loops, e.g. 0,0.1,1; 1000 / 0.1 s always runs",
+    )
     p.add_argument(
         "--time-box",
         type=float,
-        help="seconds for the slow variants (docs recipe, fixed; default 4, quick 2): their "
-        "rate within the box is a steady rate",
+        help="seconds for the docs recipe and the fixed loops (default 4, full 10, quick 2): "
+        "their rate within the box is a steady rate",
     )
     p.add_argument(
-        "--sqlite-engine-box",
+        "--engine-box",
         type=float,
-        help="time box of the engine at the default target on SQLite, stopped with "
-        "Engine.stop_all() (default 45 s; 0 = run to the end, the default with --quick)",
+        help="time box of the engine below the large target and of engine-budget, stopped "
+        "with Engine.stop_all() (default 30 s; 0 = run to the end, as with --quick/--full)",
     )
     p.add_argument(
-        "--sqlite-concurrent-box",
+        "--concurrent-box",
         type=float,
-        help="time box of engine-concurrent on SQLite, stopped with Engine.stop_all() (default "
-        "30 s; 0 = run to the end, the default with --quick)",
+        help="time box of engine-concurrent (default 30 s; 0 = run to the end)",
     )
-    p.add_argument("--target-latency", type=float, default=1.0, help="engine target (s)")
+    p.add_argument("--target-latency", type=float, default=1.0, help="engine default target (s)")
+    p.add_argument(
+        "--engine-targets",
+        type=_seconds,
+        default=(0.25, 1.0, 5.0),
+        help="latency targets the engine runs at (default 0.25,1,5)",
+    )
     p.add_argument("--large-target", type=float, default=5.0, help="the large target (s)")
     p.add_argument(
-        "--big", type=int, help="old traces of the one big experiment (0 = skip; default 400000)"
+        "--foreground-budget",
+        type=float,
+        default=0.5,
+        help="p99 (s) other clients may see: engine-budget's foreground_budget and the "
+        "budget the default engine is checked against (default 0.5)",
+    )
+    p.add_argument(
+        "--big",
+        type=int,
+        help="old traces of the one big experiment (0 = skip; default 0, full 300000, quick 3000)",
     )
     p.add_argument(
         "--big-backends",
@@ -148,12 +220,12 @@ def parser() -> argparse.ArgumentParser:
 
 def settings_from(args: argparse.Namespace) -> Settings:
     """Merge the mode's defaults with explicit arguments."""
-    defaults = DEFAULTS["quick" if args.quick else "default"]
+    mode = "quick" if args.quick else "full" if args.full else "default"
+    defaults = DEFAULTS[mode]
     scale_given = any(
         getattr(args, key) is not None
-        for key in ("experiments", "old", "new", "fixed_sizes", "time_box", "big")
+        for key in ("experiments", "old", "new", "grid_sizes", "grid_pauses", "time_box", "big")
     )
-    mode = "quick" if args.quick else "default"
     if args.tracking_uri:
         mode = "external"
     elif scale_given:
@@ -168,12 +240,16 @@ def settings_from(args: argparse.Namespace) -> Settings:
         backends=("external",) if args.tracking_uri else tuple(args.backends),
         scenario=Scenario(pick("experiments"), pick("old"), pick("new")),
         variants=args.variants,
-        fixed_sizes=args.fixed_sizes or _sizes(defaults["fixed_sizes"]),
+        grid_sizes=args.grid_sizes or _sizes(defaults["grid_sizes"]),
+        grid_pauses=args.grid_pauses or _seconds(defaults["grid_pauses"]),
         time_box=pick("time_box"),
-        sqlite_engine_box=pick("sqlite_engine_box"),
-        sqlite_concurrent_box=pick("sqlite_concurrent_box"),
+        engine_box=pick("engine_box"),
+        concurrent_box=pick("concurrent_box"),
         target_latency=args.target_latency,
+        engine_targets=tuple(args.engine_targets),
         large_target=args.large_target,
+        foreground_budget=args.foreground_budget,
+        workers=args.workers,
         big_old=defaults["big_old"] if args.big is None else args.big,
         big_backends=tuple(args.big_backends),
         tracking_uri=args.tracking_uri,
@@ -198,25 +274,39 @@ async def run_backend(run: BackendRun, big_run: BackendRun | None) -> dict[str, 
     backend = run.backend
     idle = await run.idle_probe()
     results: list[VariantResult] = []
+    skipped: list[dict[str, str]] = []
     if run.measure_only:
         log("[bench external] no --seed: measured the idle probe only; nothing is deleted")
     else:
         for variant in build_variants(settings):
+            reason = variant.skip_reason()
+            if reason is not None:
+                log(f"[bench {backend.name}] {variant.name}: skipped: {reason}")
+                skipped.append({"name": variant.name, "reason": reason})
+                continue
             results.append(await run.measure(variant, run.experiment_ids, "main"))
         if big_run is not None:
             results.extend(await big_run.run_big())
     checks = evaluate(
         backend.name,
         results,
-        target_latency=settings.target_latency,
-        large_target=settings.large_target,
+        engine_names=[engine_name(settings, target) for target in settings.engine_targets],
+        large_name=engine_name(settings, settings.large_target),
+        hand_loop=hand_loop_name(),
+        foreground_budget=settings.foreground_budget,
     )
     info = dict(backend.info)
     seed_log = list(run.seed_log)
     if big_run is not None and big_run is not run:
         info["big_experiment_server"] = big_run.backend.info
         seed_log += big_run.seed_log
-    return backend_json(backend.name, info, idle, results, checks, seed_log)
+    section = backend_json(backend.name, info, idle, results, checks, seed_log)
+    section["skipped"] = skipped
+    section["frontier"] = [
+        {"name": point.name, "p99_s": point.p99, "throughput_per_s": point.throughput}
+        for point in frontier_of(results)
+    ]
+    return section
 
 
 async def run_all(
@@ -241,6 +331,21 @@ async def run_all(
             if big_run is not None and big_run is not run:
                 group.start_soon(big_run.prepare_big)
     return [await run_backend(run, big_run) for run, big_run in zip(runs, big_runs, strict=True)]
+
+
+def unavailable_section(name: str, error: str) -> dict[str, Any]:
+    """The section of a backend that could not start: its error, no figures."""
+    return {
+        "backend": name,
+        "server": {"error": error},
+        "unavailable": error,
+        "idle_probe": {},
+        "seeding": [],
+        "variants": [],
+        "targets": [],
+        "skipped": [],
+        "frontier": [],
+    }
 
 
 def _interrupt_on_sigterm() -> None:
@@ -272,7 +377,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         sections = anyio.run(run_all, [external_backend(settings.tracking_uri)], settings, {})
     else:
         big = [name for name in settings.backends if settings.runs_big(name)]
-        with open_backends(settings.backends, big=big) as (backends, big_servers):
+        failures: dict[str, str] = {}
+        with open_backends(
+            settings.backends, big=big, workers=settings.workers, failures=failures
+        ) as (backends, big_servers):
+            for name, error in failures.items():
+                log(f"[bench {name}] could not start, reported and left out: {error}")
             for backend in backends:
                 log(f"[bench {backend.name}] server at {backend.base_url}: {backend.info}")
             for name, backend in big_servers.items():
@@ -281,6 +391,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                     f" {backend.info}"
                 )
             sections = anyio.run(run_all, backends, settings, big_servers)
+        sections += [unavailable_section(name, error) for name, error in failures.items()]
     wall = time.perf_counter() - started
     doc = document(settings, sections, wall)
     json_path = settings.output / f"{settings.mode}.json"
@@ -294,7 +405,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     print(
         f"async-trace-delete benchmark, mode {settings.mode}: {machine['cpu_count']} CPUs"
         f" ({machine['cpu_model']}), {machine['memory_gb']} GB, Python {machine['python']},"
-        f" mlflow {machine['mlflow']}; wall {wall:.0f} s"
+        f" mlflow {machine['mlflow']}; wall {wall:.0f} s; {settings.workers} uvicorn workers"
     )
     print(
         f"scenario: {settings.scenario.experiments} experiments x {settings.scenario.old:,} old"
@@ -305,6 +416,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     print(time_box_note(settings))
     for section in sections:
         print(f"\n== {section['backend']} ({section['server'].get('backend_uri', '')})")
+        if section.get("unavailable"):
+            print(f"not measured: {section['unavailable']}")
+            continue
         print(table(section))
         print("targets (ratios from this run):")
         print(targets_text(section))

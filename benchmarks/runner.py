@@ -25,13 +25,17 @@ from benchmarks.variants import (
     Unbounded,
     Variant,
     VariantRun,
+    fixed_name,
     sequential_deletes,
 )
 from tests.support.seed import create_experiment
 
 CLEANUP_BATCH = 20_000  # well under SQLite's ~250k-variable limit per call
 PROBE_EXPERIMENT_TRACES = 500
+WARM_UP_SECONDS = 5.0
 TIME_BOXED_KINDS = ("docs-recipe", "fixed-")
+HAND_LOOP = (1000, 0.1)
+"""The hand-written loop the engine must beat: `max_traces=1000`, `sleep(0.1)`."""
 
 Log = Callable[[str], None]
 
@@ -44,12 +48,16 @@ class Settings:
     backends: tuple[str, ...]
     scenario: Scenario
     variants: tuple[str, ...] | None
-    fixed_sizes: tuple[int, ...]
+    grid_sizes: tuple[int, ...]
+    grid_pauses: tuple[float, ...]
     time_box: float
-    sqlite_engine_box: float
-    sqlite_concurrent_box: float
+    engine_box: float
+    concurrent_box: float
     target_latency: float
+    engine_targets: tuple[float, ...]
     large_target: float
+    foreground_budget: float
+    workers: int
     big_old: int
     big_backends: tuple[str, ...]
     tracking_uri: str | None
@@ -64,6 +72,19 @@ class Settings:
     def runs_big(self, backend: str) -> bool:
         """Whether `backend` runs the big experiment too."""
         return self.big_old > 0 and backend in self.big_backends
+
+    @property
+    def grid(self) -> tuple[tuple[int, float], ...]:
+        """The (batch size, pause) points of the frontier, the hand-written loop included."""
+        points = [(size, pause) for size in self.grid_sizes for pause in self.grid_pauses]
+        if HAND_LOOP not in points:
+            points.append(HAND_LOOP)
+        return tuple(sorted(points))
+
+
+def engine_name(settings: Settings, target: float) -> str:
+    """`engine` at the default target, `engine-<t>s` at the others."""
+    return "engine" if target == settings.target_latency else f"engine-{target:g}s"
 
 
 @dataclass
@@ -133,16 +154,22 @@ class VariantResult:
 def build_variants(settings: Settings) -> list[Variant]:
     """The variants of the main scenario, in run order, filtered by `--variants`."""
     target = settings.target_latency
+    engines: list[Variant] = [
+        EngineVariant(
+            engine_name(settings, latency),
+            f"engine, target {latency:g} s"
+            + (" (the default)" if latency == target else "")
+            + ", experiments in turn (max_concurrency=1)",
+            target_latency=latency,
+            max_concurrency=1,
+        )
+        for latency in sorted({*settings.engine_targets, target, settings.large_target})
+    ]
     variants: list[Variant] = [
         DocsRecipe(),
-        *(FixedBatch(size) for size in settings.fixed_sizes),
+        *(FixedBatch(size, pause) for size, pause in settings.grid),
         Unbounded(),
-        EngineVariant(
-            "engine",
-            f"engine defaults (target {target:g} s), experiments in turn (max_concurrency=1)",
-            target_latency=target,
-            max_concurrency=1,
-        ),
+        *engines,
         EngineVariant(
             "engine-concurrent",
             f"engine defaults (target {target:g} s), all experiments at once, adaptive "
@@ -151,10 +178,12 @@ def build_variants(settings: Settings) -> list[Variant]:
             max_concurrency=4,
         ),
         EngineVariant(
-            f"engine-{settings.large_target:g}s",
-            f"engine, target {settings.large_target:g} s, experiments in turn",
-            target_latency=settings.large_target,
+            "engine-budget",
+            f"engine, target {target:g} s, foreground_budget {settings.foreground_budget:g} s"
+            " (canary-paced), experiments in turn",
+            target_latency=target,
             max_concurrency=1,
+            options={"foreground_budget": settings.foreground_budget},
         ),
     ]
     if settings.variants is None:
@@ -165,6 +194,11 @@ def build_variants(settings: Settings) -> list[Variant]:
         for v in variants
         if v.name in wanted or (v.name.startswith("fixed-") and "fixed" in wanted)
     ]
+
+
+def hand_loop_name() -> str:
+    """The name of the hand-written "1,000 per call, sleep 0.1 s" loop."""
+    return fixed_name(*HAND_LOOP)
 
 
 def _time_boxed(variant: Variant) -> bool:
@@ -265,14 +299,24 @@ class BackendRun:
         await self._seed_probe_experiment()
 
     async def idle_probe(self) -> dict[str, LatencySummary]:
-        """Probe the idle server: the latency other users see without any cleanup."""
-        probe = Probe(self.backend.base_url, self.probe_experiment, self.settings.probe_interval)
-        stop = anyio.Event()
-        async with anyio.create_task_group() as group:
-            group.start_soon(probe.run, stop)
-            await anyio.sleep(self.settings.idle_seconds)
-            stop.set()
-        return {kind: probe.summary(None if kind == "all" else kind) for kind in _KINDS}
+        """Probe the idle server: the latency other users see without any cleanup.
+
+        A warm-up of the same traffic comes first, untimed: each of the server's uvicorn
+        workers imports and connects lazily on its first requests, which took seconds with 4
+        workers and would otherwise be charged to the idle baseline or the first variant.
+        """
+        for seconds, keep in ((WARM_UP_SECONDS, False), (self.settings.idle_seconds, True)):
+            probe = Probe(
+                self.backend.base_url, self.probe_experiment, self.settings.probe_interval
+            )
+            stop = anyio.Event()
+            async with anyio.create_task_group() as group:
+                group.start_soon(probe.run, stop)
+                await anyio.sleep(seconds)
+                stop.set()
+            if keep:
+                return {kind: probe.summary(None if kind == "all" else kind) for kind in _KINDS}
+        raise AssertionError("unreachable: the second round returns")
 
     async def measure(
         self, variant: Variant, experiment_ids: Sequence[str], scenario_name: str
@@ -329,24 +373,23 @@ class BackendRun:
         return result
 
     def _time_box(self, variant: Variant) -> float | None:
-        """The variant's time box on this backend, or None when it runs to the end.
+        """The variant's time box, or None when it runs to the end.
 
-        The docs recipe and the fixed batches are boxed everywhere (every call costs the same,
-        so the rate in the box is their steady rate). On SQLite, where a 1 s delete call removes
-        ~1.5k traces (~7k on PostgreSQL), the engine at the default 1 s target is boxed too
-        (it settles within a few calls, then every call costs the same: a full run takes 2.5
-        minutes at a steady rate), and so is the concurrent engine, which there only has to
-        show whether running experiments in parallel pays. `engine-5s` and the big experiment
-        run to the end: they show the whole cleanup, tail calls included.
+        The docs recipe and the fixed loops are boxed (every call costs the same, so the rate
+        in the box is their steady rate). The engine below the large target, the concurrent
+        engine and the budget-paced one are boxed at `engine_box` / `concurrent_box` (0 = to
+        the end): they settle within a few calls and then run at a steady rate, and at small
+        targets on SQLite a whole cleanup would take minutes. The engine at the large target
+        and the big experiment run to the end: they show the whole cleanup, tail calls
+        included.
         """
         if _time_boxed(variant):
             return self.settings.time_box
-        if self.backend.name == "sqlite":
-            boxes = {
-                "engine": self.settings.sqlite_engine_box,
-                "engine-concurrent": self.settings.sqlite_concurrent_box,
-            }
-            return boxes.get(variant.name) or None
+        if variant.name == "engine-concurrent":
+            return self.settings.concurrent_box or None
+        large = engine_name(self.settings, self.settings.large_target)
+        if variant.name.startswith("engine") and variant.name != large:
+            return self.settings.engine_box or None
         return None
 
     async def _clean_rest(self, result: VariantResult, target: Target) -> None:
