@@ -43,11 +43,11 @@ from benchmarks.targets import evaluate, frontier_of
 DEFAULTS: dict[str, dict[str, Any]] = {
     "default": {
         "experiments": 4,
-        "old": 15_000,
+        "old": 10_000,
         "new": 1_000,
         "time_box": 4.0,
-        "engine_box": 30.0,
-        "concurrent_box": 30.0,
+        "engine_box": 20.0,
+        "concurrent_box": 20.0,
         "grid_sizes": "300,1000,3000,10000",
         "grid_pauses": "0,0.1,1",
         "big_old": 0,
@@ -138,7 +138,7 @@ def parser() -> argparse.ArgumentParser:
         help="uvicorn workers of each local mlflow server (default 4, mlflow server's own)",
     )
     p.add_argument("--experiments", type=int, help="K experiments (default 4; full 8)")
-    p.add_argument("--old", type=int, help="N old traces per experiment (default 15000)")
+    p.add_argument("--old", type=int, help="N old traces per experiment (default 10000)")
     p.add_argument("--new", type=int, help="M new traces per experiment that must survive")
     p.add_argument(
         "--variants",
@@ -165,12 +165,12 @@ def parser() -> argparse.ArgumentParser:
         "--engine-box",
         type=float,
         help="time box of the engine below the large target and of engine-budget, stopped "
-        "with Engine.stop_all() (default 30 s; 0 = run to the end, as with --quick/--full)",
+        "with Engine.stop_all() (default 20 s; 0 = run to the end, as with --quick/--full)",
     )
     p.add_argument(
         "--concurrent-box",
         type=float,
-        help="time box of engine-concurrent (default 30 s; 0 = run to the end)",
+        help="time box of engine-concurrent (default 20 s; 0 = run to the end)",
     )
     p.add_argument("--target-latency", type=float, default=1.0, help="engine default target (s)")
     p.add_argument(
