@@ -348,7 +348,7 @@ class BackendRun:
                     )
                     result.run.elapsed = time.perf_counter() - probe_started
             except Exception as error:  # a crashing variant is a result too
-                result.run.errors.append(f"{type(error).__name__}: {error}")
+                result.run.errors.extend(_describe(error))
             finally:
                 stop.set()
         result.probe_window = time.perf_counter() - probe_started
@@ -433,6 +433,13 @@ class BackendRun:
 
 
 _KINDS = ("all", "read", "write")
+
+
+def _describe(error: BaseException) -> list[str]:
+    """One line per leaf exception, task groups unwrapped (their own message says nothing)."""
+    if isinstance(error, BaseExceptionGroup):
+        return [line for inner in error.exceptions for line in _describe(inner)]
+    return [f"{type(error).__name__}: {error}"]
 
 
 def _one_line(result: VariantResult) -> str:
