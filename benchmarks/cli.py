@@ -8,7 +8,7 @@ import signal
 import sys
 import threading
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from functools import partial
 from pathlib import Path
 from types import FrameType
@@ -324,13 +324,30 @@ async def run_all(
         own = big_servers.get(run.backend.name)
         wants_big = settings.runs_big(run.backend.name)
         big_runs.append(None if not wants_big else BackendRun(own, settings, log) if own else run)
+    failed: dict[str, str] = {}
+
+    async def prepare(name: str, step: Callable[[], Awaitable[None]]) -> None:
+        # A backend that fails its setup is reported; the others go on (issue 17).
+        try:
+            await step()
+        except Exception as error:
+            log(f"[bench {name}] setup failed, reported and left out: {error!r}")
+            failed.setdefault(name, f"setup failed: {type(error).__name__}: {error}")
+
     async with anyio.create_task_group() as group:
         for run in runs:
-            group.start_soon(partial(run.prepare, seeded=not run.measure_only))
+            group.start_soon(
+                prepare, run.backend.name, partial(run.prepare, seeded=not run.measure_only)
+            )
         for run, big_run in zip(runs, big_runs, strict=True):
             if big_run is not None and big_run is not run:
-                group.start_soon(big_run.prepare_big)
-    return [await run_backend(run, big_run) for run, big_run in zip(runs, big_runs, strict=True)]
+                group.start_soon(prepare, run.backend.name, big_run.prepare_big)
+    return [
+        unavailable_section(run.backend.name, failed[run.backend.name])
+        if run.backend.name in failed
+        else await run_backend(run, big_run)
+        for run, big_run in zip(runs, big_runs, strict=True)
+    ]
 
 
 def unavailable_section(name: str, error: str) -> dict[str, Any]:

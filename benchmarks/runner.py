@@ -12,6 +12,7 @@ from typing import Any
 
 import anyio
 import anyio.to_thread
+import httpx
 
 from benchmarks.backends import Backend
 from benchmarks.database import deleted_oldest_first, restore
@@ -33,6 +34,8 @@ from tests.support.seed import create_experiment
 CLEANUP_BATCH = 20_000  # well under SQLite's ~250k-variable limit per call
 PROBE_EXPERIMENT_TRACES = 500
 WARM_UP_SECONDS = 5.0
+CREATE_ATTEMPTS = 4
+CREATE_RETRY_SECONDS = 3.0
 TIME_BOXED_KINDS = ("docs-recipe", "fixed-")
 HAND_LOOP = (1000, 0.1)
 """The hand-written loop the engine must beat: `max_traces=1000`, `sleep(0.1)`."""
@@ -205,6 +208,23 @@ def _time_boxed(variant: Variant) -> bool:
     return variant.name.startswith(TIME_BOXED_KINDS)
 
 
+async def _create_experiment(url: str, name: str) -> str:
+    """Create an experiment, retrying a dropped connection (setup only: nothing is timed).
+
+    Right after start-up a 4-worker `mlflow server` on a loaded machine has closed a first
+    request without an answer. Each attempt uses a fresh name, so an attempt that did create
+    the experiment before its answer was lost cannot make the next one fail.
+    """
+    for attempt in range(1, CREATE_ATTEMPTS + 1):
+        try:
+            return await create_experiment(url, name if attempt == 1 else f"{name}-{attempt}")
+        except httpx.TransportError:
+            if attempt == CREATE_ATTEMPTS:
+                raise
+            await anyio.sleep(CREATE_RETRY_SECONDS)
+    raise AssertionError("unreachable: the last attempt returns or raises")
+
+
 async def _in_thread(function: Callable[..., Any], *args: Any) -> Any:
     return await anyio.to_thread.run_sync(function, *args)
 
@@ -238,12 +258,12 @@ class BackendRun:
         """
         run_id = uuid.uuid4().hex[:8]
         url = self.backend.base_url
-        self.probe_experiment = await create_experiment(url, f"bench-{run_id}-probe")
+        self.probe_experiment = await _create_experiment(url, f"bench-{run_id}-probe")
         self._say(f"probe experiment {self.probe_experiment} (the probe writes its traces there)")
         if not seeded:
             return
         ids = [
-            await create_experiment(url, f"bench-{run_id}-{index}")
+            await _create_experiment(url, f"bench-{run_id}-{index}")
             for index in range(self.settings.scenario.experiments)
         ]
         self.experiment_ids = tuple(ids)
@@ -260,7 +280,7 @@ class BackendRun:
         if not self.probe_experiment:
             await self.setup(seeded=False)
         name = f"bench-big-{uuid.uuid4().hex[:8]}"
-        self.big_experiment = await create_experiment(self.backend.base_url, name)
+        self.big_experiment = await _create_experiment(self.backend.base_url, name)
         await self.ensure_seeded([self.big_experiment], self.settings.big_old)
 
     async def _seed_probe_experiment(self) -> None:
