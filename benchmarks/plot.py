@@ -34,6 +34,7 @@ def write_plot(doc: dict[str, Any], path: Path) -> None:
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
+    from matplotlib.ticker import NullFormatter
 
     sections = [s for s in doc["backends"] if s["variants"]]
     columns = max(len(sections), 1)
@@ -76,6 +77,7 @@ def write_plot(doc: dict[str, Any], path: Path) -> None:
         if budget:
             axis.axvline(budget, color="red", linestyle="--", linewidth=1, label="budget")
         axis.set_xscale("log")
+        axis.xaxis.set_minor_formatter(NullFormatter())  # minor labels overlap on short spans
         axis.set_xlabel("foreground p99 (s), reads + writes, stalls included")
         axis.set_ylabel("traces deleted / s")
         axis.set_title(f"{section['backend']}: throughput vs what other clients feel")
