@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: test test-backends demo lint typecheck unit bench bench-quick bench-counts bench-artifacts bench-selection clean
+.PHONY: test test-backends demo lint typecheck unit bench bench-quick bench-full bench-counts bench-artifacts bench-selection clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -48,6 +48,10 @@ bench: $(VENV)/.bench-installed
 
 bench-quick: $(VENV)/.bench-installed
 	$(BIN)/python -m benchmarks --quick
+
+## The whole frontier grid, 8 x 25,000 traces, nothing but the fixed loops boxed (about an hour).
+bench-full: $(VENV)/.bench-installed
+	$(BIN)/python -m benchmarks --full
 
 ## Counting and start-up at backfill scale (1,000,000 traces; SQLite and PostgreSQL).
 bench-counts: $(VENV)/.bench-installed

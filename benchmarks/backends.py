@@ -3,6 +3,13 @@
 * `sqlite`: a local `mlflow server` with a SQLite file; rows are bulk-inserted with sqlite3.
 * `postgres`: a local PostgreSQL cluster (started here) behind a local `mlflow server`; rows
   are bulk-inserted with psycopg2 COPY.
+* `mysql`: a local MariaDB server (Debian's `mariadb-server`, started here by
+  `tests.support.mariadb`) behind a local `mlflow server` (`mysql+pymysql://`); rows are
+  bulk-inserted with pymysql.
+
+Every server is `mlflow server` as installed: 4 uvicorn workers and the job runner on, unless
+`workers` says otherwise. A backend that cannot start (MariaDB missing, MLflow's migrations
+failing on it) is reported with its error and the others go on.
 * `external`: a user-given `--tracking-uri`; the benchmark only measures, and with `--seed`
   seeds through the REST API (slow) and verifies by search.
 """
@@ -10,6 +17,7 @@
 from __future__ import annotations
 
 import contextlib
+import importlib
 import shutil
 import tempfile
 import time
@@ -22,19 +30,18 @@ from typing import Any
 import anyio
 import httpx
 
-from benchmarks.database import (
-    ExperimentCounts,
-    PostgresDatabase,
-    SqliteDatabase,
-    TraceDatabase,
-)
+from benchmarks.database import ExperimentCounts, SqliteDatabase, TraceDatabase
 from benchmarks.postgres import local_postgres
+from benchmarks.postgres_database import PostgresDatabase
 from benchmarks.scenario import TraceBatch
-from tests.support.mlflow_server import MlflowServer, start_mlflow_server
+from tests.support.mlflow_server import MlflowServer, ServerStartError, start_mlflow_server
 from tests.support.seed import SeedTrace, remaining_traces, seed_traces_api
 
 SERVER_STARTUP_TIMEOUT_SECONDS = 300.0
 API_SEED_CONCURRENCY = 8
+DEFAULT_WORKERS = 4  # `mlflow server`'s own default (`--workers` / MLFLOW_WORKERS)
+# `mlflow server` runs its job runner by default; the test fixture turns it off, users don't.
+SERVER_ENV = {"MLFLOW_SERVER_ENABLE_JOB_EXECUTION": "true"}
 
 
 @dataclass
@@ -134,11 +141,14 @@ class ApiStore:
 
 
 def _open_sqlite(
-    workdir: Path, directory: str = "sqlite", workers: int = 1
+    workdir: Path, directory: str = "sqlite", workers: int = DEFAULT_WORKERS
 ) -> tuple[Backend, Callable[[], None]]:
     started = time.perf_counter()
     server = start_mlflow_server(
-        workdir / directory, startup_timeout=SERVER_STARTUP_TIMEOUT_SECONDS, workers=workers
+        workdir / directory,
+        startup_timeout=SERVER_STARTUP_TIMEOUT_SECONDS,
+        workers=workers,
+        extra_env=SERVER_ENV,
     )
     assert server.db_path is not None
     database = SqliteDatabase(str(server.db_path))
@@ -157,7 +167,9 @@ def _open_sqlite(
     return Backend("sqlite", server.url, database, info), close
 
 
-def _open_postgres(workdir: Path, workers: int = 1) -> tuple[Backend, Callable[[], None]]:
+def _open_postgres(
+    workdir: Path, workers: int = DEFAULT_WORKERS
+) -> tuple[Backend, Callable[[], None]]:
     started = time.perf_counter()
     stack = contextlib.ExitStack()
     try:
@@ -167,6 +179,7 @@ def _open_postgres(workdir: Path, workers: int = 1) -> tuple[Backend, Callable[[
             backend_uri=cluster.sqlalchemy_uri,
             startup_timeout=SERVER_STARTUP_TIMEOUT_SECONDS,
             workers=workers,
+            extra_env=SERVER_ENV,
         )
         stack.callback(server.stop)
         database = PostgresDatabase(cluster.dsn)
@@ -185,13 +198,77 @@ def _open_postgres(workdir: Path, workers: int = 1) -> tuple[Backend, Callable[[
     return Backend("postgres", server.url, database, info), stack.close
 
 
+def _open_mysql(
+    workdir: Path, workers: int = DEFAULT_WORKERS
+) -> tuple[Backend, Callable[[], None]]:
+    """MariaDB (started here, like PostgreSQL) behind `mlflow server` with `mysql+pymysql://`.
+
+    Raises:
+        BackendUnavailableError: MariaDB cannot be installed or started, or `mlflow server`
+            fails on it (its migrations, say); the message holds the end of the server's log.
+    """
+    from benchmarks.mysql_database import MysqlDatabase
+
+    try:
+        # By name: the module comes with the backend-matrix work (issue 17) and may be absent.
+        mariadb_support: Any = importlib.import_module("tests.support.mariadb")
+    except ImportError as error:
+        raise BackendUnavailableError("mysql", f"tests.support.mariadb missing: {error}") from error
+    local_mariadb = mariadb_support.local_mariadb
+    unavailable: type[Exception] = mariadb_support.MariadbUnavailableError
+    started = time.perf_counter()
+    stack = contextlib.ExitStack()
+    try:
+        try:
+            mariadb = stack.enter_context(local_mariadb())
+        except unavailable as error:
+            raise BackendUnavailableError("mysql", str(error)) from error
+        try:
+            server: MlflowServer = start_mlflow_server(
+                workdir / "mysql",
+                backend_uri=mariadb.sqlalchemy_uri,
+                startup_timeout=SERVER_STARTUP_TIMEOUT_SECONDS,
+                workers=workers,
+                extra_env=SERVER_ENV,
+            )
+        except ServerStartError as error:
+            raise BackendUnavailableError(
+                "mysql", f"mlflow server failed on MariaDB {mariadb.version}: {error}"
+            ) from error
+        stack.callback(server.stop)
+        database = MysqlDatabase(mariadb.connect)
+        stack.callback(database.close)
+    except BaseException:
+        stack.close()
+        raise
+    info = {
+        "backend_uri": mariadb.sqlalchemy_uri,
+        "mysql_version": f"MariaDB {mariadb.version}",
+        "mysql_settings": "stock (Debian defaults), listen 127.0.0.1",
+        "server_startup_seconds": round(time.perf_counter() - started, 1),
+        "workers": workers,
+        "artifacts_dir": str(server.artifacts_dir),
+    }
+    return Backend("mysql", server.url, database, info), stack.close
+
+
+class BackendUnavailableError(RuntimeError):
+    """A backend could not be started; the benchmark reports it and goes on with the others."""
+
+    def __init__(self, backend: str, reason: str) -> None:
+        super().__init__(f"{backend}: {reason}")
+        self.backend = backend
+        self.reason = reason
+
+
 @contextlib.contextmanager
 def open_backends(
     names: Sequence[str],
     *,
     big: Sequence[str] = (),
     keep_workdir: bool = False,
-    workers: int = 1,
+    workers: int = DEFAULT_WORKERS,
+    failures: dict[str, str] | None = None,
 ) -> Iterator[tuple[list[Backend], dict[str, Backend]]]:
     """Start the local backends in parallel (server startup is mostly imports) and stop them after.
 
@@ -202,14 +279,18 @@ def open_backends(
             SQLite a delete's cost grows with the size of the whole file).
         keep_workdir: Leave the servers' work directory behind.
         workers: uvicorn workers of each main server (`mlflow server` runs 4 by default).
+        failures: When given, a backend that cannot start is left out and its error stored
+            here by name (the others go on); when None, the first failure is raised.
 
     Yields:
-        The main backends, in the order of `names`, and the big experiment's servers by name.
+        The main backends that started, in the order of `names`, and the big experiment's
+        servers by name.
     """
     workdir = Path(tempfile.mkdtemp(prefix="bench-mlflow-"))
     openers: dict[str, Callable[..., tuple[Backend, Callable[[], None]]]] = {
         "sqlite": _open_sqlite,
         "postgres": _open_postgres,
+        "mysql": _open_mysql,
     }
     unknown = [name for name in names if name not in openers]
     if unknown:
@@ -220,20 +301,30 @@ def open_backends(
             stack.callback(shutil.rmtree, workdir, ignore_errors=True)
         with ThreadPoolExecutor(max_workers=len(names) + len(big_names) or 1) as pool:
             futures = [pool.submit(openers[name], workdir, workers=workers) for name in names]
-            big_futures = [pool.submit(_open_sqlite, workdir, "sqlite-big") for _ in big_names]
-        opened: list[Backend] = []
-        failures: list[BaseException] = []
-        for future in [*futures, *big_futures]:
+            big_futures = [
+                pool.submit(_open_sqlite, workdir, "sqlite-big", workers=workers) for _ in big_names
+            ]
+        main: list[Backend] = []
+        big_servers: dict[str, Backend] = {}
+        errors: list[BaseException] = []
+        labelled = [*zip(names, futures, strict=True), *zip(big_names, big_futures, strict=True)]
+        for index, (name, future) in enumerate(labelled):
             error = future.exception()
             if error is not None:
-                failures.append(error)
+                if failures is not None and isinstance(error, Exception):
+                    failures[name] = f"{type(error).__name__}: {error}"
+                else:
+                    errors.append(error)
                 continue
             backend, close = future.result()
             stack.callback(close)
-            opened.append(backend)
-        if failures:
-            raise failures[0]
-        yield opened[: len(names)], dict(zip(big_names, opened[len(names) :], strict=True))
+            if index < len(names):
+                main.append(backend)
+            else:
+                big_servers[name] = backend
+        if errors:
+            raise errors[0]
+        yield main, big_servers
 
 
 def external_backend(tracking_uri: str) -> Backend:

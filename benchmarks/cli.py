@@ -2,24 +2,22 @@
 
 from __future__ import annotations
 
-import argparse
 import importlib
 import signal
 import sys
 import threading
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from functools import partial
-from pathlib import Path
 from types import FrameType
 from typing import Any
 
 import anyio
 
+from benchmarks.arguments import parser, settings_from
 from benchmarks.backends import Backend, external_backend, open_backends
 from benchmarks.markdown import render
 from benchmarks.report import (
-    SEEDING_NOTE,
     backend_json,
     document,
     seeding_note,
@@ -28,163 +26,16 @@ from benchmarks.report import (
     time_box_note,
     write_json,
 )
-from benchmarks.runner import BackendRun, Settings, VariantResult, build_variants, preload_mlflow
-from benchmarks.scenario import Scenario
-from benchmarks.targets import evaluate
-
-DEFAULTS: dict[str, dict[str, Any]] = {
-    "default": {
-        "experiments": 8,
-        "old": 25_000,
-        "new": 2_000,
-        "time_box": 4.0,
-        "sqlite_engine_box": 45.0,
-        "sqlite_concurrent_box": 30.0,
-        "fixed_sizes": "300,1000,3000,10000",
-        "big_old": 400_000,
-        "idle_seconds": 3.0,
-        "variant_timeout": 600.0,
-        "clean_rest": False,
-    },
-    "quick": {
-        "experiments": 2,
-        "old": 2_000,
-        "new": 200,
-        "time_box": 2.0,
-        "sqlite_engine_box": 0.0,
-        "sqlite_concurrent_box": 0.0,
-        "fixed_sizes": "300,3000",
-        "big_old": 3_000,
-        "idle_seconds": 2.0,
-        "variant_timeout": 60.0,
-        "clean_rest": True,
-    },
-}
-
-
-def _sizes(text: str) -> tuple[int, ...]:
-    sizes = tuple(int(part) for part in text.split(",") if part.strip())
-    if any(size <= 0 for size in sizes):
-        raise argparse.ArgumentTypeError("batch sizes must be positive")
-    return sizes
-
-
-def _names(text: str) -> tuple[str, ...]:
-    return tuple(part.strip() for part in text.split(",") if part.strip())
-
-
-def parser() -> argparse.ArgumentParser:
-    """The command line."""
-    p = argparse.ArgumentParser(
-        prog="python -m benchmarks",
-        description=(
-            "Compare ways of deleting an MLflow trace backfill (MLflow's docs recipe, fixed "
-            "batches, one unbounded call, this engine) on real mlflow servers, with a probe "
-            "client measuring what other users pay. " + SEEDING_NOTE
-        ),
-    )
-    p.add_argument("--quick", action="store_true", help="small scale (< 2 min), for smoke tests")
-    p.add_argument(
-        "--backends", type=_names, default=("sqlite", "postgres"), help="sqlite,postgres"
-    )
-    p.add_argument("--experiments", type=int, help="K experiments (default 8; quick 2)")
-    p.add_argument("--old", type=int, help="N old traces per experiment (default 25000)")
-    p.add_argument("--new", type=int, help="M new traces per experiment that must survive")
-    p.add_argument(
-        "--variants",
-        type=_names,
-        help="comma list of variant names (docs-recipe, fixed, fixed-300, unbounded, engine, "
-        "engine-concurrent, engine-5s); default all",
-    )
-    p.add_argument("--fixed-sizes", type=_sizes, help="fixed batch sweep, e.g. 300,3000,30000")
-    p.add_argument(
-        "--time-box",
-        type=float,
-        help="seconds for the slow variants (docs recipe, fixed; default 4, quick 2): their "
-        "rate within the box is a steady rate",
-    )
-    p.add_argument(
-        "--sqlite-engine-box",
-        type=float,
-        help="time box of the engine at the default target on SQLite, stopped with "
-        "Engine.stop_all() (default 45 s; 0 = run to the end, the default with --quick)",
-    )
-    p.add_argument(
-        "--sqlite-concurrent-box",
-        type=float,
-        help="time box of engine-concurrent on SQLite, stopped with Engine.stop_all() (default "
-        "30 s; 0 = run to the end, the default with --quick)",
-    )
-    p.add_argument("--target-latency", type=float, default=1.0, help="engine target (s)")
-    p.add_argument("--large-target", type=float, default=5.0, help="the large target (s)")
-    p.add_argument(
-        "--big", type=int, help="old traces of the one big experiment (0 = skip; default 400000)"
-    )
-    p.add_argument(
-        "--big-backends",
-        type=_names,
-        default=("sqlite",),
-        help="backends that run the big experiment (default sqlite, where one call fails)",
-    )
-    p.add_argument("--tracking-uri", help="measure a running server instead of starting ones")
-    p.add_argument(
-        "--seed",
-        action="store_true",
-        help="with --tracking-uri: create and seed experiments through the API (slow)",
-    )
-    p.add_argument("--output", type=Path, default=Path("benchmarks/results"))
-    p.add_argument("--no-plot", action="store_true", help="skip the PNG (no matplotlib needed)")
-    p.add_argument("--idle-seconds", type=float, help="idle probe before the variants")
-    p.add_argument("--probe-interval", type=float, default=0.05, help="seconds between probes")
-    p.add_argument("--variant-timeout", type=float, help="hard stop of one variant (s)")
-    p.add_argument(
-        "--clean-rest",
-        action=argparse.BooleanOptionalAction,
-        help="after a time box, delete the rest untimed and check 'old all gone' (default: "
-        "on with --quick; off at full scale, where it would cost minutes)",
-    )
-    return p
-
-
-def settings_from(args: argparse.Namespace) -> Settings:
-    """Merge the mode's defaults with explicit arguments."""
-    defaults = DEFAULTS["quick" if args.quick else "default"]
-    scale_given = any(
-        getattr(args, key) is not None
-        for key in ("experiments", "old", "new", "fixed_sizes", "time_box", "big")
-    )
-    mode = "quick" if args.quick else "default"
-    if args.tracking_uri:
-        mode = "external"
-    elif scale_given:
-        mode = f"{mode}-custom"
-
-    def pick(key: str) -> Any:
-        value = getattr(args, key)
-        return defaults[key] if value is None else value
-
-    return Settings(
-        mode=mode,
-        backends=("external",) if args.tracking_uri else tuple(args.backends),
-        scenario=Scenario(pick("experiments"), pick("old"), pick("new")),
-        variants=args.variants,
-        fixed_sizes=args.fixed_sizes or _sizes(defaults["fixed_sizes"]),
-        time_box=pick("time_box"),
-        sqlite_engine_box=pick("sqlite_engine_box"),
-        sqlite_concurrent_box=pick("sqlite_concurrent_box"),
-        target_latency=args.target_latency,
-        large_target=args.large_target,
-        big_old=defaults["big_old"] if args.big is None else args.big,
-        big_backends=tuple(args.big_backends),
-        tracking_uri=args.tracking_uri,
-        seed=args.seed,
-        output=args.output,
-        plot=not args.no_plot,
-        idle_seconds=pick("idle_seconds"),
-        probe_interval=args.probe_interval,
-        variant_timeout=pick("variant_timeout"),
-        clean_rest=pick("clean_rest"),
-    )
+from benchmarks.runner import (
+    BackendRun,
+    Settings,
+    VariantResult,
+    build_variants,
+    engine_name,
+    hand_loop_name,
+    preload_mlflow,
+)
+from benchmarks.targets import evaluate, frontier_of
 
 
 def log(message: str) -> None:
@@ -198,25 +49,39 @@ async def run_backend(run: BackendRun, big_run: BackendRun | None) -> dict[str, 
     backend = run.backend
     idle = await run.idle_probe()
     results: list[VariantResult] = []
+    skipped: list[dict[str, str]] = []
     if run.measure_only:
         log("[bench external] no --seed: measured the idle probe only; nothing is deleted")
     else:
         for variant in build_variants(settings):
+            reason = variant.skip_reason()
+            if reason is not None:
+                log(f"[bench {backend.name}] {variant.name}: skipped: {reason}")
+                skipped.append({"name": variant.name, "reason": reason})
+                continue
             results.append(await run.measure(variant, run.experiment_ids, "main"))
         if big_run is not None:
             results.extend(await big_run.run_big())
     checks = evaluate(
         backend.name,
         results,
-        target_latency=settings.target_latency,
-        large_target=settings.large_target,
+        engine_names=[engine_name(settings, target) for target in settings.engine_targets],
+        large_name=engine_name(settings, settings.large_target),
+        hand_loop=hand_loop_name(),
+        foreground_budget=settings.foreground_budget,
     )
     info = dict(backend.info)
     seed_log = list(run.seed_log)
     if big_run is not None and big_run is not run:
         info["big_experiment_server"] = big_run.backend.info
         seed_log += big_run.seed_log
-    return backend_json(backend.name, info, idle, results, checks, seed_log)
+    section = backend_json(backend.name, info, idle, results, checks, seed_log)
+    section["skipped"] = skipped
+    section["frontier"] = [
+        {"name": point.name, "p99_s": point.p99, "throughput_per_s": point.throughput}
+        for point in frontier_of(results)
+    ]
+    return section
 
 
 async def run_all(
@@ -234,13 +99,45 @@ async def run_all(
         own = big_servers.get(run.backend.name)
         wants_big = settings.runs_big(run.backend.name)
         big_runs.append(None if not wants_big else BackendRun(own, settings, log) if own else run)
+    failed: dict[str, str] = {}
+
+    async def prepare(name: str, step: Callable[[], Awaitable[None]]) -> None:
+        # A backend that fails its setup is reported; the others go on (issue 17).
+        try:
+            await step()
+        except Exception as error:
+            log(f"[bench {name}] setup failed, reported and left out: {error!r}")
+            failed.setdefault(name, f"setup failed: {type(error).__name__}: {error}")
+
     async with anyio.create_task_group() as group:
         for run in runs:
-            group.start_soon(partial(run.prepare, seeded=not run.measure_only))
+            group.start_soon(
+                prepare, run.backend.name, partial(run.prepare, seeded=not run.measure_only)
+            )
         for run, big_run in zip(runs, big_runs, strict=True):
             if big_run is not None and big_run is not run:
-                group.start_soon(big_run.prepare_big)
-    return [await run_backend(run, big_run) for run, big_run in zip(runs, big_runs, strict=True)]
+                group.start_soon(prepare, run.backend.name, big_run.prepare_big)
+    return [
+        unavailable_section(run.backend.name, failed[run.backend.name])
+        if run.backend.name in failed
+        else await run_backend(run, big_run)
+        for run, big_run in zip(runs, big_runs, strict=True)
+    ]
+
+
+def unavailable_section(name: str, error: str) -> dict[str, Any]:
+    """The section of a backend that could not start: its error, no figures."""
+    return {
+        "backend": name,
+        "server": {"error": error},
+        "unavailable": error,
+        "idle_probe": {},
+        "seeding": [],
+        "variants": [],
+        "targets": [],
+        "skipped": [],
+        "frontier": [],
+    }
 
 
 def _interrupt_on_sigterm() -> None:
@@ -272,7 +169,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         sections = anyio.run(run_all, [external_backend(settings.tracking_uri)], settings, {})
     else:
         big = [name for name in settings.backends if settings.runs_big(name)]
-        with open_backends(settings.backends, big=big) as (backends, big_servers):
+        failures: dict[str, str] = {}
+        with open_backends(
+            settings.backends, big=big, workers=settings.workers, failures=failures
+        ) as (backends, big_servers):
+            for name, error in failures.items():
+                log(f"[bench {name}] could not start, reported and left out: {error}")
             for backend in backends:
                 log(f"[bench {backend.name}] server at {backend.base_url}: {backend.info}")
             for name, backend in big_servers.items():
@@ -281,6 +183,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                     f" {backend.info}"
                 )
             sections = anyio.run(run_all, backends, settings, big_servers)
+        sections += [unavailable_section(name, error) for name, error in failures.items()]
     wall = time.perf_counter() - started
     doc = document(settings, sections, wall)
     json_path = settings.output / f"{settings.mode}.json"
@@ -294,7 +197,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     print(
         f"async-trace-delete benchmark, mode {settings.mode}: {machine['cpu_count']} CPUs"
         f" ({machine['cpu_model']}), {machine['memory_gb']} GB, Python {machine['python']},"
-        f" mlflow {machine['mlflow']}; wall {wall:.0f} s"
+        f" mlflow {machine['mlflow']}; wall {wall:.0f} s; {settings.workers} uvicorn workers"
     )
     print(
         f"scenario: {settings.scenario.experiments} experiments x {settings.scenario.old:,} old"
@@ -305,6 +208,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     print(time_box_note(settings))
     for section in sections:
         print(f"\n== {section['backend']} ({section['server'].get('backend_uri', '')})")
+        if section.get("unavailable"):
+            print(f"not measured: {section['unavailable']}")
+            continue
         print(table(section))
         print("targets (ratios from this run):")
         print(targets_text(section))

@@ -2,27 +2,21 @@
 
 Seeding through MLflow's API runs at ~50-200 traces/s, far too slow for a backfill of hundreds
 of thousands of traces, so once the server has created the schema the runner inserts rows into
-`trace_info`, `trace_tags` and `trace_request_metadata` directly. Verification reads the same
-tables: what is left in the database is the truth, not what a client reports.
+`trace_info` and its child tables (`benchmarks.tables`: tags, metadata, spans, assessments)
+directly. Verification reads the same tables: what is left in the database is the truth, not
+what a client reports. SQLite lives here; PostgreSQL in `benchmarks.postgres_database`, MySQL /
+MariaDB in `benchmarks.mysql_database`.
 """
 
 from __future__ import annotations
 
 import functools
-import io
 import sqlite3
 from collections.abc import Sequence
-from concurrent.futures import ThreadPoolExecutor
 from typing import Any, Protocol
 
-from benchmarks.scenario import KeyValueRow, Scenario, TraceBatch, generate_rows
-
-TRACE_COLUMNS = "request_id, experiment_id, timestamp_ms, execution_time_ms, status"
-KEY_VALUE_COLUMNS = '"key", value, request_id'
-CHILD_TABLES = ("trace_tags", "trace_request_metadata")
-STAGING = "bench_staging"
-"""PostgreSQL's staging copy of the seeded rows: a schema outside the server's `search_path`.
-SQLite keeps an in-memory backup of the whole seeded file instead (see `SqliteDatabase`)."""
+from benchmarks.scenario import Scenario, TraceBatch, generate_rows
+from benchmarks.tables import CHILD_TABLES, TABLES, double_quoted, without
 
 ExperimentCounts = dict[str, tuple[int, int]]
 """experiment ID -> (traces at or before the cutoff, traces after it)."""
@@ -63,17 +57,6 @@ class TraceDatabase(Protocol):
         """Release the connection."""
 
 
-def _without(batch: TraceBatch, present: set[str]) -> TraceBatch:
-    """The rows of `batch` whose trace is not in `present`."""
-    if not present:
-        return batch
-    return TraceBatch(
-        [row for row in batch.traces if row[0] not in present],
-        [row for row in batch.tags if row[2] not in present],
-        [row for row in batch.metadata if row[2] not in present],
-    )
-
-
 def restore(
     database: TraceDatabase,
     scenario: Scenario,
@@ -88,7 +71,7 @@ def restore(
     unexpected row) is emptied and seeded from scratch.
 
     The first full seed of the main experiments (generated rows, inserted with executemany or
-    COPY) is kept once in a copy the server never reads: PostgreSQL staging tables (`STAGING`),
+    COPY) is kept once in a copy the server never reads: PostgreSQL and MySQL staging tables,
     restored with one set-based `INSERT ... SELECT` per table of exactly the missing traces;
     for SQLite an in-memory backup of the whole file, written back page for page. Either way
     the counts are checked whole again afterwards.
@@ -139,7 +122,7 @@ def restore(
         for kind in kinds:
             count = expected_old if kind == "old" else scenario.new
             for batch in generate_rows(int(experiment_id), kind, count, scenario.cutoff_ms):
-                missing = _without(batch, present)
+                missing = without(batch, present)
                 if missing.traces:
                     database.insert(missing)
                     inserted += len(missing.traces)
@@ -226,16 +209,13 @@ class SqliteDatabase:
         cursor = self._connection.cursor()
         cursor.execute("BEGIN IMMEDIATE")
         try:
-            cursor.executemany(
-                f"INSERT INTO trace_info ({TRACE_COLUMNS}) VALUES (?, ?, ?, ?, ?)", batch.traces
-            )
-            cursor.executemany(
-                f"INSERT INTO trace_tags ({KEY_VALUE_COLUMNS}) VALUES (?, ?, ?)", batch.tags
-            )
-            cursor.executemany(
-                f"INSERT INTO trace_request_metadata ({KEY_VALUE_COLUMNS}) VALUES (?, ?, ?)",
-                batch.metadata,
-            )
+            for table in TABLES:
+                marks = ", ".join("?" for _ in table.columns)
+                cursor.executemany(
+                    f"INSERT INTO {table.name} ({table.column_list(double_quoted)})"
+                    f" VALUES ({marks})",
+                    table.rows(batch),
+                )
         except BaseException:
             cursor.execute("ROLLBACK")
             raise
@@ -309,8 +289,8 @@ class SqliteDatabase:
         total = 0
         for table in CHILD_TABLES:
             row = self._connection.execute(
-                f"SELECT COUNT(*) FROM {table} AS c WHERE NOT EXISTS"
-                " (SELECT 1 FROM trace_info AS t WHERE t.request_id = c.request_id)"
+                f"SELECT COUNT(*) FROM {table.name} AS c WHERE NOT EXISTS"
+                f" (SELECT 1 FROM trace_info AS t WHERE t.request_id = c.{table.trace_column})"
             ).fetchone()
             total += int(row[0])
         return total
@@ -322,160 +302,4 @@ class SqliteDatabase:
     def close(self) -> None:
         if self._pristine is not None:
             self._pristine.close()
-        self._connection.close()
-
-
-def _copy_text(rows: Sequence[tuple[Any, ...]]) -> io.StringIO:
-    """Rows as PostgreSQL COPY text; the generated values hold no tabs, newlines or backslashes."""
-    buffer = io.StringIO()
-    buffer.writelines("\t".join(str(value) for value in row) + "\n" for row in rows)
-    buffer.seek(0)
-    return buffer
-
-
-class PostgresDatabase:
-    """The PostgreSQL database behind a local or remote `mlflow server`, written with COPY."""
-
-    kind = "postgres"
-
-    def __init__(self, dsn: str) -> None:
-        import psycopg2  # optional `[bench]` dependency, needed only for this backend
-
-        self._dsn = dsn
-        self._connection: Any = psycopg2.connect(dsn)
-        self._staged: frozenset[str] = frozenset()
-
-    def insert(self, batch: TraceBatch) -> None:
-        with self._connection, self._connection.cursor() as cursor:
-            # The rows are consistent by construction: skip the per-row foreign-key triggers
-            # for this transaction only (superuser; cascading deletes stay enforced).
-            cursor.execute("SET LOCAL session_replication_role = replica")
-            cursor.copy_expert(
-                f"COPY trace_info ({TRACE_COLUMNS}) FROM STDIN", _copy_text(batch.traces)
-            )
-            tables: tuple[tuple[str, list[KeyValueRow]], ...] = (
-                ("trace_tags", batch.tags),
-                ("trace_request_metadata", batch.metadata),
-            )
-            for table, rows in tables:
-                cursor.copy_expert(
-                    f"COPY {table} ({KEY_VALUE_COLUMNS}) FROM STDIN", _copy_text(rows)
-                )
-
-    def snapshot(self, experiment_ids: Sequence[str]) -> bool:
-        ids = [int(e) for e in experiment_ids]
-        with self._connection, self._connection.cursor() as cursor:
-            cursor.execute(f"DROP SCHEMA IF EXISTS {STAGING} CASCADE")
-            cursor.execute(f"CREATE SCHEMA {STAGING}")
-            cursor.execute(
-                f"CREATE TABLE {STAGING}.trace_info AS SELECT {TRACE_COLUMNS} FROM"
-                " public.trace_info WHERE experiment_id = ANY(%s)",
-                (ids,),
-            )
-            cursor.execute(f"CREATE UNIQUE INDEX ON {STAGING}.trace_info (request_id)")
-            cursor.execute(f"CREATE INDEX ON {STAGING}.trace_info (experiment_id)")
-            for table in CHILD_TABLES:
-                cursor.execute(
-                    f"CREATE TABLE {STAGING}.{table} AS SELECT {KEY_VALUE_COLUMNS} FROM"
-                    f" public.{table} WHERE request_id IN"
-                    f" (SELECT request_id FROM {STAGING}.trace_info)"
-                )
-                cursor.execute(f"CREATE INDEX ON {STAGING}.{table} (request_id)")
-            for table in ("trace_info", *CHILD_TABLES):
-                cursor.execute(f"ANALYZE {STAGING}.{table}")
-        self._staged = frozenset(str(e) for e in ids)
-        return True
-
-    def restore_snapshot(self, experiment_ids: Sequence[str]) -> int | None:
-        if not set(experiment_ids) <= self._staged:
-            return None
-        with self._connection, self._connection.cursor() as cursor:
-            cursor.execute(f"DROP TABLE IF EXISTS {STAGING}.missing")
-            cursor.execute(
-                f"CREATE UNLOGGED TABLE {STAGING}.missing AS SELECT s.request_id FROM"
-                f" {STAGING}.trace_info AS s WHERE s.experiment_id = ANY(%s) AND NOT EXISTS"
-                " (SELECT 1 FROM public.trace_info AS t WHERE t.request_id = s.request_id)",
-                ([int(e) for e in experiment_ids],),
-            )
-            cursor.execute(f"ANALYZE {STAGING}.missing")
-        statements = [
-            f"INSERT INTO public.trace_info ({TRACE_COLUMNS}) SELECT {TRACE_COLUMNS} FROM"
-            f" {STAGING}.trace_info JOIN {STAGING}.missing USING (request_id) ORDER BY request_id",
-            *(
-                f"INSERT INTO public.{table} ({KEY_VALUE_COLUMNS}) SELECT {KEY_VALUE_COLUMNS}"
-                f" FROM {STAGING}.{table} JOIN {STAGING}.missing USING (request_id)"
-                ' ORDER BY "key", request_id'
-                for table in CHILD_TABLES
-            ),
-        ]
-        # One connection per table, in parallel: with the foreign-key triggers off (replica
-        # role) the child rows need not wait for their parents, and index maintenance, the
-        # bulk of the cost, then uses both cores. The counts are checked whole afterwards.
-        with ThreadPoolExecutor(len(statements)) as pool:
-            inserted = list(pool.map(self._insert_as_replica, statements))
-        with self._connection, self._connection.cursor() as cursor:
-            cursor.execute(f"DROP TABLE {STAGING}.missing")
-        return inserted[0]
-
-    def _insert_as_replica(self, statement: str) -> int:
-        import psycopg2
-
-        connection: Any = psycopg2.connect(self._dsn)
-        try:
-            with connection, connection.cursor() as cursor:
-                cursor.execute("SET LOCAL session_replication_role = replica")
-                cursor.execute(statement)
-                return int(cursor.rowcount)
-        finally:
-            connection.close()
-
-    def delete_traces(self, experiment_ids: Sequence[str]) -> None:
-        with self._connection, self._connection.cursor() as cursor:
-            cursor.execute(
-                "DELETE FROM trace_info WHERE experiment_id = ANY(%s)",
-                ([int(e) for e in experiment_ids],),
-            )
-
-    def counts(self, experiment_ids: Sequence[str], cutoff_ms: int) -> ExperimentCounts:
-        result = dict.fromkeys(experiment_ids, (0, 0))
-        with self._connection, self._connection.cursor() as cursor:
-            cursor.execute(
-                "SELECT experiment_id, COUNT(*) FILTER (WHERE timestamp_ms <= %s),"
-                " COUNT(*) FILTER (WHERE timestamp_ms > %s) FROM trace_info"
-                " WHERE experiment_id = ANY(%s) GROUP BY experiment_id",
-                (cutoff_ms, cutoff_ms, [int(e) for e in experiment_ids]),
-            )
-            for experiment_id, old, new in cursor.fetchall():
-                result[str(experiment_id)] = (int(old), int(new))
-        return result
-
-    def old_trace_ids(self, experiment_id: str, cutoff_ms: int) -> set[str]:
-        with self._connection, self._connection.cursor() as cursor:
-            cursor.execute(
-                "SELECT request_id FROM trace_info WHERE experiment_id = %s AND timestamp_ms <= %s",
-                (int(experiment_id), cutoff_ms),
-            )
-            return {str(row[0]) for row in cursor.fetchall()}
-
-    def orphans(self) -> int:
-        total = 0
-        with self._connection, self._connection.cursor() as cursor:
-            for table in CHILD_TABLES:
-                cursor.execute(
-                    f"SELECT COUNT(*) FROM {table} AS c WHERE NOT EXISTS"
-                    " (SELECT 1 FROM trace_info AS t WHERE t.request_id = c.request_id)"
-                )
-                total += int(cursor.fetchone()[0])
-        return total
-
-    def settle(self) -> None:
-        # Fresh statistics and no dead tuples: autovacuum must not kick in halfway a variant.
-        self._connection.autocommit = True
-        try:
-            with self._connection.cursor() as cursor:
-                cursor.execute("VACUUM ANALYZE trace_info, trace_tags, trace_request_metadata")
-        finally:
-            self._connection.autocommit = False
-
-    def close(self) -> None:
         self._connection.close()

@@ -1,79 +1,92 @@
-"""The PNG: throughput per variant, probe p99 per variant, and the adaptive batch trajectory."""
+"""The PNG: per backend, the frontier of fixed loops and where the engine lands beside it.
+
+x: foreground p99 (reads and writes, stalled ticks included), log scale; y: traces deleted per
+second. Grey dots are the fixed (batch x pause) loops, the line their Pareto frontier; the
+engine at each latency target, the budget-paced engine, the hand-written 1,000 / 0.1 s loop,
+the docs recipe and the unbounded call are marked.
+"""
 
 from __future__ import annotations
 
 from pathlib import Path
 from typing import Any
 
-BACKEND_COLORS = {"sqlite": "#4c72b0", "postgres": "#dd8452", "external": "#55a868"}
+MARKED = {
+    "engine-0.25s": ("#c44e52", "o"),
+    "engine": ("#dd8452", "o"),
+    "engine-5s": ("#8c564b", "o"),
+    "engine-budget": ("#2ca02c", "*"),
+    "engine-concurrent": ("#9467bd", "D"),
+    "fixed-1000-sleep-0.1": ("#1f77b4", "s"),
+    "docs-recipe": ("#7f7f7f", "v"),
+    "unbounded": ("#000000", "^"),
+}
+
+
+def _p99(variant: dict[str, Any]) -> float | None:
+    value = variant.get("probe", {}).get("all", {}).get("p99_s")
+    return None if value is None else float(value)
 
 
 def write_plot(doc: dict[str, Any], path: Path) -> None:
-    """Draw the three panels for every backend of the document into `path` (Agg backend)."""
+    """Draw one frontier panel per measured backend of the document into `path` (Agg)."""
     import matplotlib  # optional `[bench]` dependency, imported only when plotting
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
-    from matplotlib.patches import Patch
+    from matplotlib.ticker import NullFormatter
 
-    sections = doc["backends"]
-    figure, axes = plt.subplots(3, 1, figsize=(12, 14))
-    throughput_axis, p99_axis, trajectory_axis = axes
-    names: list[str] = []
-    for section in sections:
-        for variant in section["variants"]:
-            label = variant["name"]
-            if label not in names:
-                names.append(label)
-    width = 0.8 / max(len(sections), 1)
-    legend_handles: list[Any] = []
-    for offset, section in enumerate(sections):
-        color = BACKEND_COLORS.get(section["backend"], "#8172b2")
-        by_name = {v["name"]: v for v in section["variants"]}
-        xs = [i + offset * width for i in range(len(names))]
-        rates = [(by_name.get(n) or {}).get("throughput_per_s") or 0.0 for n in names]
-        p99s = [
-            ((by_name.get(n) or {}).get("probe", {}).get("all", {}).get("p99_s") or 0.0)
-            for n in names
-        ]
-        hatches = ["//" if (by_name.get(n) or {}).get("time_boxed") else "" for n in names]
-        for x, rate, p99, hatch in zip(xs, rates, p99s, hatches, strict=True):
-            throughput_axis.bar(x, rate, width, color=color, hatch=hatch)
-            p99_axis.bar(x, p99, width, color=color, hatch=hatch)
-        legend_handles.append(Patch(color=color, label=section["backend"]))
-        for variant in section["variants"]:
-            if not variant["name"].startswith("engine") or not variant["call_log"]:
-                continue
-            calls = variant["call_log"]
-            trajectory_axis.step(
-                [c["started_at"] for c in calls],
-                [c["requested"] for c in calls],
-                where="post",
-                label=f"{section['backend']} {variant['name']}",
+    sections = [s for s in doc["backends"] if s["variants"]]
+    columns = max(len(sections), 1)
+    figure, axes = plt.subplots(1, columns, figsize=(6.5 * columns, 5.5), squeeze=False)
+    budget = doc["settings"].get("foreground_budget")
+    for axis, section in zip(axes[0], sections, strict=False):
+        main = [v for v in section["variants"] if v["scenario"] == "main"]
+        grid = [v for v in main if v["name"].startswith("fixed-") and _p99(v) is not None]
+        axis.scatter(
+            [_p99(v) for v in grid],
+            [v["throughput_per_s"] or 0.0 for v in grid],
+            color="#bbbbbb",
+            s=18,
+            label="fixed loops (batch x pause)",
+        )
+        frontier = section.get("frontier", [])
+        if frontier:
+            axis.plot(
+                [p["p99_s"] for p in frontier],
+                [p["throughput_per_s"] for p in frontier],
+                color="#555555",
+                linewidth=1.5,
+                label="frontier",
             )
-    ticks = [i + width * (len(sections) - 1) / 2 for i in range(len(names))]
-    for axis in (throughput_axis, p99_axis):
-        axis.set_xticks(ticks)
-        axis.set_xticklabels(names, rotation=30, ha="right")
-    throughput_axis.set_ylabel("traces deleted / s")
-    throughput_axis.set_title("Throughput per variant (hatched: time-boxed, steady rate)")
-    throughput_axis.legend(handles=legend_handles)
-    target = doc["settings"]["target_latency"]
-    p99_axis.axhline(1.5 * target, color="red", linestyle="--", label=f"budget 1.5 x {target:g} s")
-    p99_axis.set_ylabel("probe p99 latency (s)")
-    p99_axis.set_title(
-        "What other users pay: probe p99 (a read or a trace write every 50 ms, alternating)"
-    )
-    p99_axis.legend()
-    trajectory_axis.set_yscale("log")
-    trajectory_axis.set_xlabel("seconds since the variant started")
-    trajectory_axis.set_ylabel("max_traces requested")
-    trajectory_axis.set_title("Batch-size trajectory of the engine runs")
-    trajectory_axis.legend(fontsize="small")
+        for variant in main:
+            style = MARKED.get(variant["name"])
+            value = _p99(variant)
+            if style is None or value is None:
+                continue
+            color, marker = style
+            axis.scatter(
+                [value],
+                [variant["throughput_per_s"] or 0.0],
+                color=color,
+                marker=marker,
+                s=70,
+                zorder=3,
+                label=variant["name"],
+            )
+        if budget:
+            axis.axvline(budget, color="red", linestyle="--", linewidth=1, label="budget")
+        axis.set_xscale("log")
+        axis.xaxis.set_minor_formatter(NullFormatter())  # minor labels overlap on short spans
+        axis.set_xlabel("foreground p99 (s), reads + writes, stalls included")
+        axis.set_ylabel("traces deleted / s")
+        axis.set_title(f"{section['backend']}: throughput vs what other clients feel")
+        axis.legend(fontsize="small")
     machine = doc["machine"]
     figure.suptitle(
         f"async-trace-delete benchmark ({doc['mode']}): {machine['cpu_count']} CPUs,"
-        f" mlflow {machine['mlflow']}, Python {machine['python']}"
+        f" mlflow {machine['mlflow']}, {doc['settings'].get('workers', 1)} workers,"
+        f" Python {machine['python']}"
     )
     figure.tight_layout()
     path.parent.mkdir(parents=True, exist_ok=True)

@@ -2,9 +2,15 @@
 
 Every ~50 ms the probe sends one request into its own experiment, alternating a read (a search
 page of 10 traces) and a write (a v3 trace creation). It is open-loop: a request is sent on
-every tick even when earlier ones have not come back yet (up to a cap, beyond which ticks are
-counted as skipped), so a server stalled by a long delete shows up as the latency every waiting
-user sees, not as a few slow samples.
+every tick even when earlier ones have not come back yet, so a server stalled by a long delete
+shows up as the latency every waiting user sees, not as a few slow samples.
+
+Up to `MAX_IN_FLIGHT` requests are outstanding; a tick beyond that is not sent. Such a tick is a
+user the server could not even answer, so it is a *stall*, counted in the percentiles with a
+lower bound of its latency: the time from its tick until a slot freed, the earliest it could have
+been sent (its real latency would add the request's own). Left out, as before issue 17, it
+flattered exactly the variants that stall the server. Errors are answers other than 200 and
+transport errors, nothing else.
 
 Why alternate instead of a read and a write every tick: on `mlflow server` (one uvicorn worker,
 one GIL) a trace write costs ~25 ms and a search ~15 ms of server CPU; 40 requests/s would take
@@ -33,21 +39,34 @@ MAX_IN_FLIGHT = 8
 
 @dataclass(frozen=True)
 class ProbeSample:
-    """One probe request: when it was sent (s since the probe started), how long it took."""
+    """One probe tick: when it was due (s since the probe started) and how long its user waited.
+
+    `stalled` ticks were never sent (too many requests outstanding): their latency is the lower
+    bound described in the module docstring.
+    """
 
     kind: str
     sent_at: float
     latency: float
     error: str | None = None
+    stalled: bool = False
 
 
 @dataclass(frozen=True)
 class LatencySummary:
-    """Percentiles of a set of probe requests, in seconds."""
+    """Percentiles over every tick of the probe (sent and stalled), in seconds.
+
+    Attributes:
+        count: ticks counted in the percentiles (`sent` + `stalled`).
+        sent: requests sent and answered (or failed).
+        stalled: ticks not sent because `MAX_IN_FLIGHT` requests were outstanding.
+        errors: sent requests answered with a non-200 status or a transport error.
+    """
 
     count: int
+    sent: int
+    stalled: int
     errors: int
-    skipped: int
     p50: float | None
     p99: float | None
     max: float | None
@@ -56,8 +75,9 @@ class LatencySummary:
         """A JSON-ready dict."""
         return {
             "count": self.count,
+            "sent": self.sent,
+            "stalled": self.stalled,
             "errors": self.errors,
-            "skipped": self.skipped,
             "p50_s": self.p50,
             "p99_s": self.p99,
             "max_s": self.max,
@@ -73,17 +93,37 @@ def percentile(values: list[float], fraction: float) -> float | None:
     return ordered[rank - 1]
 
 
-def summarize(samples: list[ProbeSample], skipped: int = 0) -> LatencySummary:
-    """Summarize samples; a failed request counts with its latency (the user waited that long)."""
+def summarize(samples: list[ProbeSample]) -> LatencySummary:
+    """Summarize ticks: a failed request counts with its latency (the user waited that long),
+    a stalled tick with its lower bound."""
     latencies = [sample.latency for sample in samples]
+    stalled = sum(1 for sample in samples if sample.stalled)
     return LatencySummary(
         count=len(samples),
+        sent=len(samples) - stalled,
+        stalled=stalled,
         errors=sum(1 for sample in samples if sample.error is not None),
-        skipped=skipped,
         p50=percentile(latencies, 0.50),
         p99=percentile(latencies, 0.99),
         max=max(latencies) if latencies else None,
     )
+
+
+@dataclass
+class StallBook:
+    """Ticks not sent, waiting for a slot: each is settled when the next request completes."""
+
+    pending: list[tuple[str, float]] = field(default_factory=list)
+
+    def skip(self, kind: str, due: float) -> None:
+        """A tick of `kind` due at `due` could not be sent."""
+        self.pending.append((kind, due))
+
+    def slot_freed(self, now: float) -> list[ProbeSample]:
+        """A request completed at `now`: every pending tick could have been sent by then."""
+        settled = [ProbeSample(kind, due, now - due, stalled=True) for kind, due in self.pending]
+        self.pending.clear()
+        return settled
 
 
 @dataclass
@@ -95,7 +135,7 @@ class Probe:
     interval: float = DEFAULT_INTERVAL_SECONDS
     auth: tuple[str, str] | None = None
     samples: list[ProbeSample] = field(default_factory=list)
-    skipped: dict[str, int] = field(default_factory=lambda: {"read": 0, "write": 0})
+    _stalls: StallBook = field(default_factory=StallBook)
     _in_flight: int = 0
 
     async def run(self, stop: anyio.Event) -> None:
@@ -115,7 +155,7 @@ class Probe:
             while not stop.is_set():
                 kind = ("read", "write")[tick % 2]
                 if self._in_flight >= MAX_IN_FLIGHT:
-                    self.skipped[kind] += 1
+                    self._stalls.skip(kind, tick * self.interval)
                 else:
                     self._in_flight += 1
                     group.start_soon(self._request, client, kind, started)
@@ -124,6 +164,8 @@ class Probe:
                 delay = started + tick * self.interval - time.perf_counter()
                 with anyio.move_on_after(max(delay, 0.0)):
                     await stop.wait()
+        # Ticks still waiting when the requests in flight all came back: settled then.
+        self.samples.extend(self._stalls.slot_freed(time.perf_counter() - started))
 
     async def _request(self, client: httpx.AsyncClient, kind: str, started: float) -> None:
         sent = time.perf_counter()
@@ -139,7 +181,9 @@ class Probe:
             error = f"{type(exc).__name__}: {exc}"
         finally:
             self._in_flight -= 1
-        self.samples.append(ProbeSample(kind, sent - started, time.perf_counter() - sent, error))
+        now = time.perf_counter()
+        self.samples.append(ProbeSample(kind, sent - started, now - sent, error))
+        self.samples.extend(self._stalls.slot_freed(now - started))
 
     def _search_body(self) -> dict[str, Any]:
         return {
@@ -173,6 +217,4 @@ class Probe:
 
     def summary(self, kind: str | None = None) -> LatencySummary:
         """Latency summary of the reads, the writes, or both (`kind=None`)."""
-        selected = [s for s in self.samples if kind is None or s.kind == kind]
-        skipped = sum(self.skipped.values()) if kind is None else self.skipped[kind]
-        return summarize(selected, skipped)
+        return summarize([s for s in self.samples if kind is None or s.kind == kind])

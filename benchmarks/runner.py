@@ -6,17 +6,17 @@ import importlib
 import time
 import uuid
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
 import anyio
 import anyio.to_thread
+import httpx
 
 from benchmarks.backends import Backend
 from benchmarks.database import deleted_oldest_first, restore
+from benchmarks.model import HAND_LOOP, Settings, VariantResult, engine_name
 from benchmarks.probe import LatencySummary, Probe
-from benchmarks.scenario import Scenario, generate_rows
+from benchmarks.scenario import generate_rows
 from benchmarks.variants import (
     DocsRecipe,
     EngineVariant,
@@ -24,125 +24,50 @@ from benchmarks.variants import (
     Target,
     Unbounded,
     Variant,
-    VariantRun,
+    fixed_name,
     sequential_deletes,
 )
 from tests.support.seed import create_experiment
 
 CLEANUP_BATCH = 20_000  # well under SQLite's ~250k-variable limit per call
 PROBE_EXPERIMENT_TRACES = 500
+WARM_UP_SECONDS = 5.0
+CREATE_ATTEMPTS = 4
+CREATE_RETRY_SECONDS = 3.0
 TIME_BOXED_KINDS = ("docs-recipe", "fixed-")
 
+__all__ = [
+    "BackendRun",
+    "Settings",
+    "VariantResult",
+    "build_variants",
+    "engine_name",
+    "hand_loop_name",
+    "preload_mlflow",
+]
+
 Log = Callable[[str], None]
-
-
-@dataclass(frozen=True)
-class Settings:
-    """Everything a run needs, as parsed from the command line."""
-
-    mode: str
-    backends: tuple[str, ...]
-    scenario: Scenario
-    variants: tuple[str, ...] | None
-    fixed_sizes: tuple[int, ...]
-    time_box: float
-    sqlite_engine_box: float
-    sqlite_concurrent_box: float
-    target_latency: float
-    large_target: float
-    big_old: int
-    big_backends: tuple[str, ...]
-    tracking_uri: str | None
-    seed: bool
-    output: Path
-    plot: bool
-    idle_seconds: float
-    probe_interval: float
-    variant_timeout: float
-    clean_rest: bool
-
-    def runs_big(self, backend: str) -> bool:
-        """Whether `backend` runs the big experiment too."""
-        return self.big_old > 0 and backend in self.big_backends
-
-
-@dataclass
-class VariantResult:
-    """One variant's figures, checked against the database."""
-
-    name: str
-    description: str
-    status: str  # "done", "time-boxed", "failed"
-    scenario: str  # "main" or "big"
-    run: VariantRun = field(default_factory=VariantRun)
-    measured_deleted: int = 0
-    old_before: int = 0
-    old_after: int = 0
-    new_before: int = 0
-    new_after: int = 0
-    old_after_cleanup: int | None = None
-    cleanup_seconds: float | None = None
-    orphans: int = 0
-    oldest_first: bool | None = None
-    probe: dict[str, LatencySummary] = field(default_factory=dict)
-    probe_window: float = 0.0
-    note: str = ""
-
-    @property
-    def throughput(self) -> float | None:
-        """Traces deleted (as the database saw it) per second of the variant's run."""
-        if self.run.elapsed <= 0:
-            return None
-        return self.measured_deleted / self.run.elapsed
-
-    @property
-    def new_kept(self) -> bool:
-        """Every trace newer than the cutoff is still there."""
-        return self.new_after == self.new_before
-
-    @property
-    def count_consistent(self) -> bool:
-        """The variant's own count matches what disappeared (within its ambiguous calls)."""
-        ambiguous = int(sum(job["ambiguous"] for job in self.run.details.get("jobs", [])))
-        return self.run.deleted <= self.measured_deleted <= self.run.deleted + ambiguous
-
-    @property
-    def old_gone(self) -> bool:
-        """No old trace left: after the variant, or after the untimed cleanup of a time box."""
-        left = self.old_after if self.old_after_cleanup is None else self.old_after_cleanup
-        return left == 0
-
-    @property
-    def verified(self) -> bool:
-        """What the database confirms of the variant's work.
-
-        Always: every new trace kept, no orphaned tag or metadata row, and the variant's own
-        count equal to what disappeared. A completed variant must also have left no old trace;
-        a time-boxed one must have deleted the oldest first (the rest is cleaned untimed and
-        checked with `--clean-rest`); a failed one is only checked not to have done harm.
-        """
-        base = self.new_kept and self.count_consistent and self.orphans == 0
-        if self.status == "done":
-            return base and self.old_gone
-        if self.status == "time-boxed":
-            cleaned = self.old_after_cleanup is None or self.old_after_cleanup == 0
-            return base and bool(self.oldest_first) and cleaned
-        return base
 
 
 def build_variants(settings: Settings) -> list[Variant]:
     """The variants of the main scenario, in run order, filtered by `--variants`."""
     target = settings.target_latency
+    engines: list[Variant] = [
+        EngineVariant(
+            engine_name(settings, latency),
+            f"engine, target {latency:g} s"
+            + (" (the default)" if latency == target else "")
+            + ", experiments in turn (max_concurrency=1)",
+            target_latency=latency,
+            max_concurrency=1,
+        )
+        for latency in sorted({*settings.engine_targets, target, settings.large_target})
+    ]
     variants: list[Variant] = [
         DocsRecipe(),
-        *(FixedBatch(size) for size in settings.fixed_sizes),
+        *(FixedBatch(size, pause) for size, pause in settings.grid),
         Unbounded(),
-        EngineVariant(
-            "engine",
-            f"engine defaults (target {target:g} s), experiments in turn (max_concurrency=1)",
-            target_latency=target,
-            max_concurrency=1,
-        ),
+        *engines,
         EngineVariant(
             "engine-concurrent",
             f"engine defaults (target {target:g} s), all experiments at once, adaptive "
@@ -151,10 +76,12 @@ def build_variants(settings: Settings) -> list[Variant]:
             max_concurrency=4,
         ),
         EngineVariant(
-            f"engine-{settings.large_target:g}s",
-            f"engine, target {settings.large_target:g} s, experiments in turn",
-            target_latency=settings.large_target,
+            "engine-budget",
+            f"engine, target {target:g} s, foreground_budget {settings.foreground_budget:g} s"
+            " (canary-paced), experiments in turn",
+            target_latency=target,
             max_concurrency=1,
+            options={"foreground_budget": settings.foreground_budget},
         ),
     ]
     if settings.variants is None:
@@ -167,8 +94,30 @@ def build_variants(settings: Settings) -> list[Variant]:
     ]
 
 
+def hand_loop_name() -> str:
+    """The name of the hand-written "1,000 per call, sleep 0.1 s" loop."""
+    return fixed_name(*HAND_LOOP)
+
+
 def _time_boxed(variant: Variant) -> bool:
     return variant.name.startswith(TIME_BOXED_KINDS)
+
+
+async def _create_experiment(url: str, name: str) -> str:
+    """Create an experiment, retrying a dropped connection (setup only: nothing is timed).
+
+    Right after start-up a 4-worker `mlflow server` on a loaded machine has closed a first
+    request without an answer. Each attempt uses a fresh name, so an attempt that did create
+    the experiment before its answer was lost cannot make the next one fail.
+    """
+    for attempt in range(1, CREATE_ATTEMPTS + 1):
+        try:
+            return await create_experiment(url, name if attempt == 1 else f"{name}-{attempt}")
+        except httpx.TransportError:
+            if attempt == CREATE_ATTEMPTS:
+                raise
+            await anyio.sleep(CREATE_RETRY_SECONDS)
+    raise AssertionError("unreachable: the last attempt returns or raises")
 
 
 async def _in_thread(function: Callable[..., Any], *args: Any) -> Any:
@@ -204,12 +153,12 @@ class BackendRun:
         """
         run_id = uuid.uuid4().hex[:8]
         url = self.backend.base_url
-        self.probe_experiment = await create_experiment(url, f"bench-{run_id}-probe")
+        self.probe_experiment = await _create_experiment(url, f"bench-{run_id}-probe")
         self._say(f"probe experiment {self.probe_experiment} (the probe writes its traces there)")
         if not seeded:
             return
         ids = [
-            await create_experiment(url, f"bench-{run_id}-{index}")
+            await _create_experiment(url, f"bench-{run_id}-{index}")
             for index in range(self.settings.scenario.experiments)
         ]
         self.experiment_ids = tuple(ids)
@@ -226,7 +175,7 @@ class BackendRun:
         if not self.probe_experiment:
             await self.setup(seeded=False)
         name = f"bench-big-{uuid.uuid4().hex[:8]}"
-        self.big_experiment = await create_experiment(self.backend.base_url, name)
+        self.big_experiment = await _create_experiment(self.backend.base_url, name)
         await self.ensure_seeded([self.big_experiment], self.settings.big_old)
 
     async def _seed_probe_experiment(self) -> None:
@@ -265,14 +214,24 @@ class BackendRun:
         await self._seed_probe_experiment()
 
     async def idle_probe(self) -> dict[str, LatencySummary]:
-        """Probe the idle server: the latency other users see without any cleanup."""
-        probe = Probe(self.backend.base_url, self.probe_experiment, self.settings.probe_interval)
-        stop = anyio.Event()
-        async with anyio.create_task_group() as group:
-            group.start_soon(probe.run, stop)
-            await anyio.sleep(self.settings.idle_seconds)
-            stop.set()
-        return {kind: probe.summary(None if kind == "all" else kind) for kind in _KINDS}
+        """Probe the idle server: the latency other users see without any cleanup.
+
+        A warm-up of the same traffic comes first, untimed: each of the server's uvicorn
+        workers imports and connects lazily on its first requests, which took seconds with 4
+        workers and would otherwise be charged to the idle baseline or the first variant.
+        """
+        for seconds, keep in ((WARM_UP_SECONDS, False), (self.settings.idle_seconds, True)):
+            probe = Probe(
+                self.backend.base_url, self.probe_experiment, self.settings.probe_interval
+            )
+            stop = anyio.Event()
+            async with anyio.create_task_group() as group:
+                group.start_soon(probe.run, stop)
+                await anyio.sleep(seconds)
+                stop.set()
+            if keep:
+                return {kind: probe.summary(None if kind == "all" else kind) for kind in _KINDS}
+        raise AssertionError("unreachable: the second round returns")
 
     async def measure(
         self, variant: Variant, experiment_ids: Sequence[str], scenario_name: str
@@ -304,7 +263,7 @@ class BackendRun:
                     )
                     result.run.elapsed = time.perf_counter() - probe_started
             except Exception as error:  # a crashing variant is a result too
-                result.run.errors.append(f"{type(error).__name__}: {error}")
+                result.run.errors.extend(_describe(error))
             finally:
                 stop.set()
         result.probe_window = time.perf_counter() - probe_started
@@ -329,24 +288,23 @@ class BackendRun:
         return result
 
     def _time_box(self, variant: Variant) -> float | None:
-        """The variant's time box on this backend, or None when it runs to the end.
+        """The variant's time box, or None when it runs to the end.
 
-        The docs recipe and the fixed batches are boxed everywhere (every call costs the same,
-        so the rate in the box is their steady rate). On SQLite, where a 1 s delete call removes
-        ~1.5k traces (~7k on PostgreSQL), the engine at the default 1 s target is boxed too
-        (it settles within a few calls, then every call costs the same: a full run takes 2.5
-        minutes at a steady rate), and so is the concurrent engine, which there only has to
-        show whether running experiments in parallel pays. `engine-5s` and the big experiment
-        run to the end: they show the whole cleanup, tail calls included.
+        The docs recipe and the fixed loops are boxed (every call costs the same, so the rate
+        in the box is their steady rate). The engine below the large target, the concurrent
+        engine and the budget-paced one are boxed at `engine_box` / `concurrent_box` (0 = to
+        the end): they settle within a few calls and then run at a steady rate, and at small
+        targets on SQLite a whole cleanup would take minutes. The engine at the large target
+        and the big experiment run to the end: they show the whole cleanup, tail calls
+        included.
         """
         if _time_boxed(variant):
             return self.settings.time_box
-        if self.backend.name == "sqlite":
-            boxes = {
-                "engine": self.settings.sqlite_engine_box,
-                "engine-concurrent": self.settings.sqlite_concurrent_box,
-            }
-            return boxes.get(variant.name) or None
+        if variant.name == "engine-concurrent":
+            return self.settings.concurrent_box or None
+        large = engine_name(self.settings, self.settings.large_target)
+        if variant.name.startswith("engine") and variant.name != large:
+            return self.settings.engine_box or None
         return None
 
     async def _clean_rest(self, result: VariantResult, target: Target) -> None:
@@ -390,6 +348,13 @@ class BackendRun:
 
 
 _KINDS = ("all", "read", "write")
+
+
+def _describe(error: BaseException) -> list[str]:
+    """One line per leaf exception, task groups unwrapped (their own message says nothing)."""
+    if isinstance(error, BaseExceptionGroup):
+        return [line for inner in error.exceptions for line in _describe(inner)]
+    return [f"{type(error).__name__}: {error}"]
 
 
 def _one_line(result: VariantResult) -> str:
