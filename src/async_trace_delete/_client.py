@@ -467,19 +467,19 @@ class TracesClient:
         if failure is not None:
             raise failure
         if response.is_success:
-            if not _json_content(response):  # a web page (a login page), not MLflow's JSON
-                raise not_mlflow_answer(
-                    response.status_code,
-                    response.headers,
-                    self._scrub(excerpt(response.text)),
-                    server=self._server,
-                    # A page answering a delete: what was forwarded behind it is unknown.
-                    outcome_unknown=method != "GET",
-                    **context,
-                )
             try:
                 payload = response.json()
             except (json.JSONDecodeError, UnicodeDecodeError):
+                if not _json_content(response):  # a web page (a login page), not MLflow's
+                    raise not_mlflow_answer(
+                        response.status_code,
+                        response.headers,
+                        self._scrub(excerpt(response.text)),
+                        server=self._server,
+                        # A page answering a delete: what was forwarded behind it is unknown.
+                        outcome_unknown=method != "GET",
+                        **context,
+                    ) from None
                 raise InvalidResponseError(
                     f"the server answered {response.status_code} with a body that is not JSON: "
                     f"{self._scrub(excerpt(response.text))!r}",
@@ -530,8 +530,9 @@ class TracesClient:
 
 
 def _json_content(response: httpx.Response) -> bool:
-    """Whether a 2xx answer may be MLflow's JSON: its content type says JSON, or it says
-    nothing (a bare test double, a truncated answer: read as JSON, and refused if not)."""
+    """Whether a 2xx answer that is not JSON was meant to be (a truncated answer: retried):
+    its content type says JSON, or it says nothing. A page (``text/html``, ``text/plain``) is
+    not MLflow's at all."""
     content_type = response.headers.get("Content-Type")
     if not content_type:
         return True

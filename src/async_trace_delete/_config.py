@@ -22,12 +22,13 @@ from collections.abc import Mapping
 from typing import Annotated, Any, Self
 from urllib.parse import urlsplit, urlunsplit
 
-from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator, model_validator
+from pydantic import ConfigDict, Field, SecretStr, field_validator, model_validator
 
 from ._checks import is_int
 from ._exceptions import RuleError, UsageError
 from ._messages import FieldMessage
 from ._retry import RetryPolicy
+from ._validated import ValidatedModel
 
 __all__ = ["ClientConfig", "EngineConfig"]
 
@@ -66,7 +67,7 @@ def redact_url(url: str) -> str:
     return urlunsplit((parts.scheme, f"***@{host}", parts.path, parts.query, parts.fragment))
 
 
-class ClientConfig(BaseModel):
+class ClientConfig(ValidatedModel):
     """How to reach and authenticate to an MLflow tracking server.
 
     Build it with :meth:`from_env` to follow MLflow's environment conventions, or directly.
@@ -172,7 +173,7 @@ class ClientConfig(BaseModel):
         return cls(**values)
 
 
-class EngineConfig(BaseModel):
+class EngineConfig(ValidatedModel):
     """How the engine paces, sizes and retries its delete calls.
 
     Attributes:

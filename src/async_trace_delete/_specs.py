@@ -21,7 +21,6 @@ from datetime import timedelta
 from typing import Annotated, Any, Literal, Self
 
 from pydantic import (
-    BaseModel,
     ConfigDict,
     Field,
     StrictBool,
@@ -34,6 +33,7 @@ from ._checks import is_int
 from ._exceptions import ConflictingJobsError, GuardrailError, RuleError
 from ._messages import FieldMessage
 from ._selection import ExperimentSelector
+from ._validated import ValidatedModel
 
 __all__ = [
     "DeleteSpec",
@@ -51,7 +51,7 @@ PositiveStrictInt = Annotated[StrictInt, Field(gt=0)]
 _FUTURE_TOLERANCE_MS = 60_000
 
 
-class DeleteSpec(BaseModel):
+class DeleteSpec(ValidatedModel):
     """One cleanup job on one experiment.
 
     Args:
@@ -329,7 +329,7 @@ def _ceil_millis(duration: timedelta) -> int:
     return -(-duration // timedelta(milliseconds=1))
 
 
-class ResolvedSpec(BaseModel):
+class ResolvedSpec(ValidatedModel):
     """A spec pinned at submission: concrete experiment ID, cutoff and bound.
 
     Attributes:

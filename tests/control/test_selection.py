@@ -13,10 +13,15 @@ from collections.abc import Mapping, Sequence
 from datetime import timedelta
 from typing import Any
 
-import pydantic
 import pytest
 
-from async_trace_delete import DeleteSpec, Experiment, ExperimentSelector, SkippedExperiment
+from async_trace_delete import (
+    DeleteSpec,
+    Experiment,
+    ExperimentSelector,
+    SkippedExperiment,
+    SpecError,
+)
 from async_trace_delete._selection import expand
 
 NOW = 1_750_000_000_000  # a fixed "now", epoch ms
@@ -34,16 +39,16 @@ def experiment(experiment_id: str, name: str, *, stage: str = "active", **tags: 
     return Experiment(experiment_id=experiment_id, name=name, lifecycle_stage=stage, tags=tags)
 
 
-def selector_refused(match: str, **fields: Any) -> pydantic.ValidationError:
+def selector_refused(match: str, **fields: Any) -> SpecError:
     """Build a selector that must fail; return the error after checking its text."""
-    with pytest.raises(pydantic.ValidationError, match=match) as caught:
+    with pytest.raises(SpecError, match=match) as caught:
         ExperimentSelector(**fields)
     return caught.value
 
 
-def spec_refused(match: str, **fields: Any) -> pydantic.ValidationError:
+def spec_refused(match: str, **fields: Any) -> SpecError:
     """Build a spec that must fail; return the error after checking its text."""
-    with pytest.raises(pydantic.ValidationError, match=match) as caught:
+    with pytest.raises(SpecError, match=match) as caught:
         DeleteSpec(**fields)
     return caught.value
 
@@ -166,7 +171,7 @@ def test_excluded_ids_must_be_whole_numbers(bad: str) -> None:
 def test_a_selector_is_frozen_and_takes_no_unknown_field() -> None:
     """Unknown fields are refused and a built selector cannot be changed."""
     selector_refused("Extra inputs are not permitted", all_experiments=True, name="chat")
-    with pytest.raises(pydantic.ValidationError, match="frozen"):
+    with pytest.raises(SpecError, match="frozen"):
         ALL.all_experiments = False  # type: ignore[misc]
 
 

@@ -19,11 +19,9 @@ from datetime import timedelta
 from pathlib import Path
 from typing import Any, NoReturn, TextIO
 
-from pydantic import ValidationError
-
 from .. import __version__
 from .._config import ClientConfig, EngineConfig, redact_url
-from .._exceptions import UsageError
+from .._exceptions import SpecError, UsageError
 from .audit import known_secrets
 from .inputs import (
     EXIT_BAD_INPUT,
@@ -370,7 +368,7 @@ def _selector_from_args(args: argparse.Namespace) -> dict[str, Any]:
 def _client_config(uri: str | None, environ: Mapping[str, str]) -> ClientConfig:
     try:
         return ClientConfig.from_env(environ, tracking_uri=uri)
-    except ValidationError as error:
+    except SpecError as error:
         raise BadInputError(Namer().validation(error, show_input=False)) from None
     except UsageError as error:
         raise BadInputError(Namer().message(error)) from None
@@ -471,7 +469,7 @@ def _prepare_apply(
         )
     try:
         config = EngineConfig.model_validate({**plan.engine, "client": client})
-    except ValidationError as error:
+    except SpecError as error:
         raise BadInputError(f"PLAN: engine settings: {Namer().validation(error)}") from None
     return Invocation(
         argv=tuple(argv),
