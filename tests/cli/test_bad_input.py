@@ -173,7 +173,7 @@ ENVIRONMENT_CASES: list[tuple[str, list[str], dict[str, str], str]] = [
         "file tracking URI",
         ["delete", "--experiment-id", "1", *OLD, "--tracking-uri", "file:///tmp/mlruns"],
         {},
-        "must be an http(s):// URL",
+        "--tracking-uri is 'file:///tmp/mlruns', a local folder (a file store), not a server",
     ),
     (
         "timeout variable",

@@ -21,8 +21,9 @@ from typing import Any, NoReturn, TextIO
 
 from .. import __version__
 from .._config import ClientConfig, EngineConfig, redact_url
-from .._exceptions import SpecError, UsageError
+from .._exceptions import SpecError
 from .audit import known_secrets
+from .environment import client_config
 from .inputs import (
     EXIT_BAD_INPUT,
     EXIT_FAILED,
@@ -365,13 +366,12 @@ def _selector_from_args(args: argparse.Namespace) -> dict[str, Any]:
     return selector
 
 
-def _client_config(uri: str | None, environ: Mapping[str, str]) -> ClientConfig:
-    try:
-        return ClientConfig.from_env(environ, tracking_uri=uri)
-    except SpecError as error:
-        raise BadInputError(Namer().validation(error, show_input=False)) from None
-    except UsageError as error:
-        raise BadInputError(Namer().message(error)) from None
+def _client_config(
+    uri: str | None, environ: Mapping[str, str], source: str | None = "--tracking-uri"
+) -> ClientConfig:
+    """The server's settings; a refusal names ``source`` (how ``uri`` was given) or, for a
+    URI from the environment, ``MLFLOW_TRACKING_URI`` (see :mod:`.environment`)."""
+    return client_config(uri, source if uri is not None else None, environ)
 
 
 def prepare(
@@ -392,6 +392,7 @@ def prepare(
     flags = Namer()
     engine_names = {key: flags(field) for key, field in ENGINE_OPTIONS.items()}
     uri = args.tracking_uri
+    uri_source = "--tracking-uri"
     if args.command == "run":
         policy = load_policy(args.policy)
         definitions: tuple[JobDefinition, ...] = policy.jobs
@@ -399,13 +400,14 @@ def prepare(
             if engine_options[key] is None:
                 engine_options[key] = value
                 engine_names[key] = policy.engine_names[key]
-        uri = uri or policy.tracking_uri
+        if not uri and policy.tracking_uri is not None:
+            uri, uri_source = policy.tracking_uri, f"{args.policy}: tracking_uri"
     else:
         definitions = (_definition_from_args(args, stdin),)
     if args.sample < 0:
         raise BadInputError(f"--sample: must be >= 0 (got {args.sample})")
     jobs = build_specs(definitions)
-    client = _client_config(uri, environ)
+    client = _client_config(uri, environ, uri_source)
     config = build_engine_config(engine_options, engine_names, client)
     check_cutoffs(jobs, now_ms)
     return Invocation(
@@ -453,7 +455,15 @@ def _prepare_apply(
         raise BadInputError("--plan-out: apply executes a plan; it does not write one")
     plan = read_plan(Path(args.plan).expanduser())
     uri = args.tracking_uri or environ.get("MLFLOW_TRACKING_URI") or plan.server
-    client = _client_config(uri, environ)
+    client = _client_config(
+        uri,
+        environ,
+        "--tracking-uri"
+        if args.tracking_uri
+        else None
+        if environ.get("MLFLOW_TRACKING_URI")
+        else "PLAN: server",
+    )
     server = redact_url(client.tracking_uri)
     if server != plan.server:
         raise BadInputError(
