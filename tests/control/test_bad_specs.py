@@ -135,7 +135,7 @@ MODEL_CASES: list[tuple[str, Callable[..., BaseModel], dict[str, Any], str]] = [
     ("backoff negative", RetryPolicy, {"initial_backoff": -1}, "initial_backoff"),
     ("multiplier below one", RetryPolicy, {"multiplier": 0.5}, "multiplier"),
     ("no tracking URI", ClientConfig, {}, "tracking_uri"),
-    ("file URI", ClientConfig, {"tracking_uri": "file:///tmp/mlruns"}, "http(s)://"),
+    ("file URI", ClientConfig, {"tracking_uri": "file:///tmp/mlruns"}, "not a server"),
     ("databricks URI", ClientConfig, {"tracking_uri": "databricks"}, "http(s)://"),
     (
         "user without password",

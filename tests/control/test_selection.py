@@ -22,6 +22,7 @@ from async_trace_delete import (
     SkippedExperiment,
     SpecError,
 )
+from async_trace_delete._durations import format_instant
 from async_trace_delete._selection import expand
 
 NOW = 1_750_000_000_000  # a fixed "now", epoch ms
@@ -537,8 +538,9 @@ async def test_a_retention_shorter_than_min_retention_skips_only_that_experiment
     ((left_out),) = skipped
     assert (left_out.experiment_id, left_out.name) == ("1", "half-day")
     assert left_out.reason == (
-        f"its tag retention='12h': min_retention: the cutoff {NOW - 12 * HOUR_MS} keeps less "
-        "than 1 day, 0:00:00 of traces; pass force=True to override; nothing is deleted in it"
+        f"its tag retention='12h': min_retention: the cutoff {format_instant(NOW - 12 * HOUR_MS)} "
+        f"keeps less than 1d of traces (it must be at or before {format_instant(NOW - DAY_MS)}, "
+        "1d before now); pass force=True to override; nothing is deleted in it"
     )
 
 

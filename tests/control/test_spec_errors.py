@@ -31,7 +31,8 @@ CASES: list[tuple[str, Callable[[], object], str, str]] = [
     ("spec-field", lambda: DeleteSpec(**{**SPEC, "max_traces": 0}), "DeleteSpec",
      "max_traces: Input should be greater than 0 (got 0)"),
     ("spec-rule", lambda: DeleteSpec(experiment_id="1"), "DeleteSpec",
-     "give a cutoff (max_timestamp_millis or older_than), trace_ids, or a filter_string"),
+     "there is nothing to select traces by: give a cutoff (older_than or max_timestamp_millis), "
+     "trace_ids, or a filter_string (a filter alone is enough"),
     ("spec-validate", lambda: DeleteSpec.model_validate({**SPEC, "older_than": timedelta(0)}),
      "DeleteSpec", "older_than: must be a positive duration"),
     ("spec-json", lambda: DeleteSpec.model_validate_json('{"experiment_id":"1","max_traces":-1}'),
@@ -103,7 +104,7 @@ def test_a_rule_keeps_its_field_message_for_front_ends() -> None:
 def test_a_field_rule_naming_its_field_is_not_named_twice() -> None:
     """``tracking_uri must be an http(s):// URL``, not ``tracking_uri: tracking_uri must...``."""
     with pytest.raises(SpecError) as caught:
-        ClientConfig(tracking_uri="sqlite:///mlflow.db")
+        ClientConfig(tracking_uri="ftp://files.internal/mlruns")
     assert str(caught.value).startswith("tracking_uri must be an http(s):// URL")
 
 

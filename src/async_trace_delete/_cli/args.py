@@ -21,6 +21,7 @@ from typing import Any, NoReturn, TextIO
 
 from .. import __version__
 from .._config import ClientConfig, EngineConfig, redact_url
+from .._durations import format_duration, format_instant
 from .._exceptions import SpecError
 from .audit import known_secrets
 from .environment import client_config
@@ -306,6 +307,8 @@ def _definition_from_args(args: argparse.Namespace, stdin: TextIO | None) -> Job
     if args.before is not None:
         fields["max_timestamp_millis"] = args.before
         names["max_timestamp_millis"] = "--before"
+    elif args.max_timestamp_millis is None:  # a message asking for a cutoff names both flags
+        names["max_timestamp_millis"] = "--before / --max-timestamp-millis"
     for field_name in ("max_timestamp_millis", "older_than", "max_traces", "expect_at_most"):
         if getattr(args, field_name) is not None:
             fields[field_name] = getattr(args, field_name)
@@ -474,8 +477,9 @@ def _prepare_apply(
     age_ms = now_ms - plan.created_ms
     if age_ms > args.max_plan_age // timedelta(milliseconds=1):
         raise BadInputError(
-            f"--max-plan-age: the plan is {timedelta(milliseconds=age_ms)} old, older than "
-            f"{args.max_plan_age}; make a new one (nothing was deleted)"
+            f"--max-plan-age: the plan is {format_duration(timedelta(milliseconds=age_ms))} "
+            f"old (made {format_instant(plan.created_ms)}), older than "
+            f"{format_duration(args.max_plan_age)}; make a new one (nothing was deleted)"
         )
     try:
         config = EngineConfig.model_validate({**plan.engine, "client": client})
