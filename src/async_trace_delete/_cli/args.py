@@ -25,6 +25,7 @@ from .._durations import format_duration, format_instant
 from .._exceptions import SpecError
 from .audit import known_secrets
 from .environment import client_config
+from .habits import add_refused_mlflow_flags, refuse_experiment_variable
 from .inputs import (
     EXIT_BAD_INPUT,
     EXIT_FAILED,
@@ -156,7 +157,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     where = delete.add_argument_group("what to delete")
     where.add_argument(
-        "--experiment-id", action="append", default=[], metavar="ID", help="repeatable"
+        "--experiment-id", "-x", action="append", default=[], metavar="ID", help="repeatable"
     )
     where.add_argument(
         "--experiment-name",
@@ -228,13 +229,14 @@ def build_parser() -> argparse.ArgumentParser:
         help="these trace IDs, comma-separated (as in mlflow traces delete --trace-ids)",
     )
     selection.add_argument("--trace-ids-file", metavar="PATH", help="one ID per line; - = stdin")
-    where.add_argument("--filter", metavar="FILTER", help="MLflow search filter")
+    where.add_argument("--filter", "--filter-string", metavar="FILTER", help="MLflow search filter")
     where.add_argument("--max-traces", type=int, metavar="N", help="cap per experiment")
     where.add_argument(
         "--with-artifacts",
         action="store_true",
         help="also remove each deleted trace's artifact folder (traces.json) via the server",
     )
+    add_refused_mlflow_flags(delete)
     guard = delete.add_argument_group("guardrails")
     guard.add_argument("--expect-at-most", type=int, metavar="N", help="refuse if more match")
     guard.add_argument(
@@ -264,7 +266,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     sweep_where = sweep.add_argument_group("where to sweep")
     sweep_where.add_argument(
-        "--experiment-id", action="append", default=[], metavar="ID", help="repeatable"
+        "--experiment-id", "-x", action="append", default=[], metavar="ID", help="repeatable"
     )
     sweep_where.add_argument(
         "--experiment-name", action="append", default=[], metavar="NAME", help="repeatable"
@@ -407,6 +409,11 @@ def prepare(
             uri, uri_source = policy.tracking_uri, f"{args.policy}: tracking_uri"
     else:
         definitions = (_definition_from_args(args, stdin),)
+        refuse_experiment_variable(
+            bool(definitions[0].experiment_ids or definitions[0].experiment_names)
+            or bool(definitions[0].selector),
+            environ,
+        )
     if args.sample < 0:
         raise BadInputError(f"--sample: must be >= 0 (got {args.sample})")
     jobs = build_specs(definitions)
@@ -426,6 +433,7 @@ def _prepare_sweep(
     argv: Sequence[str], args: argparse.Namespace, environ: Mapping[str, str]
 ) -> Invocation:
     """``sweep-artifacts``: its experiments and engine settings, checked before any call."""
+    refuse_experiment_variable(bool(args.experiment_id or args.experiment_name), environ)
     if not args.experiment_id and not args.experiment_name:
         raise BadInputError(
             "--experiment-id / --experiment-name: give at least one experiment to sweep"
