@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import re
 from datetime import UTC, datetime, timedelta
+from fractions import Fraction
 
 __all__ = ["format_duration", "format_instant", "parse_duration"]
 
@@ -54,8 +55,15 @@ def parse_duration(text: str) -> timedelta:
                 f"cannot read {text!r} as a duration: units are lowercase: write {lowercase}"
             )
         raise ValueError(_DURATION_HINT.format(text=text))
-    seconds = sum(float(number) * _DURATION_UNITS[unit] for number, unit in parts)
-    return timedelta(seconds=seconds)
+    # Exact arithmetic: a float sum loses the last microsecond of long durations.
+    seconds = sum(Fraction(number) * _DURATION_UNITS[unit] for number, unit in parts)
+    try:
+        return timedelta(microseconds=round(seconds * 1_000_000))
+    except OverflowError:
+        raise ValueError(
+            f"cannot read {text!r} as a duration: longer than any date (at most "
+            f"{timedelta.max.days}d)"
+        ) from None
 
 
 # Largest first; weeks are left out on purpose: people write 14d more often than 2w.

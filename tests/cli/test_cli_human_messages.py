@@ -97,3 +97,14 @@ def test_an_old_plan_is_refused_in_hours(
         f"{ERROR}--max-plan-age: the plan is 36h old (made {format_instant(NOW_MS)}), older "
         "than 12h; make a new one (nothing was deleted)\n"
     )
+
+
+def test_an_age_longer_than_any_date_is_bad_input(
+    recorder: Recorder, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Regression: --older-than 999999999999d was a traceback; it is one line, exit 2."""
+    line = one_error_line(
+        cli(recorder, capsys, "delete", "-x", "1", "--older-than", "999999999999d")
+    )
+    assert line.startswith(f"{ERROR}argument --older-than: cannot read '999999999999d'")
+    assert recorder.requests == []

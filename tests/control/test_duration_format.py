@@ -61,3 +61,15 @@ def test_format_instant() -> None:
     assert format_instant(1_796_067_600_000) == "2026-11-30T19:40:00Z"
     assert format_instant(1_796_067_088_941) == "2026-11-30T19:31:28.941Z"
     assert format_instant(10**20) == f"{10**20} ms"
+
+
+def test_long_durations_parse_exactly() -> None:
+    """Regression: a float sum lost the last microsecond of ``115740d17h46m39.998s``."""
+    duration = timedelta(milliseconds=9_999_999_999_998)
+    assert parse_duration("115740d17h46m39.998s") == duration
+
+
+def test_a_duration_longer_than_any_date_is_a_value_error() -> None:
+    """Regression: ``999999999999d`` raised OverflowError (a traceback in the CLI)."""
+    with pytest.raises(ValueError, match="longer than any date"):
+        parse_duration("999999999999d")
