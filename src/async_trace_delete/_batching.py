@@ -54,12 +54,13 @@ from __future__ import annotations
 import math
 from typing import Annotated, Any, Self, TypedDict, Unpack, overload
 
-from pydantic import BaseModel, ConfigDict, Field, StrictInt, model_validator
+from pydantic import ConfigDict, Field, StrictInt, model_validator
 
 from ._checks import check_count, check_seconds
 from ._controls import settings_from
 from ._exceptions import UsageError
 from ._outcomes import Outcome
+from ._validated import ValidatedModel
 
 __all__ = [
     "OVERLOAD_OUTCOMES",
@@ -80,7 +81,7 @@ SIZE_OUTCOMES = frozenset({Outcome.TIMEOUT})
 """Overloads that say something about the batch size: the sizer cuts on these only."""
 
 
-class SizerSettings(BaseModel):
+class SizerSettings(ValidatedModel):
     """How a :class:`BatchSizer` steers the batch size (frozen; validated field by field).
 
     Attributes:

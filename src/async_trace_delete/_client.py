@@ -31,15 +31,13 @@ import httpx
 from pydantic import SecretStr
 
 from ._checks import is_int
-from ._config import ClientConfig
+from ._config import ClientConfig, redact_url
 from ._counting import CountQuery
-from ._error_table import error_for
+from ._error_table import TransportKind, error_for, not_mlflow_answer, transport_error_for
 from ._exceptions import (
-    ConnectError,
     EngineClosedError,
     InvalidResponseError,
     MlflowApiError,
-    RequestTimeoutError,
     TransportError,
     UsageError,
 )
@@ -90,14 +88,19 @@ TRACE_INFOS_PATH = "/api/3.0/mlflow/traces/batchGetInfos"
 ARTIFACTS_PATH = "/api/2.0/mlflow-artifacts/artifacts"
 
 # What no HTTP answer means, most specific first (httpx's own HTTPCORE_EXC_MAP, one level up):
-# a request that never left cannot have done anything; one sent and unanswered may have.
-_TRANSPORT_ERRORS: tuple[tuple[type[httpx.HTTPError], type[TransportError], str], ...] = (
-    (httpx.ConnectError, ConnectError, "could not connect to the MLflow server"),
-    (httpx.ConnectTimeout, ConnectError, "could not connect to the MLflow server"),
-    (httpx.PoolTimeout, ConnectError, "could not connect to the MLflow server"),
-    (httpx.TimeoutException, RequestTimeoutError, "no answer from the MLflow server in time"),
-    (httpx.HTTPError, TransportError, "the connection to the MLflow server failed"),
+# a request that never left cannot have done anything; one sent and unanswered may have. The
+# exception each kind becomes, and its words, are in the error table (transport_error_for).
+_TRANSPORT_KINDS: tuple[tuple[type[httpx.HTTPError], TransportKind], ...] = (
+    (httpx.ConnectError, "connect"),
+    (httpx.ConnectTimeout, "connect"),
+    (httpx.PoolTimeout, "pool"),
+    (httpx.TimeoutException, "timeout"),
+    (httpx.HTTPError, "other"),
 )
+# Endpoints an older MLflow lacks (the callers fall back on a 404): a 404 there is not a sign
+# that the server is not MLflow at all.
+_OPTIONAL_ENDPOINTS = (METRICS_PATH, TRACE_INFOS_PATH, ARTIFACTS_PATH)
+_JSON_TYPES = ("application/json", "text/json")
 
 _T = TypeVar("_T")
 
@@ -170,6 +173,7 @@ class TracesClient:
         self._http: httpx.AsyncClient | None = None
         self._closed = False
         self._secrets = _secret_values(self._config)
+        self._server = redact_url(self._config.base_url)
 
     def __repr__(self) -> str:
         scheme = self._config.auth_scheme or "none"
@@ -469,6 +473,16 @@ class TracesClient:
             try:
                 payload = response.json()
             except (json.JSONDecodeError, UnicodeDecodeError):
+                if not _json_content(response):  # a web page (a login page), not MLflow's
+                    raise not_mlflow_answer(
+                        response.status_code,
+                        response.headers,
+                        self._scrub(excerpt(response.text)),
+                        server=self._server,
+                        # A page answering a delete: what was forwarded behind it is unknown.
+                        outcome_unknown=method != "GET",
+                        **context,
+                    ) from None
                 raise InvalidResponseError(
                     f"the server answered {response.status_code} with a body that is not JSON: "
                     f"{self._scrub(excerpt(response.text))!r}",
@@ -487,12 +501,13 @@ class TracesClient:
     def _transport_error(
         self, error: httpx.HTTPError, context: Mapping[str, Any]
     ) -> TransportError:
-        for httpx_type, ours, text in _TRANSPORT_ERRORS:
+        for httpx_type, kind in _TRANSPORT_KINDS:
             if isinstance(error, httpx_type):
-                cause = type(error).__name__
-                if ours is TransportError:  # the generic case: say what broke
-                    cause = f"{cause}: {self._scrub(str(error))}"
-                return ours(f"{text}: {cause}", **context)
+                text = self._scrub(str(error))
+                detail = f"{type(error).__name__}: {text}" if text else type(error).__name__
+                return transport_error_for(
+                    kind, error, server=self._server, detail=detail, **context
+                )
         raise AssertionError("unreachable: httpx.HTTPError is the last row")  # pragma: no cover
 
     def _scrub(self, text: str) -> str:
@@ -511,8 +526,21 @@ class TracesClient:
             response.headers,
             text=self._scrub(body.text),
             now=self._clock(),
+            server=self._server,
+            endpoint_optional=str(context.get("endpoint", "")).startswith(_OPTIONAL_ENDPOINTS),
             **context,
         )
+
+
+def _json_content(response: httpx.Response) -> bool:
+    """Whether a 2xx answer that is not JSON was meant to be (a truncated answer: retried):
+    its content type says JSON, or it says nothing. A page (``text/html``, ``text/plain``) is
+    not MLflow's at all."""
+    content_type = response.headers.get("Content-Type")
+    if not content_type:
+        return True
+    media = content_type.partition(";")[0].strip().lower()
+    return media in _JSON_TYPES or media.endswith("+json")
 
 
 def _parsed(

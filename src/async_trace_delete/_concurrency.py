@@ -49,12 +49,13 @@ import math
 from dataclasses import dataclass
 from typing import Annotated, Any, Required, Self, TypedDict, Unpack, overload
 
-from pydantic import BaseModel, ConfigDict, Field, StrictInt, model_validator
+from pydantic import ConfigDict, Field, StrictInt, model_validator
 
 from ._batching import OVERLOAD_OUTCOMES, Outcome
 from ._checks import check_count, check_seconds
 from ._controls import settings_from
 from ._exceptions import UsageError
+from ._validated import ValidatedModel
 
 __all__ = [
     "ConcurrencyController",
@@ -66,7 +67,7 @@ __all__ = [
 ]
 
 
-class LimitSettings(BaseModel):
+class LimitSettings(ValidatedModel):
     """How a :class:`ConcurrencyController` climbs (frozen; validated field by field).
 
     Attributes:

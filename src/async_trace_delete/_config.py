@@ -18,18 +18,20 @@ repr, a log line or an error message.
 from __future__ import annotations
 
 import os
+import re
 from collections.abc import Mapping
 from typing import Annotated, Any, Self
 from urllib.parse import urlsplit, urlunsplit
 
-from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator, model_validator
+from pydantic import ConfigDict, Field, SecretStr, field_validator, model_validator
 
 from ._checks import is_int
 from ._exceptions import RuleError, UsageError
 from ._messages import FieldMessage
 from ._retry import RetryPolicy
+from ._validated import ValidatedModel
 
-__all__ = ["ClientConfig", "EngineConfig"]
+__all__ = ["ClientConfig", "EngineConfig", "redact_url", "store_kind", "store_message"]
 
 _TRUE = {"1", "true", "yes", "on"}
 _FALSE = {"0", "false", "no", "off", ""}
@@ -66,7 +68,63 @@ def redact_url(url: str) -> str:
     return urlunsplit((parts.scheme, f"***@{host}", parts.path, parts.query, parts.fragment))
 
 
-class ClientConfig(BaseModel):
+# MLflow tracking URIs that name a store, not a server: the schemes of its SQLAlchemy and file
+# stores (``mlflow.store.db.db_types``, ``file:``) and Databricks' profile URIs.
+_DATABASE_SCHEMES = {
+    "sqlite": "an SQLite database",
+    "postgresql": "a PostgreSQL database",
+    "postgres": "a PostgreSQL database",
+    "mysql": "a MySQL database",
+    "mssql": "a SQL Server database",
+}
+_STORE_START = re.compile(r"[A-Za-z][A-Za-z0-9+.-]*:")
+
+
+def store_kind(uri: str) -> str | None:
+    """What a tracking URI that is not a server names (``"an SQLite database"``, ``"a local
+    folder (a file store)"``, ``"Databricks"``), or ``None`` for anything else.
+
+    ``sqlite:``, ``postgresql:`` (also ``postgresql+psycopg2:``), ``mysql:``, ``mssql:``,
+    ``file:``, a bare path (``./mlruns``, ``/data/mlruns``, ``mlruns``) and ``databricks``
+    (``databricks://profile``, ``databricks-uc``) are what MLflow's own client accepts as
+    tracking URIs and talks to without a server.
+    """
+    text = uri.strip()
+    scheme = urlsplit(text).scheme.lower()
+    base = scheme.partition("+")[0]
+    if base in _DATABASE_SCHEMES:
+        return _DATABASE_SCHEMES[base]
+    if base == "file":
+        return "a local folder (a file store)"
+    if base.startswith("databricks") or text.lower().startswith("databricks"):
+        return "Databricks"
+    if text and not _STORE_START.match(text) and ("/" in text or "." not in text.split(":")[0]):
+        return "a local folder (a file store)"
+    return None
+
+
+def store_message(uri: str, store: str) -> FieldMessage:
+    """Why a store URI cannot be used, and how to put a server in front of it."""
+    shown = redact_url(uri)
+    if store == "Databricks":
+        return FieldMessage(
+            "{tracking_uri} is {given!r}, a Databricks profile: this tool talks to an MLflow "
+            "tracking server over http(s):// only and does not read Databricks profiles",
+            given=shown,
+        )
+    backend = shown if _STORE_START.match(uri.strip()) else uri.strip()
+    return FieldMessage(
+        "{tracking_uri} is {given!r}, {store}, not a server: deleting traces needs a running "
+        "`mlflow server` in front of that store. Start one with `mlflow server "
+        "--backend-store-uri {backend} --port 5000`, then use "
+        "MLFLOW_TRACKING_URI=http://127.0.0.1:5000",
+        given=shown,
+        store=store,
+        backend=backend,
+    )
+
+
+class ClientConfig(ValidatedModel):
     """How to reach and authenticate to an MLflow tracking server.
 
     Build it with :meth:`from_env` to follow MLflow's environment conventions, or directly.
@@ -88,6 +146,8 @@ class ClientConfig(BaseModel):
     def _http_uri(cls, value: str) -> str:
         value = value.strip()
         parts = urlsplit(value)
+        if (store := store_kind(value)) is not None:
+            raise RuleError(store_message(value, store))
         if parts.scheme not in {"http", "https"} or not parts.netloc:
             raise RuleError(
                 FieldMessage(
@@ -172,7 +232,7 @@ class ClientConfig(BaseModel):
         return cls(**values)
 
 
-class EngineConfig(BaseModel):
+class EngineConfig(ValidatedModel):
     """How the engine paces, sizes and retries its delete calls.
 
     Attributes:

@@ -17,9 +17,9 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any, Protocol, TypeVar
 
-from pydantic import BaseModel, ValidationError
+from pydantic import BaseModel
 
-from ._exceptions import UsageError
+from ._exceptions import SpecError, UsageError
 from ._outcomes import Outcome
 
 __all__ = ["ConcurrencyLimit", "Sizer", "settings_from"]
@@ -95,7 +95,7 @@ def settings_from(model: type[SettingsT], values: Mapping[str, Any]) -> Settings
     """
     try:
         return model(**values)
-    except ValidationError as error:
+    except SpecError as error:  # every problem, each naming its field
         problems = []
         for item in error.errors(include_url=False):
             field = ".".join(str(part) for part in item["loc"])

@@ -9,7 +9,9 @@ exception ever escapes the client.
 
     TraceDeleteError
     ├── UsageError (also ValueError)       bad arguments, caught before any HTTP call
-    │   └── RuleError                      a rule between fields (its message names them)
+    │   ├── RuleError                      a rule between fields (its message names them)
+    │   └── SpecError                      an invalid DeleteSpec, EngineConfig, ClientConfig...
+    │                                      (the field named; pydantic's .errors() kept)
     ├── EngineClosedError                  submit() on an engine that is not open
     ├── GuardrailError                     a safety guardrail refused (or stopped) the job
     ├── ConflictingJobsError (UsageError)  two jobs of one run on the same experiment
@@ -25,7 +27,9 @@ exception ever escapes the client.
         ├── ServerUnavailableError         503 (e.g. "database is locked"), Retry-After parsed
         ├── ServerError                    other 5xx
         ├── ArtifactsUnavailableError      503 "--no-serve-artifacts": artifacts left, not retried
-        ├── RedirectError                  3xx (an SSO login page in front of MLflow): fail
+        ├── NotMlflowServerError           the answer is not MLflow's (an HTML 404, a login
+        │   │                              page, a proxy's page): fail, never "not found"
+        │   └── RedirectError              3xx (an SSO login page in front of MLflow): fail
         ├── OutOfSelectionError            search answered a trace outside the job: fail
         ├── InvalidResponseError           a 2xx whose body is not the JSON we expect
         └── TransportError                 no HTTP answer at all
@@ -51,7 +55,7 @@ counted as done or not done, and counts against every cap.
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import ClassVar
+from typing import Any, ClassVar
 
 from ._messages import FieldMessage
 from ._outcomes import Outcome, RetryDecision
@@ -69,6 +73,7 @@ __all__ = [
     "MlflowApiError",
     "NoProgressError",
     "NotFoundError",
+    "NotMlflowServerError",
     "OutOfSelectionError",
     "PermissionDeniedError",
     "RedirectError",
@@ -77,6 +82,7 @@ __all__ = [
     "RuleError",
     "ServerError",
     "ServerUnavailableError",
+    "SpecError",
     "ThrottledError",
     "TraceDeleteError",
     "TransportError",
@@ -123,6 +129,32 @@ class GuardrailError(TraceDeleteError):
 class RuleError(UsageError):
     """A spec or setting breaks one of the rules between its fields (pydantic reports it as
     a validation error whose context holds this error, with its :class:`FieldMessage`)."""
+
+
+class SpecError(UsageError):
+    """An invalid :class:`~._specs.DeleteSpec`, :class:`~._config.EngineConfig`,
+    :class:`~._config.ClientConfig` or other public model: pydantic refused its input.
+
+    ``except TraceDeleteError`` (or ``except ValueError``) catches it like every other
+    refusal. Its message names the field (and, for a rule between fields, every field of the
+    rule, as a :class:`FieldMessage`); pydantic's details are kept: :meth:`errors` and
+    :attr:`validation_error`, which is also its ``__cause__``. A model that hides its input
+    in errors (``hide_input_in_errors``: a URI, a credential) never shows it here either.
+
+    Attributes:
+        model: The name of the model that refused (``"DeleteSpec"``).
+        validation_error: pydantic's ``ValidationError``.
+    """
+
+    def __init__(self, message: object, *, model: str, validation_error: Exception) -> None:
+        super().__init__(message)
+        self.model = model
+        self.validation_error = validation_error
+
+    def errors(self, **options: Any) -> list[Any]:
+        """pydantic's list of problems (``ValidationError.errors(**options)``)."""
+        errors: list[Any] = self.validation_error.errors(**options)  # type: ignore[attr-defined]
+        return errors
 
 
 class ConflictingJobsError(UsageError):
@@ -174,6 +206,9 @@ class MlflowApiError(TraceDeleteError):
         endpoint: The API path that was called.
         outcome_unknown: True when the server may have done the work anyway.
         retry_after: Seconds the server asked us to wait, if it said so.
+        server: The server's URL (credentials removed), when the client set it; its
+            message then names it where that helps (a connection that failed, an answer
+            that is not MLflow's).
     """
 
     outcome_unknown_default: ClassVar[bool] = False
@@ -189,8 +224,10 @@ class MlflowApiError(TraceDeleteError):
         endpoint: str | None = None,
         outcome_unknown: bool | None = None,
         retry_after: float | None = None,
+        server: str | None = None,
     ) -> None:
         self.message = message
+        self.server = server
         self.status_code = status_code
         self.error_code = error_code
         self.experiment_id = experiment_id
@@ -281,7 +318,15 @@ class ArtifactsUnavailableError(MlflowApiError):
     with that text). Never retried: trace deletion goes on, the artifacts are left."""
 
 
-class RedirectError(MlflowApiError):
+class NotMlflowServerError(MlflowApiError):
+    """Whatever answered is not an MLflow tracking server: an HTML or plain-text 404 or 405
+    where MLflow answers JSON (a plain web server, a proxy's page), a 2xx web page (an SSO
+    login page), a redirect. Never retried, and never read as "no such experiment".
+
+    """
+
+
+class RedirectError(NotMlflowServerError):
     """3xx: something in front of MLflow redirects (an SSO login page). Never retried.
 
     Redirects are not followed, so nothing reached MLflow; retrying would only meet the same

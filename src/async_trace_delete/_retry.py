@@ -25,11 +25,12 @@ from __future__ import annotations
 import math
 from fractions import Fraction
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import ConfigDict, Field
 
 from ._checks import is_int
 from ._exceptions import TraceDeleteError, UsageError
 from ._outcomes import Outcome, RetryDecision
+from ._validated import ValidatedModel
 
 __all__ = [
     "RetryBudget",
@@ -42,7 +43,7 @@ __all__ = [
 ]
 
 
-class RetryPolicy(BaseModel):
+class RetryPolicy(ValidatedModel):
     """How one delete call is retried.
 
     Attributes:

@@ -22,11 +22,12 @@ from dataclasses import dataclass
 from datetime import timedelta
 from typing import TYPE_CHECKING, Any, Self
 
-from pydantic import BaseModel, ConfigDict, StrictBool, field_validator, model_validator
+from pydantic import ConfigDict, Field, StrictBool, field_validator, model_validator
 
 from ._durations import parse_duration
 from ._exceptions import GuardrailError, RuleError, UsageError
 from ._messages import FieldMessage
+from ._validated import ValidatedModel
 from ._wire import Experiment
 
 if TYPE_CHECKING:
@@ -39,7 +40,7 @@ _DIGITS = re.compile(r"[0-9]+")
 DELETED = "deleted"
 
 
-class ExperimentSelector(BaseModel):
+class ExperimentSelector(ValidatedModel):
     """Experiments chosen by MLflow's experiment search, resolved once when the job starts.
 
     Args:
@@ -55,7 +56,7 @@ class ExperimentSelector(BaseModel):
 
     all_experiments: StrictBool = False
     name_like: str | None = None
-    tags: dict[str, str] = {}
+    tags: dict[str, str] = Field(default_factory=dict)
     exclude_names: tuple[str, ...] = ()
     exclude_ids: tuple[str, ...] = ()
 

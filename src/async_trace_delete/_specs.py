@@ -21,7 +21,6 @@ from datetime import timedelta
 from typing import Annotated, Any, Literal, Self
 
 from pydantic import (
-    BaseModel,
     ConfigDict,
     Field,
     StrictBool,
@@ -31,9 +30,11 @@ from pydantic import (
 )
 
 from ._checks import is_int
+from ._durations import format_duration, format_instant
 from ._exceptions import ConflictingJobsError, GuardrailError, RuleError
 from ._messages import FieldMessage
 from ._selection import ExperimentSelector
+from ._validated import ValidatedModel
 
 __all__ = [
     "DeleteSpec",
@@ -51,7 +52,7 @@ PositiveStrictInt = Annotated[StrictInt, Field(gt=0)]
 _FUTURE_TOLERANCE_MS = 60_000
 
 
-class DeleteSpec(BaseModel):
+class DeleteSpec(ValidatedModel):
     """One cleanup job on one experiment.
 
     Args:
@@ -206,8 +207,9 @@ class DeleteSpec(BaseModel):
         elif not has_cutoff and self.filter_string is None:
             raise RuleError(
                 FieldMessage(
-                    "give a cutoff ({max_timestamp_millis} or {older_than}), {trace_ids}, or "
-                    "a {filter_string}: there is nothing to select traces by"
+                    "there is nothing to select traces by: give a cutoff ({older_than} or "
+                    "{max_timestamp_millis}), {trace_ids}, or a {filter_string} (a filter "
+                    "alone is enough: it deletes what it matches)"
                 )
             )
         if (
@@ -259,10 +261,10 @@ class DeleteSpec(BaseModel):
             if cutoff <= 0:
                 raise GuardrailError(
                     FieldMessage(
-                        "{older_than}: {age} reaches before 1970; the cutoff would be "
-                        "{cutoff_ms} ms, and cutoffs must be > 0",
-                        age=self.older_than,
-                        cutoff_ms=cutoff,
+                        "{older_than}: {age} reaches back before 1970-01-01T00:00:00Z (now is "
+                        "{now}); a cutoff must be after it",
+                        age=format_duration(self.older_than),
+                        now=format_instant(now_millis),
                     )
                 )
         if cutoff is None and self.min_retention is not None and not self.force:
@@ -276,10 +278,12 @@ class DeleteSpec(BaseModel):
             if cutoff > now_millis + _FUTURE_TOLERANCE_MS:
                 raise GuardrailError(
                     FieldMessage(
-                        "{max_timestamp_millis}: {cutoff_ms} is in the future (now is {now_ms}); "
-                        "a future cutoff would delete traces being written right now",
-                        cutoff_ms=cutoff,
-                        now_ms=now_millis,
+                        "{max_timestamp_millis}: the cutoff {cutoff}{cutoff_ms} is in the future "
+                        "(now is {now}); a future cutoff would delete traces being written "
+                        "right now",
+                        cutoff=format_instant(cutoff),
+                        cutoff_ms=_beside(cutoff),
+                        now=format_instant(now_millis),
                     )
                 )
             if (
@@ -289,10 +293,12 @@ class DeleteSpec(BaseModel):
             ):
                 raise GuardrailError(
                     FieldMessage(
-                        "{min_retention}: the cutoff {cutoff_ms} keeps less than {retention} of "
-                        "traces; {force:pass} to override",
-                        cutoff_ms=cutoff,
-                        retention=self.min_retention,
+                        "{min_retention}: the cutoff {cutoff} keeps less than {retention} of "
+                        "traces (it must be at or before {latest}, {retention} before now); "
+                        "{force:pass} to override",
+                        cutoff=format_instant(cutoff),
+                        retention=format_duration(self.min_retention),
+                        latest=format_instant(now_millis - _ceil_millis(self.min_retention)),
                     )
                 )
         return cutoff
@@ -324,12 +330,18 @@ class DeleteSpec(BaseModel):
         )
 
 
+def _beside(millis: int) -> str:
+    """`` (<n> ms)``, the epoch milliseconds shown beside a time (none when the time could
+    only be shown as milliseconds anyway)."""
+    return "" if format_instant(millis).endswith(" ms") else f" ({millis} ms)"
+
+
 def _ceil_millis(duration: timedelta) -> int:
     """``duration`` in whole milliseconds, rounded up, without float arithmetic."""
     return -(-duration // timedelta(milliseconds=1))
 
 
-class ResolvedSpec(BaseModel):
+class ResolvedSpec(ValidatedModel):
     """A spec pinned at submission: concrete experiment ID, cutoff and bound.
 
     Attributes:
@@ -426,7 +438,7 @@ def _describe(resolved: ResolvedSpec) -> str:
     spec = resolved.spec
     parts: list[str] = [spec.mode]
     if resolved.cutoff_millis is not None:
-        parts.append(f"cutoff {resolved.cutoff_millis}")
+        parts.append(f"cutoff {format_instant(resolved.cutoff_millis)}")
     if spec.filter_string:
         parts.append(f"filter {spec.filter_string!r}")
     if spec.trace_ids is not None:

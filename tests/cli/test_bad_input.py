@@ -18,6 +18,7 @@ import pytest
 
 from async_trace_delete import DeleteSpec
 from async_trace_delete._cli.args import prepare, run_cli
+from async_trace_delete._durations import format_instant
 from tests.support.counting_server import DAY_MS, NOW_MS, TRACE_ID, CountingServer
 from tests.support.simulated_server import BASE_MS, SIM_URL
 
@@ -40,9 +41,14 @@ CLI_CASES: list[tuple[str, list[str], str]] = [
     (
         "cutoff in the future",
         ["--max-timestamp-millis", str(NOW_MS + DAY_MS)],
-        "--max-timestamp-millis: " + str(NOW_MS + DAY_MS) + " is in the future",
+        f"--max-timestamp-millis: the cutoff {format_instant(NOW_MS + DAY_MS)} "
+        f"({NOW_MS + DAY_MS} ms) is in the future (now is {format_instant(NOW_MS)})",
     ),
-    ("cutoff huge", ["--max-timestamp-millis", str(10**20)], "is in the future"),
+    (
+        "cutoff huge",
+        ["--max-timestamp-millis", str(10**20)],
+        f"the cutoff {10**20} ms is in the future",
+    ),
     ("before in the future", ["--before", "2099-01-01T00:00:00Z"], "--before: "),
     ("before without zone", ["--before", "2020-01-01T00:00:00"], "has no time zone"),
     ("before 1970", ["--before", "1960-01-01T00:00:00Z"], "is not after 1970"),
@@ -185,7 +191,7 @@ ENVIRONMENT_CASES: list[tuple[str, list[str], dict[str, str], str]] = [
         "file tracking URI",
         ["delete", "--experiment-id", "1", *OLD, "--tracking-uri", "file:///tmp/mlruns"],
         {},
-        "must be an http(s):// URL",
+        "--tracking-uri is 'file:///tmp/mlruns', a local folder (a file store), not a server",
     ),
     (
         "timeout variable",

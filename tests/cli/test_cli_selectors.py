@@ -652,7 +652,8 @@ NO_CUTOFF_CASES: list[tuple[str, list[str], str]] = [
     (
         "retention tag without a cutoff",
         ["--all-experiments", "--retention-tag", "retention", "--filter", "status = 'ERROR'"],
-        "--retention-tag needs the job's own cutoff (--older-than or --max-timestamp-millis)",
+        "--retention-tag needs the job's own cutoff (--older-than or --before / "
+        "--max-timestamp-millis)",
     ),
     (
         "trace IDs with a selector",

@@ -6,7 +6,6 @@ from __future__ import annotations
 from typing import Any, get_type_hints
 
 import pytest
-from pydantic import ValidationError
 
 from async_trace_delete import (
     BatchSizer,
@@ -21,6 +20,7 @@ from async_trace_delete import (
     Outcome,
     Sizer,
     SizerSettings,
+    SpecError,
     UsageError,
 )
 from async_trace_delete._batching import SizerValues
@@ -83,14 +83,14 @@ def test_settings_models_name_the_field_they_refuse(
     model: type[SizerSettings | LimitSettings], values: dict[str, Any], field: str
 ) -> None:
     """A bad value (a bool where a count belongs, too) is refused naming its field."""
-    with pytest.raises(ValidationError, match=field):
+    with pytest.raises(SpecError, match=field):
         model(**values)
 
 
 def test_settings_are_frozen() -> None:
     """Settings cannot change under a running controller."""
     settings = SizerSettings()
-    with pytest.raises(ValidationError, match="frozen"):
+    with pytest.raises(SpecError, match="frozen"):
         settings.min_size = 1  # type: ignore[misc]
 
 

@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
-import pydantic
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
+from async_trace_delete import SpecError
 from async_trace_delete import _exceptions as errors
 from async_trace_delete._batching import Outcome
 from async_trace_delete._retry import (
@@ -158,14 +158,14 @@ def test_backoff_always_within_cap(
 )
 def test_policy_rejects_bad_fields(field: str, value: float) -> None:
     """Each out-of-range or unknown field is refused, and the error names it."""
-    with pytest.raises(pydantic.ValidationError, match=field):
+    with pytest.raises(SpecError, match=field):
         RetryPolicy(**{field: value})
 
 
 def test_policy_is_frozen() -> None:
     """A policy cannot be changed after it is built."""
     policy = RetryPolicy()
-    with pytest.raises(pydantic.ValidationError):
+    with pytest.raises(SpecError):
         policy.max_attempts = 3  # type: ignore[misc]
 
 
@@ -212,12 +212,18 @@ def test_policy_is_frozen() -> None:
         ),
         (errors.MlflowApiError("something else", status_code=418), RetryDecision.FAIL, None),
         (errors.RedirectError("to a login page", status_code=302), RetryDecision.FAIL, None),
+        (errors.NotMlflowServerError("an HTML 404", status_code=404), RetryDecision.FAIL, None),
         (errors.OutOfSelectionError("another experiment"), RetryDecision.FAIL, None),
         (errors.ArtifactsUnavailableError("not served", status_code=503), RetryDecision.FAIL, None),
         (errors.ConflictingJobsError("two jobs"), RetryDecision.FAIL, None),
         (errors.NoProgressError("stuck"), RetryDecision.FAIL, None),
         (errors.UsageError("bad argument"), RetryDecision.FAIL, None),
         (errors.RuleError("a rule between fields"), RetryDecision.FAIL, None),
+        (
+            errors.SpecError("older_than: bad", model="DeleteSpec", validation_error=ValueError()),
+            RetryDecision.FAIL,
+            None,
+        ),
         (errors.GuardrailError("refused"), RetryDecision.FAIL, None),
         (errors.EngineClosedError("closed"), RetryDecision.FAIL, None),
         (errors.RetryBudgetExhaustedError("spent"), RetryDecision.FAIL, None),
@@ -249,6 +255,7 @@ def test_every_exported_error_is_classified() -> None:
         "MlflowApiError",
         "NoProgressError",
         "NotFoundError",
+        "NotMlflowServerError",
         "OutOfSelectionError",
         "PermissionDeniedError",
         "RedirectError",
@@ -257,6 +264,7 @@ def test_every_exported_error_is_classified() -> None:
         "RuleError",
         "ServerError",
         "ServerUnavailableError",
+        "SpecError",
         "ThrottledError",
         "TraceDeleteError",
         "TransportError",

@@ -13,10 +13,16 @@ from collections.abc import Mapping, Sequence
 from datetime import timedelta
 from typing import Any
 
-import pydantic
 import pytest
 
-from async_trace_delete import DeleteSpec, Experiment, ExperimentSelector, SkippedExperiment
+from async_trace_delete import (
+    DeleteSpec,
+    Experiment,
+    ExperimentSelector,
+    SkippedExperiment,
+    SpecError,
+)
+from async_trace_delete._durations import format_instant
 from async_trace_delete._selection import expand
 
 NOW = 1_750_000_000_000  # a fixed "now", epoch ms
@@ -34,16 +40,16 @@ def experiment(experiment_id: str, name: str, *, stage: str = "active", **tags: 
     return Experiment(experiment_id=experiment_id, name=name, lifecycle_stage=stage, tags=tags)
 
 
-def selector_refused(match: str, **fields: Any) -> pydantic.ValidationError:
+def selector_refused(match: str, **fields: Any) -> SpecError:
     """Build a selector that must fail; return the error after checking its text."""
-    with pytest.raises(pydantic.ValidationError, match=match) as caught:
+    with pytest.raises(SpecError, match=match) as caught:
         ExperimentSelector(**fields)
     return caught.value
 
 
-def spec_refused(match: str, **fields: Any) -> pydantic.ValidationError:
+def spec_refused(match: str, **fields: Any) -> SpecError:
     """Build a spec that must fail; return the error after checking its text."""
-    with pytest.raises(pydantic.ValidationError, match=match) as caught:
+    with pytest.raises(SpecError, match=match) as caught:
         DeleteSpec(**fields)
     return caught.value
 
@@ -166,7 +172,7 @@ def test_excluded_ids_must_be_whole_numbers(bad: str) -> None:
 def test_a_selector_is_frozen_and_takes_no_unknown_field() -> None:
     """Unknown fields are refused and a built selector cannot be changed."""
     selector_refused("Extra inputs are not permitted", all_experiments=True, name="chat")
-    with pytest.raises(pydantic.ValidationError, match="frozen"):
+    with pytest.raises(SpecError, match="frozen"):
         ALL.all_experiments = False  # type: ignore[misc]
 
 
@@ -532,8 +538,9 @@ async def test_a_retention_shorter_than_min_retention_skips_only_that_experiment
     ((left_out),) = skipped
     assert (left_out.experiment_id, left_out.name) == ("1", "half-day")
     assert left_out.reason == (
-        f"its tag retention='12h': min_retention: the cutoff {NOW - 12 * HOUR_MS} keeps less "
-        "than 1 day, 0:00:00 of traces; pass force=True to override; nothing is deleted in it"
+        f"its tag retention='12h': min_retention: the cutoff {format_instant(NOW - 12 * HOUR_MS)} "
+        f"keeps less than 1d of traces (it must be at or before {format_instant(NOW - DAY_MS)}, "
+        "1d before now); pass force=True to override; nothing is deleted in it"
     )
 
 

@@ -5,25 +5,24 @@ from __future__ import annotations
 from datetime import timedelta
 from typing import Any
 
-import pydantic
 import pytest
 from hypothesis import example, given
 from hypothesis import strategies as st
 
-from async_trace_delete import DeleteSpec, GuardrailError, ResolvedSpec
+from async_trace_delete import DeleteSpec, GuardrailError, ResolvedSpec, SpecError
 
 NOW = 1_750_000_000_000  # a fixed "now", epoch ms
 DAY_MS = 86_400_000
 
 
-def rejected(match: str, **fields: Any) -> pydantic.ValidationError:
+def rejected(match: str, **fields: Any) -> SpecError:
     """Build a spec that must fail; return the error after checking its text."""
-    with pytest.raises(pydantic.ValidationError, match=match) as caught:
+    with pytest.raises(SpecError, match=match) as caught:
         DeleteSpec(**fields)
     return caught.value
 
 
-def error_locations(error: pydantic.ValidationError) -> list[tuple[int | str, ...]]:
+def error_locations(error: SpecError) -> list[tuple[int | str, ...]]:
     return [tuple(item["loc"]) for item in error.errors()]
 
 
@@ -271,7 +270,7 @@ def test_negative_expect_at_most_is_rejected() -> None:
 def test_spec_is_frozen() -> None:
     """Assigning to a field raises."""
     spec = DeleteSpec(experiment_id="1", max_timestamp_millis=10)
-    with pytest.raises(pydantic.ValidationError, match="frozen"):
+    with pytest.raises(SpecError, match="frozen"):
         spec.max_timestamp_millis = 0  # type: ignore[misc]
     assert spec.max_timestamp_millis == 10
 
@@ -431,9 +430,9 @@ def test_resolved_label_defaults_to_the_experiment() -> None:
 def test_resolved_spec_is_frozen_and_strict() -> None:
     """ResolvedSpec is frozen and refuses extra fields."""
     resolved = DeleteSpec(experiment_id="1", max_timestamp_millis=10).resolve(now_millis=NOW)
-    with pytest.raises(pydantic.ValidationError, match="frozen"):
+    with pytest.raises(SpecError, match="frozen"):
         resolved.cutoff_millis = 0  # type: ignore[misc]
-    with pytest.raises(pydantic.ValidationError, match="extra"):
+    with pytest.raises(SpecError, match="extra"):
         ResolvedSpec(
             spec=resolved.spec,
             experiment_id="1",
@@ -462,7 +461,7 @@ def test_any_positive_cutoff_and_cap_validate_and_round_trip(cutoff: int, cap: i
 @given(value=st.integers(max_value=0))
 def test_any_non_positive_cutoff_is_rejected(value: int) -> None:
     """Zero and negative cutoffs are always refused, on the max_timestamp_millis field."""
-    with pytest.raises(pydantic.ValidationError) as caught:
+    with pytest.raises(SpecError) as caught:
         DeleteSpec(experiment_id="1", max_timestamp_millis=value)
     assert error_locations(caught.value) == [("max_timestamp_millis",)]
 
@@ -470,7 +469,7 @@ def test_any_non_positive_cutoff_is_rejected(value: int) -> None:
 @given(value=st.integers(max_value=0))
 def test_any_non_positive_cap_is_rejected(value: int) -> None:
     """Zero and negative max_traces are always refused, on the max_traces field."""
-    with pytest.raises(pydantic.ValidationError) as caught:
+    with pytest.raises(SpecError) as caught:
         DeleteSpec(experiment_id="1", max_timestamp_millis=10, max_traces=value)
     assert error_locations(caught.value) == [("max_traces",)]
 

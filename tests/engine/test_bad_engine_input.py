@@ -43,7 +43,7 @@ ENGINE_CASES: list[tuple[str, dict[str, Any], type[TraceDeleteError], str]] = [
         "age before 1970",
         {"experiment_id": "1", "older_than": timedelta(days=365 * 100)},
         GuardrailError,
-        "reaches before 1970",
+        "reaches back before 1970",
     ),
     (
         "retention too short",

@@ -7,11 +7,10 @@ guardrails against the real server are ``tests/integration/test_guardrails_integ
 
 from __future__ import annotations
 
-import pydantic
 import pytest
 import respx
 
-from async_trace_delete import DeleteSpec, GuardrailError
+from async_trace_delete import DeleteSpec, GuardrailError, SpecError
 from tests.support.guardrails import BASE_MS, ERROR_ONLY, make_engine
 from tests.support.seed import format_request_time, make_trace_id
 
@@ -81,5 +80,5 @@ def test_empty_filter_without_allow_match_all_is_refused_at_construction(
     filter_string: str,
 ) -> None:
     """An empty filter with no cutoff cannot even be built without ``allow_match_all``."""
-    with pytest.raises(pydantic.ValidationError, match="allow_match_all"):
+    with pytest.raises(SpecError, match="allow_match_all"):
         DeleteSpec(experiment_id="1", filter_string=filter_string)

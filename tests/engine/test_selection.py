@@ -30,6 +30,7 @@ from async_trace_delete import (
     SkippedExperiment,
     UsageError,
 )
+from async_trace_delete._durations import format_instant
 from tests.support.sim_engine import NOW_MS, fixed_batches, make_engine
 from tests.support.simulated_server import (
     BASE_MS,
@@ -388,9 +389,10 @@ async def test_a_retention_under_min_retention_skips_its_experiment_the_others_g
             "half-day",
             ids["half-day"],
             "half-day",
-            f"its tag retention='12h': min_retention: the cutoff {NOW_MS - 12 * HOUR_MS} keeps "
-            "less than 1 day, 0:00:00 of traces; pass force=True to override; nothing is "
-            "deleted in it",
+            f"its tag retention='12h': min_retention: the cutoff "
+            f"{format_instant(NOW_MS - 12 * HOUR_MS)} keeps less than 1d of traces (it must be "
+            f"at or before {format_instant(NOW_MS - 24 * HOUR_MS)}, 1d before now); pass "
+            "force=True to override; nothing is deleted in it",
         ),
     )
     assert world.left() == {"half-day": 7, "one-day": 3, "two-weeks": 6, "untagged": 5}

@@ -18,6 +18,7 @@ from async_trace_delete import (
     InvalidResponseError,
     MlflowApiError,
     NotFoundError,
+    NotMlflowServerError,
     PermissionDeniedError,
     RequestTimeoutError,
     ServerError,
@@ -47,13 +48,13 @@ ERROR_CASES: dict[str, ErrorCase] = {
         None,
         "Invalid value 'abc' for parameter 'experiment_id' supplied.",
     ),
-    "404-plain": (
+    "404-plain": (  # not MLflow's JSON error: whatever answered is not MLflow
         httpx.Response(404, text="<html>Not Found</html>"),
-        NotFoundError,
+        NotMlflowServerError,
         None,
         False,
         None,
-        "Not Found",
+        "did not answer like an MLflow tracking server (got 404 text/plain",
     ),
     "400-resource-does-not-exist": (
         mlflow_error(400, "RESOURCE_DOES_NOT_EXIST", "No experiment 'x'"),
@@ -158,13 +159,13 @@ ERROR_CASES: dict[str, ErrorCase] = {
         3.0,
         "bad gateway",
     ),
-    "200-not-json": (
+    "200-not-json": (  # a page answering a delete: not MLflow, nobody knows what it forwarded
         httpx.Response(200, text="<html>login page</html>"),
-        InvalidResponseError,
+        NotMlflowServerError,
         None,
         True,
         None,
-        "not JSON",
+        "did not answer like an MLflow tracking server (got 200 text/plain",
     ),
     "200-truncated-json": (
         httpx.Response(

@@ -19,12 +19,13 @@ from datetime import timedelta
 from pathlib import Path
 from typing import Any, NoReturn, TextIO
 
-from pydantic import ValidationError
-
 from .. import __version__
 from .._config import ClientConfig, EngineConfig, redact_url
-from .._exceptions import UsageError
+from .._durations import format_duration, format_instant
+from .._exceptions import SpecError
 from .audit import known_secrets
+from .environment import client_config
+from .habits import add_refused_mlflow_flags, refuse_experiment_variable
 from .inputs import (
     EXIT_BAD_INPUT,
     EXIT_FAILED,
@@ -171,7 +172,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     where = delete.add_argument_group("what to delete")
     where.add_argument(
-        "--experiment-id", action="append", default=[], metavar="ID", help="repeatable"
+        "--experiment-id", "-x", action="append", default=[], metavar="ID", help="repeatable"
     )
     where.add_argument(
         "--experiment-name",
@@ -243,13 +244,14 @@ def build_parser() -> argparse.ArgumentParser:
         help="these trace IDs, comma-separated (as in mlflow traces delete --trace-ids)",
     )
     selection.add_argument("--trace-ids-file", metavar="PATH", help="one ID per line; - = stdin")
-    where.add_argument("--filter", metavar="FILTER", help="MLflow search filter")
+    where.add_argument("--filter", "--filter-string", metavar="FILTER", help="MLflow search filter")
     where.add_argument("--max-traces", type=int, metavar="N", help="cap per experiment")
     where.add_argument(
         "--with-artifacts",
         action="store_true",
         help="also remove each deleted trace's artifact folder (traces.json) via the server",
     )
+    add_refused_mlflow_flags(delete)
     guard = delete.add_argument_group("guardrails")
     guard.add_argument("--expect-at-most", type=int, metavar="N", help="refuse if more match")
     guard.add_argument(
@@ -279,7 +281,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     sweep_where = sweep.add_argument_group("where to sweep")
     sweep_where.add_argument(
-        "--experiment-id", action="append", default=[], metavar="ID", help="repeatable"
+        "--experiment-id", "-x", action="append", default=[], metavar="ID", help="repeatable"
     )
     sweep_where.add_argument(
         "--experiment-name", action="append", default=[], metavar="NAME", help="repeatable"
@@ -322,6 +324,8 @@ def _definition_from_args(args: argparse.Namespace, stdin: TextIO | None) -> Job
     if args.before is not None:
         fields["max_timestamp_millis"] = args.before
         names["max_timestamp_millis"] = "--before"
+    elif args.max_timestamp_millis is None:  # a message asking for a cutoff names both flags
+        names["max_timestamp_millis"] = "--before / --max-timestamp-millis"
     for field_name in ("max_timestamp_millis", "older_than", "max_traces", "expect_at_most"):
         if getattr(args, field_name) is not None:
             fields[field_name] = getattr(args, field_name)
@@ -382,13 +386,12 @@ def _selector_from_args(args: argparse.Namespace) -> dict[str, Any]:
     return selector
 
 
-def _client_config(uri: str | None, environ: Mapping[str, str]) -> ClientConfig:
-    try:
-        return ClientConfig.from_env(environ, tracking_uri=uri)
-    except ValidationError as error:
-        raise BadInputError(Namer().validation(error, show_input=False)) from None
-    except UsageError as error:
-        raise BadInputError(Namer().message(error)) from None
+def _client_config(
+    uri: str | None, environ: Mapping[str, str], source: str | None = "--tracking-uri"
+) -> ClientConfig:
+    """The server's settings; a refusal names ``source`` (how ``uri`` was given) or, for a
+    URI from the environment, ``MLFLOW_TRACKING_URI`` (see :mod:`.environment`)."""
+    return client_config(uri, source if uri is not None else None, environ)
 
 
 def prepare(
@@ -410,6 +413,7 @@ def prepare(
     engine_names = {key: flags(field) for key, field in ENGINE_OPTIONS.items()}
     uri = args.tracking_uri
     server = server_source(uri, environ)
+    uri_source = "--tracking-uri"
     if args.command == "run":
         policy = load_policy(args.policy)
         definitions: tuple[JobDefinition, ...] = policy.jobs
@@ -420,13 +424,19 @@ def prepare(
         server = server_source(
             uri, environ, policy_uri=policy.tracking_uri, policy_file=args.policy
         )
-        uri = uri or policy.tracking_uri
+        if not uri and policy.tracking_uri is not None:
+            uri, uri_source = policy.tracking_uri, f"{args.policy}: tracking_uri"
     else:
         definitions = (_definition_from_args(args, stdin),)
+        refuse_experiment_variable(
+            bool(definitions[0].experiment_ids or definitions[0].experiment_names)
+            or bool(definitions[0].selector),
+            environ,
+        )
     if args.sample < 0:
         raise BadInputError(f"--sample: must be >= 0 (got {args.sample})")
     jobs = build_specs(definitions)
-    client = _client_config(uri, environ)
+    client = _client_config(uri, environ, uri_source)
     config = build_engine_config(engine_options, engine_names, client)
     check_cutoffs(jobs, now_ms)
     return Invocation(
@@ -443,6 +453,7 @@ def _prepare_sweep(
     argv: Sequence[str], args: argparse.Namespace, environ: Mapping[str, str]
 ) -> Invocation:
     """``sweep-artifacts``: its experiments and engine settings, checked before any call."""
+    refuse_experiment_variable(bool(args.experiment_id or args.experiment_name), environ)
     if not args.experiment_id and not args.experiment_name:
         raise BadInputError(
             "--experiment-id / --experiment-name: give at least one experiment to sweep"
@@ -476,7 +487,15 @@ def _prepare_apply(
         raise BadInputError("--plan-out: apply executes a plan; it does not write one")
     plan = read_plan(Path(args.plan).expanduser())
     uri = args.tracking_uri or environ.get("MLFLOW_TRACKING_URI") or plan.server
-    client = _client_config(uri, environ)
+    client = _client_config(
+        uri,
+        environ,
+        "--tracking-uri"
+        if args.tracking_uri
+        else None
+        if environ.get("MLFLOW_TRACKING_URI")
+        else "PLAN: server",
+    )
     server = redact_url(client.tracking_uri)
     if server != plan.server:
         raise BadInputError(
@@ -487,12 +506,13 @@ def _prepare_apply(
     age_ms = now_ms - plan.created_ms
     if age_ms > args.max_plan_age // timedelta(milliseconds=1):
         raise BadInputError(
-            f"--max-plan-age: the plan is {timedelta(milliseconds=age_ms)} old, older than "
-            f"{args.max_plan_age}; make a new one (nothing was deleted)"
+            f"--max-plan-age: the plan is {format_duration(timedelta(milliseconds=age_ms))} "
+            f"old (made {format_instant(plan.created_ms)}), older than "
+            f"{format_duration(args.max_plan_age)}; make a new one (nothing was deleted)"
         )
     try:
         config = EngineConfig.model_validate({**plan.engine, "client": client})
-    except ValidationError as error:
+    except SpecError as error:
         raise BadInputError(f"PLAN: engine settings: {Namer().validation(error)}") from None
     return Invocation(
         argv=tuple(argv),

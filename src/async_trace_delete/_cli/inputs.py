@@ -21,11 +21,9 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any, TextIO
 
-from pydantic import ValidationError
-
 from .._config import ClientConfig, EngineConfig, redact_url
 from .._durations import parse_duration
-from .._exceptions import GuardrailError, UsageError
+from .._exceptions import GuardrailError, SpecError, UsageError
 from .._specs import DeleteSpec
 from .names import ENGINE_OPTIONS, SELECTOR_FIELDS, Namer
 from .server import ServerSource
@@ -228,7 +226,7 @@ def build_specs(definitions: Iterable[JobDefinition]) -> list[tuple[DeleteSpec, 
                 spec = DeleteSpec.model_validate(
                     {key: experiment, **definition.fields, "label": label}
                 )
-            except ValidationError as error:
+            except SpecError as error:
                 raise BadInputError(namer.validation(error)) from None
             specs.append((spec, definition))
     return specs
@@ -285,7 +283,7 @@ def _selector_spec(definition: JobDefinition) -> DeleteSpec:
                 "label": definition.name,
             }
         )
-    except ValidationError as error:
+    except SpecError as error:
         raise BadInputError(definition.namer.validation(error)) from None
 
 
@@ -339,7 +337,7 @@ def build_engine_config(
     typed = {ENGINE_OPTIONS[key]: name for key, name in names.items()}
     try:
         return EngineConfig(client=client, **values)
-    except ValidationError as error:
+    except SpecError as error:
         raise BadInputError(Namer(typed=typed).validation(error)) from None
 
 

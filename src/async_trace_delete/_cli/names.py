@@ -13,9 +13,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 
-from pydantic import ValidationError
-
-from .._exceptions import TraceDeleteError
+from .._exceptions import SpecError, TraceDeleteError
 
 __all__ = ["ENGINE_OPTIONS", "FIELDS", "SELECTOR_FIELDS", "FieldName", "Namer"]
 
@@ -143,8 +141,8 @@ class Namer:
         """A library error in these names, with the origin in front."""
         return self.where + error.render(self)
 
-    def validation(self, error: ValidationError, *, show_input: bool = True) -> str:
-        """A pydantic validation error in these names: the first problem, one line
+    def validation(self, error: SpecError, *, show_input: bool = True) -> str:
+        """A model's refusal (pydantic's problems) in these names: the first problem, one line
         (with the value given, unless ``show_input`` is false)."""
         first = error.errors(include_url=False)[0]
         cause = first.get("ctx", {}).get("error")

@@ -54,7 +54,8 @@ FAULT_MIXES: dict[str, list[Fault]] = {
         Fault.reset_before(),
         Fault.PASS,
         Fault.reset_after(),
-        Fault.invalid_json(),
+        # No Fault.invalid_json() here: a 200 page is not a transient fault but an answer
+        # that is not MLflow's; it fails the job at once (test_a_page_answering_a_delete...).
     ],
     "slow-answers": [
         Fault.delay(REQUEST_TIMEOUT + 1),
@@ -221,6 +222,31 @@ async def test_mlflow_json_503_stays_certain(
     lost = await check_invariants(world, by_experiment(run.jobs), transient=True)
     assert lost[experiment.experiment_id] == report.deleted == 120
     assert (report.ambiguous, report.ambiguous_calls) == (0, 0)
+    TALLY.add_survived(proxy)
+
+
+@pytest.mark.asyncio
+async def test_a_page_answering_a_delete_fails_the_job_at_once(
+    mlflow_server: MlflowServer, proxy: FaultProxy
+) -> None:
+    """A 200 HTML page (a misconfigured gateway, a login page) answering a delete is not
+    MLflow's answer: the job fails without a retry, the call is in doubt (counted against
+    the cap), and the real server kept every trace (the page never forwarded it)."""
+    world = await seed_world(mlflow_server, old=200, new=10)
+    (experiment,) = world.targets
+    proxy.script(path_contains=DELETE, faults=[Fault.invalid_json()])
+    fixed = {"min_batch_size": 100, "initial_batch_size": 100, "max_batch_size": 100}
+    async with Engine(engine_config(proxy.url, **fixed)) as engine:
+        run = await engine.run([cutoff_job(experiment, world.cutoff)])
+
+    (report,) = run.jobs
+    lost = await check_invariants(world, by_experiment(run.jobs), transient=False)
+    assert report.state is JobState.FAILED
+    assert report.error_type == "NotMlflowServerError"
+    assert (report.deleted, report.ambiguous, report.ambiguous_calls) == (0, 100, 1)
+    assert report.retries == 0
+    assert lost[experiment.experiment_id] == 0
+    assert sum(fault_kinds(proxy).values()) == 1
     TALLY.add_survived(proxy)
 
 
