@@ -8,7 +8,8 @@ Every call the engine makes (a delete, a search page, an experiment lookup) goes
 * is classified when it fails (:func:`._retry.classify`) and retried with backoff and jitter;
 * counts against the job's progress: a job fails on a permanent error, or when it has made
   no progress for ``EngineConfig.progress_timeout`` (never because it retried "too often":
-  a spent run-wide retry budget slows every job down instead);
+  a spent run-wide retry budget slows every job down instead); a server never reached at
+  all is given up after :data:`FIRST_CONTACT_SECONDS`;
 * feeds the batch sizer, the concurrency controller and the hooks (deletes only);
 * is counted as *ambiguous* when its answer is lost, through a :class:`Doubt` that knows
   whether the same traces were already in doubt (deleting by ID is idempotent).
@@ -32,7 +33,7 @@ from ._client import TracePage
 from ._completion import Attempt, Completion, Delete
 from ._counting import CountQuery
 from ._events import RetryScheduled
-from ._exceptions import MlflowApiError, NoProgressError
+from ._exceptions import ConnectError, MlflowApiError, NoProgressError
 from ._ledger import Counters
 from ._outcomes import Outcome, RetryDecision
 from ._retry import classify, compute_backoff, outcome_for, should_retry
@@ -40,6 +41,12 @@ from ._scheduler import CallKind
 from ._shared import SharedState
 
 __all__ = ["Caller", "Delete", "StopRequested"]  # Delete re-exported for the modes
+
+# A server this engine has never reached (connection refused, no such host, TLS) is retried
+# this long, not progress_timeout: an address that never answered is a wrong address far more
+# often than a restart, and a person at a terminal should hear of it in seconds. Once the server
+# has answered anything, a lost connection is retried until progress_timeout (a restart).
+FIRST_CONTACT_SECONDS = 15.0
 
 T = TypeVar("T")
 
@@ -295,6 +302,12 @@ class Caller:
             policy, attempt=attempt.number, elapsed=now - first_try_at, next_delay=delay
         ):
             raise error
+        if (
+            isinstance(error, ConnectError)
+            and not shared.client.answered
+            and now + delay - first_try_at > FIRST_CONTACT_SECONDS
+        ):
+            raise error  # never reached at all: a wrong address, not a restart (see above)
         if now + delay - self._last_progress > config.progress_timeout:
             seconds = now - self._last_progress
             raise NoProgressError(

@@ -174,10 +174,16 @@ class TracesClient:
         self._closed = False
         self._secrets = _secret_values(self._config)
         self._server = redact_url(self._config.base_url)
+        self._answered = False
 
     def __repr__(self) -> str:
         scheme = self._config.auth_scheme or "none"
         return f"TracesClient(tracking_uri={self._config.tracking_uri!r}, auth={scheme})"
+
+    @property
+    def answered(self) -> bool:
+        """Whether the server has answered any request of this client (any HTTP status)."""
+        return self._answered
 
     @property
     def config(self) -> ClientConfig:
@@ -469,6 +475,7 @@ class TracesClient:
             failure = self._transport_error(error, context)
         if failure is not None:
             raise failure
+        self._answered = True
         if response.is_success:
             try:
                 payload = response.json()

@@ -15,6 +15,7 @@ from pathlib import Path
 import anyio.lowlevel
 import pytest
 
+from async_trace_delete._calls import FIRST_CONTACT_SECONDS
 from async_trace_delete._cli.args import run_cli
 from tests.support.cli_harness import NOW_MS, Recorder, Result, cli, one_error_line, write_policy
 from tests.support.mlflow_server import free_port
@@ -40,10 +41,14 @@ class JumpClock:
 
 
 def run_real(
-    capsys: pytest.CaptureFixture[str], argv: list[str], environ: dict[str, str]
+    capsys: pytest.CaptureFixture[str],
+    argv: list[str],
+    environ: dict[str, str],
+    *,
+    clock: JumpClock | None = None,
 ) -> Result:
     """The CLI against the real network, with a virtual clock."""
-    clock = JumpClock()
+    clock = clock or JumpClock()
     code = run_cli(
         argv,
         environ=environ,
@@ -187,11 +192,14 @@ def test_a_password_in_a_store_uri_is_never_shown(
 
 
 def test_a_refused_port_names_the_server_and_the_cause(capsys: pytest.CaptureFixture[str]) -> None:
-    """Nothing listens: exit 1, the URL, "connection refused" and what to check."""
+    """Nothing listens: exit 1 within seconds of the engine's clock (a server never reached
+    is not retried for progress_timeout), the URL, "connection refused" and what to check."""
     port = free_port()
     url = f"http://127.0.0.1:{port}"
-    result = run_real(capsys, DELETE, {"MLFLOW_TRACKING_URI": url})
+    clock = JumpClock()
+    result = run_real(capsys, DELETE, {"MLFLOW_TRACKING_URI": url}, clock=clock)
     assert result.code == 1
+    assert clock.now - 1_000.0 <= FIRST_CONTACT_SECONDS + 1.0  # was 4m40s: progress_timeout
     assert (
         f"could not connect to the MLflow server at {url}: connection refused: nothing listens "
         f"on port {port} of 127.0.0.1; is `mlflow server` running at {url}, on port {port}?"

@@ -17,6 +17,7 @@ import pytest
 
 from async_trace_delete import (
     ClientConfig,
+    ConnectError,
     DeleteSpec,
     Engine,
     EngineConfig,
@@ -25,7 +26,9 @@ from async_trace_delete import (
     RetryScheduled,
     Throttled,
 )
+from async_trace_delete._calls import FIRST_CONTACT_SECONDS
 from tests.support.sim_engine import (
+    FAST,
     NOW_MS,
     cutoff_spec,
     fixed_batches,
@@ -291,3 +294,44 @@ async def test_rate_limit_holds_over_any_half_second() -> None:
     windows = [sum(1 for t in stamps if start <= t < start + 0.5) for start in stamps]
     assert max(windows) <= 11
     assert 10 <= len(stamps) <= 24  # a loaded machine may send fewer, never more
+
+
+@pytest.mark.asyncio
+async def test_a_lost_connection_after_the_server_answered_is_retried_past_first_contact() -> None:
+    """The lookup answered; then eight refused connections (a restart, 60+ s of backoff):
+    retried until the server is back, not given up after FIRST_CONTACT_SECONDS."""
+    server = SimulatedServer()
+    experiment_id, cutoff = seeded(server, 500)
+    server.script(*[Fault(raise_error=httpx.ConnectError) for _ in range(8)])
+    async with make_engine(server, **fixed_batches(1000)) as engine:
+        report = await engine.run([cutoff_spec(experiment_id, cutoff)])
+    job = report.jobs[0]
+    assert sum(server.clock.sleeps) > FIRST_CONTACT_SECONDS
+    assert (job.state, job.deleted, job.retries) == (JobState.COMPLETED, 500, 8)
+    assert server.remaining(experiment_id) == []
+
+
+@pytest.mark.asyncio
+async def test_a_server_never_reached_is_given_up_after_first_contact_seconds() -> None:
+    """Every request refused from the start: the run fails within FIRST_CONTACT_SECONDS of
+    the engine's clock with the ConnectError (not after progress_timeout)."""
+    server = SimulatedServer()
+    experiment_id, cutoff = seeded(server, 500)
+
+    async def refuse(request: httpx.Request) -> httpx.Response:
+        raise httpx.ConnectError("[Errno 111] Connection refused", request=request)
+
+    engine = Engine(
+        EngineConfig(client=ClientConfig(tracking_uri=SIM_URL), rate_limit=FAST),
+        transport=httpx.MockTransport(refuse),
+        clock=server.clock,
+        sleep=server.clock.sleep,
+        random=lambda: 0.5,
+        wall_clock_ms=lambda: NOW_MS,
+    )
+    started = server.clock()
+    async with engine:
+        with pytest.raises(ConnectError):
+            await engine.run([cutoff_spec(experiment_id, cutoff)])
+    assert server.clock() - started <= FIRST_CONTACT_SECONDS
+    assert server.remaining(experiment_id) != []
