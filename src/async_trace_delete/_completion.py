@@ -94,7 +94,9 @@ class Completion:
             deleted=deleted,
             latency=latency,
             outcome=Outcome.OK,
-            quiet_gap=shared.scheduler.quiet_gap(latency, shared.config.sleep_coefficient),
+            quiet_gap=shared.scheduler.quiet_gap(
+                latency, shared.config.sleep_coefficient, shared.config.min_sleep
+            ),
         )
         shared.emit(
             BatchDeleted(

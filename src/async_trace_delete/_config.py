@@ -263,6 +263,11 @@ class EngineConfig(ValidatedModel):
         max_batch_size: Largest batch a cutoff call asks for.
         initial_id_chunk: First number of IDs per call for ID and selective jobs.
         max_id_chunk: Most IDs per call (MLflow's client sends 100; Databricks rejects more).
+        min_sleep: The shortest such gap, in seconds, however fast the call was (pt-archiver's
+            ``--sleep``). SQLite's busy handler polls for the lock at growing intervals (up to
+            100 ms): a gap shorter than its poll lets the next delete take the lock again
+            before the waiting writer looks, so other clients' writes starve behind a series
+            of short deletes. 0 disables.
         sleep_coefficient: After each call, no call starts (engine-wide) for
             ``coefficient * latency`` seconds (pt-archiver's ``--sleep-coef``). On a
             single-writer backend (SQLite) other clients' writes wait for each delete; this
@@ -312,6 +317,7 @@ class EngineConfig(ValidatedModel):
     initial_id_chunk: Annotated[int, Field(ge=1)] = _DEFAULT_INITIAL_ID_CHUNK
     max_id_chunk: Annotated[int, Field(ge=1, le=100_000)] = _DEFAULT_MAX_ID_CHUNK
     sleep_coefficient: Annotated[float, Field(ge=0, le=100)] = 0.1
+    min_sleep: Annotated[float, Field(ge=0, le=60)] = 0.1
     foreground_budget: Annotated[float, Field(gt=0, le=600)] | None = None
     canary_interval: Annotated[float, Field(gt=0, le=60)] = 0.5
     throttle_url: SecretStr | None = None

@@ -141,10 +141,11 @@ class Scheduler:
         elif self._gate.is_set():
             self._gate = anyio.Event()
 
-    def quiet_gap(self, latency: float, coefficient: float) -> float:
+    def quiet_gap(self, latency: float, coefficient: float, floor: float = 0.0) -> float:
         """Seconds no call may start after a delete of ``latency`` s: the configured gap
-        (``coefficient`` x latency), or a duty cycle of the share, whichever is longer."""
-        return latency * max(coefficient, (1 - self._share) / self._share)
+        (``coefficient`` x latency, at least ``floor``), or a duty cycle of the share,
+        whichever is longer."""
+        return max(floor, latency * max(coefficient, (1 - self._share) / self._share))
 
     @property
     def in_flight(self) -> int:

@@ -8,6 +8,7 @@ Caps, cancellation, hooks and status are ``tests/engine/test_engine_lifecycle.py
 
 from __future__ import annotations
 
+import itertools
 import time
 from typing import Any
 
@@ -335,3 +336,31 @@ async def test_a_server_never_reached_is_given_up_after_first_contact_seconds() 
             await engine.run([cutoff_spec(experiment_id, cutoff)])
     assert server.clock() - started <= FIRST_CONTACT_SECONDS
     assert server.remaining(experiment_id) != []
+
+
+@pytest.mark.asyncio
+async def test_fast_deletes_leave_other_writers_at_least_min_sleep() -> None:
+    """Deletes of 10 ms each are followed by min_sleep (0.1 s) of quiet, not 1 ms: SQLite's
+    busy handler polls at up to 100 ms, and a shorter gap lets the next delete take the lock
+    again before a waiting writer looks."""
+    server = SimulatedServer(latency=LatencyModel(fixed=0.01))
+    experiment_id, cutoff = seeded(server, 1_000)
+    async with make_engine(server, **fixed_batches(100)) as engine:
+        report = await engine.run([cutoff_spec(experiment_id, cutoff)])
+    starts = [call.started_at for call in server.deletes]
+    gaps = [later - earlier for earlier, later in itertools.pairwise(starts)]
+    assert len(gaps) >= 9
+    assert min(gaps) >= 0.01 + 0.1 - 1e-9
+    assert report.jobs[0].deleted == 1_000
+
+
+@pytest.mark.asyncio
+async def test_min_sleep_zero_keeps_only_the_coefficient() -> None:
+    """min_sleep=0: the gap after a 10 ms delete is 0.1 x 10 ms."""
+    server = SimulatedServer(latency=LatencyModel(fixed=0.01))
+    experiment_id, cutoff = seeded(server, 500)
+    async with make_engine(server, min_sleep=0.0, **fixed_batches(100)) as engine:
+        await engine.run([cutoff_spec(experiment_id, cutoff)])
+    starts = [call.started_at for call in server.deletes]
+    gaps = [later - earlier for earlier, later in itertools.pairwise(starts)]
+    assert max(gaps) < 0.05

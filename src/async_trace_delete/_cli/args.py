@@ -152,6 +152,9 @@ def _pacing_options(parser: argparse.ArgumentParser) -> None:
     pace.add_argument(
         "--sleep-coefficient", type=float, metavar="X", help="pause X * latency after calls"
     )
+    pace.add_argument(
+        "--min-sleep", type=float, metavar="SECONDS", help="the shortest pause after a call"
+    )
     pace.add_argument("--request-timeout", type=float, metavar="SECONDS", help="per call")
 
 

@@ -73,6 +73,7 @@ FIELDS: tuple[FieldName, ...] = (
     FieldName("initial_batch_size", "--initial-batch-size", "initial_batch_size", engine=True),
     FieldName("max_id_chunk", "--max-id-chunk", "max_id_chunk", engine=True),
     FieldName("sleep_coefficient", "--sleep-coefficient", "sleep_coefficient", engine=True),
+    FieldName("min_sleep", "--min-sleep", "min_sleep", engine=True),
     FieldName("request_timeout", "--request-timeout", "request_timeout", engine=True),
     FieldName("tracking_uri", "--tracking-uri", "tracking_uri"),
     FieldName("username", "MLFLOW_TRACKING_USERNAME", "MLFLOW_TRACKING_USERNAME"),
