@@ -146,13 +146,25 @@ class SpecError(UsageError):
         validation_error: pydantic's ``ValidationError``.
     """
 
-    def __init__(self, message: object, *, model: str, validation_error: Exception) -> None:
+    def __init__(
+        self,
+        message: object,
+        *,
+        model: str,
+        validation_error: Exception,
+        hide_input: bool = False,
+    ) -> None:
         super().__init__(message)
         self.model = model
         self.validation_error = validation_error
+        self._hide_input = hide_input
 
     def errors(self, **options: Any) -> list[Any]:
-        """pydantic's list of problems (``ValidationError.errors(**options)``)."""
+        """pydantic's list of problems (``ValidationError.errors(**options)``); for a model
+        that hides its input (a URI, a credential) without the input unless asked for with
+        ``include_input=True``."""
+        if self._hide_input:
+            options.setdefault("include_input", False)
         errors: list[Any] = self.validation_error.errors(**options)  # type: ignore[attr-defined]
         return errors
 

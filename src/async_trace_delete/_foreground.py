@@ -277,7 +277,7 @@ class ForegroundWatch:
         self._sleep = sleep
         self._emit = emit
         self._origin = origin
-        self._scope = anyio.CancelScope()
+        self._scopes: list[anyio.CancelScope] = []  # one per loop: a scope is entered once
         url = config.throttle_url
         self._hook = (
             ThrottleHook(url.get_secret_value(), transport=transport) if url is not None else None
@@ -293,20 +293,29 @@ class ForegroundWatch:
         first answer)."""
         if self._hook is not None:
             self._scheduler.set_gate(False)
-            group.start_soon(self._watched, self._throttle)
+            self._start(group, self._throttle)
         if self.governor is not None:
-            group.start_soon(self._watched, self._canaries)
+            self._start(group, self._canaries)
+
+    def _start(self, group: TaskGroup, loop: Callable[[], Awaitable[None]]) -> None:
+        # A scope of its own (a scope is entered once), made now: aclose() may come before
+        # the task first runs, and a scope cancelled before it is entered cancels at once.
+        scope = anyio.CancelScope()
+        self._scopes.append(scope)
+        group.start_soon(self._watched, scope, loop)
 
     async def aclose(self) -> None:
         """Stop watching (once every job ended); the gate stays open from now on."""
-        self._scope.cancel()
+        for scope in self._scopes:
+            scope.cancel()
         self._scheduler.set_gate(True)
         if self._hook is not None:
             with anyio.CancelScope(shield=True):
                 await self._hook.aclose()
 
-    async def _watched(self, loop: Callable[[], Awaitable[None]]) -> None:
-        with self._scope:
+    @staticmethod
+    async def _watched(scope: anyio.CancelScope, loop: Callable[[], Awaitable[None]]) -> None:
+        with scope:
             await loop()
 
     async def _throttle(self) -> None:

@@ -84,7 +84,7 @@ def spec_error(model: type[BaseModel], error: ValidationError) -> SpecError:
             more_problems=more,
             plural="" if more == 1 else "s",
         )
-    return SpecError(first, model=model.__name__, validation_error=error)
+    return SpecError(first, model=model.__name__, validation_error=error, hide_input=hide_input)
 
 
 def _problem(problem: Any, hide_input: bool) -> FieldMessage:

@@ -80,7 +80,7 @@ def test_except_trace_delete_error_catches_every_model(
     assert str(caught).startswith(start), str(caught)
     assert isinstance(caught.__cause__, pydantic.ValidationError)
     assert caught.validation_error is caught.__cause__
-    assert caught.errors() == caught.__cause__.errors()
+    assert caught.errors(include_input=True) == caught.__cause__.errors()
     assert caught.errors(include_url=False)[0]["loc"] == caught.__cause__.errors()[0]["loc"]
 
 
@@ -131,3 +131,11 @@ def test_assignment_to_a_frozen_model_is_a_spec_error() -> None:
     spec = DeleteSpec(**SPEC)
     with pytest.raises(SpecError, match="frozen"):
         spec.force = True  # type: ignore[misc]
+
+
+def test_errors_of_a_model_that_hides_its_input_leave_the_input_out() -> None:
+    """SpecError.errors() of ClientConfig never returns the URI with its password."""
+    with pytest.raises(SpecError) as caught:
+        ClientConfig(tracking_uri="postgresql://u:s3cret@db/mlflow")
+    assert "s3cret" not in repr(caught.value.errors())
+    assert "s3cret" in repr(caught.value.errors(include_input=True))  # asked for: given

@@ -164,3 +164,17 @@ def test_the_throttle_url_is_never_shown() -> None:
     config = EngineConfig(throttle_url="https://ops.example/throttle?token=s3cret")
     assert "s3cret" not in repr(config)
     assert "s3cret" not in str(config.model_dump())
+
+
+@pytest.mark.asyncio
+async def test_a_budget_and_a_throttle_url_together() -> None:
+    """Both watchers at once (each its own cancel scope): the run is exact and closes."""
+    busy = BusyServer(3_000)
+    busy.throttle_answers = [503]
+    async with busy.engine(
+        foreground_budget=0.5, throttle_url=THROTTLE_URL, throttle_interval=1.0
+    ) as engine:
+        report = await engine.run([cutoff_spec(busy.experiment_id, busy.cutoff)])
+    assert report.jobs[0].deleted == busy.server.deleted(busy.experiment_id) == 3_000
+    assert busy.canaries
+    assert busy.server.deletes[0].started_at >= busy.throttle_asked[1]
