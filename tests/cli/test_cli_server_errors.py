@@ -200,6 +200,7 @@ def test_a_refused_port_names_the_server_and_the_cause(capsys: pytest.CaptureFix
     result = run_real(capsys, DELETE, {"MLFLOW_TRACKING_URI": url}, clock=clock)
     assert result.code == 1
     assert clock.now - 1_000.0 <= FIRST_CONTACT_SECONDS + 1.0  # was 4m40s: progress_timeout
+    assert f"Server: {url} (from MLFLOW_TRACKING_URI)" in result.err  # where it came from
     assert (
         f"could not connect to the MLflow server at {url}: connection refused: nothing listens "
         f"on port {port} of 127.0.0.1; is `mlflow server` running at {url}, on port {port}?"

@@ -192,7 +192,9 @@ class Session:
             return self._error(describe_guardrail(error, None), EXIT_BAD_INPUT)
         except UsageError as error:
             return self._error(str(error), EXIT_BAD_INPUT)
-        except TraceDeleteError as error:
+        except TraceDeleteError as error:  # the server could not be used: say which, and why
+            if not self.quiet:
+                sys.stderr.write(self.server_line() + "\n")
             return self._error(str(error), EXIT_FAILED)
 
     def _phase(self) -> anyio.CancelScope:
