@@ -11,7 +11,7 @@ older_than=30d, retention_tag="retention", min_retention=7d)`: the Default exper
 1,990 of ours.
 
 Measured in process, with `read_rate_limit=1000` (what the server and the engine cost) and
-with the engine's default `EngineConfig` (`read_rate_limit` 100 reads/s; reads have their own
+with the engine's default `EngineConfig` (`read_rate_limit` 250 reads/s; reads have their own
 rate, apart from the deletes' `rate_limit`, and a plan counts `max_concurrency` (4) jobs side
 by side):
 

@@ -306,7 +306,7 @@ class EngineConfig(ValidatedModel):
 
     client: ClientConfig | None = None
     rate_limit: Annotated[float, Field(gt=0, le=10_000)] = 20.0
-    read_rate_limit: Annotated[float, Field(gt=0, le=10_000)] = 100.0
+    read_rate_limit: Annotated[float, Field(gt=0, le=10_000)] = 250.0
     artifact_rate_limit: Annotated[float, Field(gt=0, le=10_000)] = 100.0
     max_concurrency: Annotated[int, Field(ge=1, le=64)] = 4
     adaptive_concurrency: bool = True
