@@ -246,3 +246,30 @@ def test_the_audit_log_records_where_the_url_came_from(
         "overrides": SIM_URL,
     }
     assert starts[1]["server"]["source"] == "MLFLOW_TRACKING_URI"
+
+
+def test_apply_takes_pacing_flags_over_the_plans(
+    recorder: Recorder, capsys: pytest.CaptureFixture[str], tmp_path: Path
+) -> None:
+    """``apply PLAN --concurrency 1 --rate 5000`` runs with those (they were ignored): the
+    audit's run_start shows them, and the plan's own settings stay for the rest."""
+    plan = tmp_path / "plan.json"
+    made = cli(recorder, capsys, *ALPHA, *FAST, "--min-sleep", "0.2", "--plan-out", str(plan))
+    assert made.code == EXIT_OK, made.err
+    audit = tmp_path / "audit.jsonl"
+    applied = cli(
+        recorder,
+        capsys,
+        "apply",
+        str(plan),
+        "--concurrency",
+        "1",
+        "--rate",
+        "5000",
+        "--audit-log",
+        str(audit),
+    )
+    assert applied.code == EXIT_OK, applied.err
+    engine = next(line for line in audit_lines(audit) if line["event"] == "run_start")["engine"]
+    assert (engine["max_concurrency"], engine["rate_limit"], engine["min_sleep"]) == (1, 5000, 0.2)
+    assert recorder.server.deleted("1") == 100

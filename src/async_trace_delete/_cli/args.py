@@ -485,7 +485,8 @@ def _prepare_apply(
     argv: Sequence[str], args: argparse.Namespace, environ: Mapping[str, str], now_ms: int
 ) -> Invocation:
     """``apply PLAN``: the plan's server (unless another is named, which is then refused),
-    its engine settings, and its age checked, all before any HTTP call."""
+    its engine settings (pacing flags given here win), and its age checked, all before any
+    HTTP call."""
     if args.plan_out is not None:
         raise BadInputError("--plan-out: apply executes a plan; it does not write one")
     plan = read_plan(Path(args.plan).expanduser())
@@ -513,10 +514,18 @@ def _prepare_apply(
             f"old (made {format_instant(plan.created_ms)}), older than "
             f"{format_duration(args.max_plan_age)}; make a new one (nothing was deleted)"
         )
+    # Pacing flags given here win over the plan's (as over a policy's): they change how fast,
+    # never what is deleted.
+    given = {
+        field: getattr(args, key)
+        for key, field in ENGINE_OPTIONS.items()
+        if getattr(args, key, None) is not None
+    }
     try:
-        config = EngineConfig.model_validate({**plan.engine, "client": client})
+        config = EngineConfig.model_validate({**plan.engine, **given, "client": client})
     except SpecError as error:
-        raise BadInputError(f"PLAN: engine settings: {Namer().validation(error)}") from None
+        where = "" if given else "PLAN: engine settings: "
+        raise BadInputError(f"{where}{Namer().validation(error)}") from None
     return Invocation(
         argv=tuple(argv),
         args=args,
