@@ -301,3 +301,29 @@ def test_expect_at_most_refuses_before_deleting(
     assert "--expect-at-most" in result.err
     assert "100" in result.err
     assert recorder.delete_calls == 0
+
+
+def test_a_closed_pipe_exits_with_richs_code_not_a_traceback(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """``... | head``: rich raises SystemExit(1) inside the run's task group; the console
+    entry point returns 1 instead of printing the exception group."""
+    from async_trace_delete._cli import args as cli_args
+
+    def closed_pipe(argv: object, **options: object) -> int:
+        raise BaseExceptionGroup("unhandled errors in a TaskGroup", [SystemExit(1)])
+
+    monkeypatch.setattr(cli_args, "run_cli", closed_pipe)
+    assert cli_args.main(["delete"]) == 1
+
+
+def test_other_errors_in_the_group_still_surface(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A group holding anything besides SystemExit is not swallowed."""
+    from async_trace_delete._cli import args as cli_args
+
+    def broken(argv: object, **options: object) -> int:
+        raise BaseExceptionGroup("errors", [SystemExit(1), RuntimeError("bug")])
+
+    monkeypatch.setattr(cli_args, "run_cli", broken)
+    with pytest.raises(BaseExceptionGroup):
+        cli_args.main(["delete"])

@@ -576,3 +576,19 @@ def main(argv: Sequence[str] | None = None) -> int:
     except KeyboardInterrupt:  # outside the run, where the signal handlers are not installed
         sys.stderr.write(f"{PROG}: interrupted\n")
         return EXIT_INTERRUPTED
+    except BaseExceptionGroup as error:
+        # rich answers a closed pipe (``... | head``) with SystemExit(1) from inside the run's
+        # task group: exit with its code, not a traceback of the group.
+        exits, rest = error.split(SystemExit)
+        if rest is not None or exits is None:
+            raise
+        first = _leaves(exits)[0]
+        assert isinstance(first, SystemExit)
+        return first.code if isinstance(first.code, int) else EXIT_FAILED
+
+
+def _leaves(group: BaseExceptionGroup[BaseException]) -> list[BaseException]:
+    leaves: list[BaseException] = []
+    for item in group.exceptions:
+        leaves.extend(_leaves(item) if isinstance(item, BaseExceptionGroup) else [item])
+    return leaves
