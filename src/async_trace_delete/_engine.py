@@ -177,8 +177,10 @@ class Engine:
             if exc is not None:
                 self.cancel_all()
             try:
-                while not all(handle.done for handle in self._handles):
-                    await next(handle for handle in self._handles if not handle.done).wait()
+                index = 0  # each job once, in order; one submitted meanwhile is waited for too
+                while index < len(self._handles):
+                    await self._handles[index].wait()
+                    index += 1
             finally:
                 if self._watch is not None:
                     await self._watch.aclose()

@@ -100,7 +100,11 @@ class Scheduler:
         self._read_pacer = read_pacer
         self._read_rate = read_pacer.rate if read_pacer is not None else pacer.rate
         self._read_slots = read_slots
-        self._file_pacer = file_pacer if file_pacer is not None else pacer
+        self._pacers = {  # built once: pace() is on every call's path
+            CallKind.DELETE: pacer,
+            CallKind.READ: read_pacer if read_pacer is not None else pacer,
+            CallKind.FILES: file_pacer if file_pacer is not None else pacer,
+        }
         self._file_slots = anyio.CapacityLimiter(file_slots)
         self._throttle = RateThrottle(pacer.rate)
         self._clock = clock
@@ -225,11 +229,7 @@ class Scheduler:
         A pause or a quiet gap that begins while the pacer makes the call wait holds it too.
         """
         files = kind is CallKind.FILES
-        pacer = {
-            CallKind.DELETE: self._pacer,
-            CallKind.READ: self._read_pacer or self._pacer,
-            CallKind.FILES: self._file_pacer,
-        }[kind]
+        pacer = self._pacers[kind]
 
         def held_until() -> float:
             return self._paused_until if files else max(self._paused_until, self._quiet_until)
