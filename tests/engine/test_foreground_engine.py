@@ -8,6 +8,7 @@ last delete, the slower another client's request.
 from __future__ import annotations
 
 import json
+from collections.abc import Callable, Coroutine
 from typing import Any
 
 import anyio
@@ -53,11 +54,16 @@ class BusyServer:
             await self.clock.sleep(CANARY_SECONDS_PER_TRACE * (last or 0))
         return await self.server.handle(request)
 
-    def engine(self, hooks: list[Any] | None = None, **settings: Any) -> Engine:
+    def engine(
+        self,
+        hooks: list[Any] | None = None,
+        handler: Callable[[httpx.Request], Coroutine[None, None, httpx.Response]] | None = None,
+        **settings: Any,
+    ) -> Engine:
         return Engine(
             EngineConfig(client=ClientConfig(tracking_uri=SIM_URL), rate_limit=1000.0, **settings),
             hooks=hooks or [],
-            transport=httpx.MockTransport(self.handle),
+            transport=httpx.MockTransport(handler or self.handle),
             clock=self.clock,
             sleep=self.clock.sleep,
             random=lambda: 0.5,
@@ -132,14 +138,7 @@ async def test_an_unreachable_throttle_url_holds_the_engine() -> None:
             raise httpx.ConnectError("refused", request=request)
         return await busy.handle(request)
 
-    engine = Engine(
-        EngineConfig(client=ClientConfig(tracking_uri=SIM_URL), throttle_url=THROTTLE_URL),
-        transport=httpx.MockTransport(unreachable),
-        clock=busy.clock,
-        sleep=busy.clock.sleep,
-        random=lambda: 0.5,
-        wall_clock_ms=lambda: NOW_MS,
-    )
+    engine = busy.engine(handler=unreachable, throttle_url=THROTTLE_URL)
     outcome: list[object] = []
 
     async def run() -> None:
