@@ -17,7 +17,6 @@ failing on it) is reported with its error and the others go on.
 from __future__ import annotations
 
 import contextlib
-import importlib
 import shutil
 import tempfile
 import time
@@ -208,20 +207,14 @@ def _open_mysql(
             fails on it (its migrations, say); the message holds the end of the server's log.
     """
     from benchmarks.mysql_database import MysqlDatabase
+    from tests.support.mariadb import MariadbUnavailableError, local_mariadb
 
-    try:
-        # By name: the module comes with the backend-matrix work (issue 17) and may be absent.
-        mariadb_support: Any = importlib.import_module("tests.support.mariadb")
-    except ImportError as error:
-        raise BackendUnavailableError("mysql", f"tests.support.mariadb missing: {error}") from error
-    local_mariadb = mariadb_support.local_mariadb
-    unavailable: type[Exception] = mariadb_support.MariadbUnavailableError
     started = time.perf_counter()
     stack = contextlib.ExitStack()
     try:
         try:
             mariadb = stack.enter_context(local_mariadb())
-        except unavailable as error:
+        except MariadbUnavailableError as error:
             raise BackendUnavailableError("mysql", str(error)) from error
         try:
             server: MlflowServer = start_mlflow_server(
