@@ -49,16 +49,10 @@ async def run_backend(run: BackendRun, big_run: BackendRun | None) -> dict[str, 
     backend = run.backend
     idle = await run.idle_probe()
     results: list[VariantResult] = []
-    skipped: list[dict[str, str]] = []
     if run.measure_only:
         log("[bench external] no --seed: measured the idle probe only; nothing is deleted")
     else:
         for variant in build_variants(settings):
-            reason = variant.skip_reason()
-            if reason is not None:
-                log(f"[bench {backend.name}] {variant.name}: skipped: {reason}")
-                skipped.append({"name": variant.name, "reason": reason})
-                continue
             results.append(await run.measure(variant, run.experiment_ids, "main"))
         if big_run is not None:
             results.extend(await big_run.run_big())
@@ -76,7 +70,6 @@ async def run_backend(run: BackendRun, big_run: BackendRun | None) -> dict[str, 
         info["big_experiment_server"] = big_run.backend.info
         seed_log += big_run.seed_log
     section = backend_json(backend.name, info, idle, results, checks, seed_log)
-    section["skipped"] = skipped
     section["frontier"] = [
         {"name": point.name, "p99_s": point.p99, "throughput_per_s": point.throughput}
         for point in frontier_of(results)
@@ -135,7 +128,6 @@ def unavailable_section(name: str, error: str) -> dict[str, Any]:
         "seeding": [],
         "variants": [],
         "targets": [],
-        "skipped": [],
         "frontier": [],
     }
 

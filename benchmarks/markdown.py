@@ -77,8 +77,6 @@ def _section(section: dict[str, Any]) -> list[str]:
             f" | {_probe_cells(variant['probe'])}"
             f" | {'yes' if variant['verification']['verified'] else 'NO'} |"
         )
-    for skipped in section.get("skipped", []):
-        lines.append(f"| {skipped['name']} (skipped: {skipped['reason']}) | | | | | | | | | | |")
     frontier = ", ".join(
         f"{point['name']} ({_rate(point['throughput_per_s'])}/s at {_ms(point['p99_s'])} ms)"
         for point in section.get("frontier", [])

@@ -248,8 +248,6 @@ def table(section: dict[str, Any]) -> str:
             + _probe_text(variant["probe"])
             + f" {len(variant['errors']):>6} {variant['verification']['verified']!s:>8}"
         )
-    for skipped in section.get("skipped", []):
-        lines.append(f"{skipped['name']:<22} skipped: {skipped['reason']}")
     return "\n".join(lines)
 
 

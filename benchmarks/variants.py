@@ -15,7 +15,7 @@
    in flight); `engine` is the default target (1 s).
 5. `engine-concurrent`: all experiments submitted at once, adaptive concurrency (up to 4).
 6. `engine-budget`: the default target plus `foreground_budget` (the p99 other clients may see,
-   kept by a canary); skipped with a message when the installed engine has no such field.
+   kept by a canary).
 
 A variant may be time-boxed: it stops sending calls once its deadline passes (the call in flight
 completes), so the slow ones are measured on their steady rate instead of run for minutes.
@@ -96,10 +96,6 @@ class Variant(Protocol):
         """Clean `target`; stop sending calls after `deadline` (`time.monotonic()`) if set."""
         ...
 
-    def skip_reason(self) -> str | None:
-        """Why this variant cannot run here (None: it can)."""
-        ...
-
 
 def _passed(deadline: float | None) -> bool:
     return deadline is not None and time.monotonic() >= deadline
@@ -113,9 +109,6 @@ class DocsRecipe:
     description: str = (
         "MlflowClient.delete_traces(max_traces=100) + sleep(0.1), experiments in turn"
     )
-
-    def skip_reason(self) -> str | None:
-        return None
 
     async def run(self, target: Target, deadline: float | None) -> VariantRun:
         # Importing mlflow takes seconds: do it before the clock starts.
@@ -263,9 +256,6 @@ class FixedBatch:
     async def run(self, target: Target, deadline: float | None) -> VariantRun:
         return await sequential_deletes(target, self.size, deadline, pause=self.pause)
 
-    def skip_reason(self) -> str | None:
-        return None
-
 
 @dataclass
 class Unbounded:
@@ -278,9 +268,6 @@ class Unbounded:
         # Every experiment gets its call even if one fails (e.g. SQLite's variable limit).
         return await sequential_deletes(target, None, None, stop_on_error=False)
 
-    def skip_reason(self) -> str | None:
-        return None
-
 
 @dataclass
 class EngineVariant:
@@ -291,16 +278,6 @@ class EngineVariant:
     target_latency: float = 1.0
     max_concurrency: int = 4
     options: dict[str, Any] = field(default_factory=dict)
-
-    def skip_reason(self) -> str | None:
-        """The options the installed `EngineConfig` does not have, if any."""
-        missing = sorted(set(self.options) - set(EngineConfig.model_fields))
-        if not missing:
-            return None
-        return (
-            f"the installed engine's EngineConfig has no {', '.join(missing)}"
-            " (needs the engine of issue 17)"
-        )
 
     async def run(self, target: Target, deadline: float | None) -> VariantRun:
         config = EngineConfig(
