@@ -32,7 +32,8 @@ TIME_BOX_NOTE = (
     "counts exact, and exactly the oldest old traces gone."
 )
 ENGINE_BOX_NOTE = (
-    " The engine below the large target and engine-budget are time-boxed at {engine:g} s, "
+    " The engine below the large target, engine-budget and the hand-written loop it is "
+    "compared with (fixed-1000-sleep-0.1) are time-boxed at {engine:g} s, "
     "engine-concurrent at {concurrent:g} s, ended with Engine.stop_all(), which lets the calls "
     "in flight finish: the engine settles within a few calls and then runs at a steady rate "
     "(on PostgreSQL it usually finishes first). The engine at the large target runs to the end "
