@@ -91,7 +91,7 @@ def open_shared(
     if limit is None:
         limit = (
             ConcurrencyController(
-                max_limit=config.max_concurrency, target_latency=config.target_latency
+                max_limit=config.max_concurrency, target_latency=config.call_latency_target
             )
             if config.adaptive_concurrency and config.max_concurrency > 1
             else FixedLimit(config.max_concurrency)
@@ -99,7 +99,7 @@ def open_shared(
     cutoff_sizer = controls.cutoff_sizer
     if cutoff_sizer is None:
         cutoff_sizer = BatchSizer(
-            target_latency=config.target_latency,
+            target_latency=config.call_latency_target,
             min_size=config.min_batch_size,
             max_size=config.max_batch_size,
             initial_size=config.initial_batch_size,
@@ -107,7 +107,7 @@ def open_shared(
     id_sizer = controls.id_sizer
     if id_sizer is None:
         id_sizer = BatchSizer(
-            target_latency=config.target_latency,
+            target_latency=config.call_latency_target,
             min_size=1,
             max_size=config.max_id_chunk,
             initial_size=config.initial_id_chunk,
