@@ -46,6 +46,25 @@ _DEFAULT_MAX_ID_CHUNK = 1_000
 # MySQL another client's write waits for a whole delete (a read canary cannot see that), and
 # a call's p99 runs above the mean the sizer aims at, plus the waiter's own request.
 _BUDGET_CALL_SHARE = 0.5
+# Traces per second of call target the first cutoff call asks for when its size is unset
+# (~1 ms per trace: 1,000 at the default 1 s). A first call far from the target costs a
+# ramp of doubling calls (each paying the backend's fixed cost) or an early spike others feel.
+_FIRST_BATCH_PER_SECOND = 1_000
+
+
+def _first_batch(target: Any, budget: Any) -> int:
+    """The first cutoff batch for an unset ``initial_batch_size``: 1,000 traces per second
+    of the call target (``target_latency``, or half the budget if less); 1,000 when they
+    are not numbers yet (their own validation then names them)."""
+    try:
+        seconds = 1.0 if target is None else float(target)
+        if budget is not None:
+            seconds = min(seconds, float(budget) * _BUDGET_CALL_SHARE)
+    except (TypeError, ValueError):
+        return _DEFAULT_INITIAL_BATCH
+    if not (0 < seconds < float("inf")):
+        return _DEFAULT_INITIAL_BATCH
+    return max(1, round(_FIRST_BATCH_PER_SECOND * seconds))
 
 
 def _is_size(value: object) -> bool:
@@ -262,7 +281,9 @@ class EngineConfig(ValidatedModel):
             it: this is the knob between speed and the server's other users, who wait while
             a delete runs. With a ``foreground_budget`` the target is at most half of it.
         initial_batch_size: First ``max_traces`` of a cutoff job (later jobs on the same
-            engine start from what earlier ones learnt).
+            engine start from what earlier ones learnt). Unset: 1,000 per second of
+            :attr:`call_latency_target` (1,000 at the default 1 s, 5,000 at 5 s, 250 with
+            a 0.5 s ``foreground_budget``), within the batch bounds.
         min_batch_size: Smallest batch a cutoff call asks for.
         max_batch_size: Largest batch a cutoff call asks for.
         initial_id_chunk: First number of IDs per call for ID and selective jobs.
@@ -366,7 +387,8 @@ class EngineConfig(ValidatedModel):
         low = _DEFAULT_MIN_BATCH if low is None else low
         high = _DEFAULT_MAX_BATCH if high is None else high
         if data.get("initial_batch_size") is None and _is_size(low) and _is_size(high):
-            data["initial_batch_size"] = min(max(_DEFAULT_INITIAL_BATCH, low), max(high, low))
+            first = _first_batch(data.get("target_latency"), data.get("foreground_budget"))
+            data["initial_batch_size"] = min(max(first, low), max(high, low))
         chunk = data.get("max_id_chunk", _DEFAULT_MAX_ID_CHUNK)
         if data.get("initial_id_chunk") is None and _is_size(chunk):
             data["initial_id_chunk"] = min(_DEFAULT_INITIAL_ID_CHUNK, chunk)

@@ -286,6 +286,27 @@ def test_secrets_are_hidden_in_repr_str_and_dump() -> None:
 
 
 @pytest.mark.parametrize(
+    ("given", "first"),
+    [
+        ({}, 1_000),
+        ({"target_latency": 5.0}, 5_000),
+        ({"target_latency": 0.25}, 250),
+        ({"foreground_budget": 0.5}, 250),  # the call target: half the budget
+        ({"foreground_budget": 4.0}, 1_000),
+        ({"target_latency": 0.01}, 100),  # never below the minimum batch
+        ({"target_latency": 500.0}, 100_000),  # nor above the maximum
+        ({"target_latency": 5.0, "max_batch_size": 2_000}, 2_000),
+        ({"target_latency": 5.0, "initial_batch_size": 300}, 300),  # given: kept
+    ],
+)
+def test_the_first_batch_follows_the_call_target(given: dict[str, Any], first: int) -> None:
+    """An unset first batch asks for ~1 ms per trace of the call target: at 5 s the engine
+    no longer ramps up from 1,000 through calls that each pay the backend's fixed cost, and
+    at 0.25 s its first call does not take twice the target."""
+    assert EngineConfig(**given).initial_batch_size == first
+
+
+@pytest.mark.parametrize(
     ("given", "expected"),
     [
         ({"max_batch_size": 50}, (50, 50, 50)),

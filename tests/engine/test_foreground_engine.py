@@ -96,7 +96,9 @@ async def test_slow_canaries_shrink_the_batches_until_others_are_within_budget()
     traces, and reports each change as an event."""
     busy = BusyServer(30_000)
     events: list[Event] = []
-    async with busy.engine(hooks=[events.append], foreground_budget=0.5) as engine:
+    async with busy.engine(
+        hooks=[events.append], foreground_budget=0.5, initial_batch_size=1_000
+    ) as engine:
         report = await engine.run([cutoff_spec(busy.experiment_id, busy.cutoff)])
     job = report.jobs[0]
     assert job.state is JobState.COMPLETED
