@@ -160,6 +160,32 @@ def test_shared_batch_sizer_and_controller_together() -> None:
     assert postgres_run.throughput >= 1.3 * sqlite_run.throughput
 
 
+def test_a_gain_that_bigger_batches_explain_does_not_keep_a_probe() -> None:
+    """Twice the throughput at limit 2, but from batches twice as big (the sizer ramping):
+    that says nothing of parallelism, so the probe reverts; at equal batches it is kept."""
+    ramping = ConcurrencyController(max_limit=4, window_calls=4)
+    now = feed(ramping, 4, start=0.0, interval=1.0, deleted=1_000)  # 1,000 traces/s at 1
+    assert ramping.limit == 2
+    assert ramping.probing
+    feed(ramping, 4, start=now, interval=1.0, deleted=2_000)  # 2,000/s, batches doubled
+    assert ramping.limit == 1
+    steady = ConcurrencyController(max_limit=4, window_calls=4)
+    now = feed(steady, 4, start=0.0, interval=1.0, deleted=1_000)
+    feed(steady, 4, start=now, interval=0.5, deleted=1_100)  # 2,200/s, batches alike
+    assert steady.limit == 3
+
+
+def test_a_single_writer_is_not_opened_up_while_the_sizer_ramps() -> None:
+    """Four jobs on a SQLite-like server, the shared sizer ramping from 100 traces: the
+    first probes meet growing batches and must not climb on them (the benchmark's SQLite
+    run held 1.85 calls in flight, peak 3, and other clients' p99 doubled)."""
+    controller = ConcurrencyController(max_limit=4)
+    sizer = BatchSizer(initial_size=100)
+    run = simulate(controller, single_writer, 0.2, completions=60, jobs=4, size=None, sizer=sizer)
+    assert max(run.limits) <= 2
+    assert Counter(run.limits)[1] >= 0.8 * len(run.limits)
+
+
 @pytest.mark.parametrize("initial_limit", [1, 3])
 def test_never_probes_without_demand(initial_limit: int) -> None:
     """When nothing waits on the limit, the limit does not grow, however fast the calls."""
