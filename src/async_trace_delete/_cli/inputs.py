@@ -26,7 +26,7 @@ from .._durations import parse_duration
 from .._exceptions import GuardrailError, SpecError, UsageError
 from .._specs import DeleteSpec
 from .names import ENGINE_OPTIONS, SELECTOR_FIELDS, Namer
-from .server import ServerSource
+from .server import ServerSource, server_json, server_line
 from .shell import shell_join
 
 __all__ = [
@@ -357,6 +357,17 @@ class Invocation:
     def execute(self) -> bool:
         """Whether this run deletes (``apply`` always does: its plan was the dry run)."""
         return self.plan_file is not None or bool(self.args.execute)
+
+    def server_line(self) -> str:
+        """``Server: URL (from ...)``: which server this command talks to, and why (URL
+        credentials hidden; the caller's redactor hides the rest of its secrets)."""
+        client = self.config.client
+        return server_line(client.tracking_uri if client else "?", self.server)
+
+    def server_json(self) -> dict[str, Any] | None:
+        """The ``server`` object of ``--json`` (None without a client config)."""
+        client = self.config.client
+        return None if client is None else server_json(client.tracking_uri, self.server)
 
     def command(self, *, execute: bool | None = None) -> str:
         """The command line, quoted as a person types it (``--filter "status = 'ERROR'"``;

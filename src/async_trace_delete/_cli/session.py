@@ -49,7 +49,6 @@ from .lookup import Lookup
 from .plan_file import checked_plan, save_plan
 from .progress import ProgressDisplay
 from .render import plan_json, render_plan
-from .server import server_json, server_line
 from .summary import render_summary, report_json
 from .terminal import make_console, print_json, watch_signals
 
@@ -103,14 +102,11 @@ class Session:
 
     def server_line(self) -> str:
         """``Server: URL (from ...)``: which server this run talks to, and why."""
-        client = self.invocation.config.client
-        url = client.tracking_uri if client else "?"
-        return self.redact(server_line(url, self.invocation.server))
+        return self.redact(self.invocation.server_line())
 
     def server_json(self) -> dict[str, Any] | None:
         """The ``server`` object of ``--json`` (None without a client config)."""
-        client = self.invocation.config.client
-        return None if client is None else server_json(client.tracking_uri, self.invocation.server)
+        return self.invocation.server_json()
 
     def run(self) -> int:
         """Run to the end and return the exit code."""

@@ -26,7 +26,6 @@ from .._exceptions import MlflowApiError, TraceDeleteError
 from .._sweep import SweepReport
 from .audit import AuditLog, Redactor, who_and_where
 from .inputs import EXIT_FAILED, EXIT_INTERRUPTED, EXIT_OK, PROG, Invocation
-from .server import server_json, server_line
 from .sweep_render import SweepProgress, render_sweep
 from .terminal import make_console, print_json, watch_signals
 
@@ -63,14 +62,11 @@ class SweepSession:
 
     def server_line(self) -> str:
         """``Server: URL (from ...)``: which server this sweep talks to, and why."""
-        client = self.invocation.config.client
-        url = client.tracking_uri if client else "?"
-        return self.redact(server_line(url, self.invocation.server))
+        return self.redact(self.invocation.server_line())
 
     def server_json(self) -> dict[str, Any] | None:
         """The ``server`` object of ``--json`` (None without a client config)."""
-        client = self.invocation.config.client
-        return None if client is None else server_json(client.tracking_uri, self.invocation.server)
+        return self.invocation.server_json()
 
     def run(self) -> int:
         """Run the sweep and return the exit code."""
