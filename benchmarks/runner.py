@@ -124,6 +124,32 @@ async def _in_thread(function: Callable[..., Any], *args: Any) -> Any:
     return await anyio.to_thread.run_sync(function, *args)
 
 
+def time_box_for(settings: Settings, variant: Variant) -> float | None:
+    """The variant's time box, or None when it runs to the end.
+
+    The docs recipe and the fixed loops are boxed (every call costs the same, so the rate
+    in the box is their steady rate). The hand-written loop the default engine must beat
+    is boxed like the engine (`engine_box`): a 4 s box of it held three calls on MariaDB
+    and none of the lock waits a 15 s one meets (probe p99 0.09 s against 1.23 s). The
+    engine below the large target, the concurrent engine and the budget-paced one are
+    boxed at `engine_box` / `concurrent_box` (0 = to the end): they settle within a few
+    calls and then run at a steady rate, and at small targets on SQLite a whole cleanup
+    would take minutes. The engine at the large target and the big experiment run to the
+    end: they show the whole cleanup, tail calls included.
+    """
+    if variant.name == hand_loop_name() and settings.engine_box:
+        # Compared head to head with the default engine: measured over the same length.
+        return settings.engine_box
+    if _time_boxed(variant):
+        return settings.time_box
+    if variant.name == "engine-concurrent":
+        return settings.concurrent_box or None
+    large = engine_name(settings, settings.large_target)
+    if variant.name.startswith("engine") and variant.name != large:
+        return settings.engine_box or None
+    return None
+
+
 class BackendRun:
     """All the variants on one backend."""
 
@@ -246,7 +272,7 @@ class BackendRun:
         result.old_before = sum(old_new[0] for old_new in before.values())
         result.new_before = sum(old_new[1] for old_new in before.values())
         target = Target(self.backend.base_url, tuple(experiment_ids), cutoff)
-        time_box = self._time_box(variant)
+        time_box = time_box_for(self.settings, variant)
         probe = Probe(self.backend.base_url, self.probe_experiment, self.settings.probe_interval)
         stop = anyio.Event()
         self._say(f"{variant.name}: running" + (f" (time box {time_box:g} s)" if time_box else ""))
@@ -286,31 +312,6 @@ class BackendRun:
         result.orphans = await _in_thread(database.orphans)
         self._say(_one_line(result))
         return result
-
-    def _time_box(self, variant: Variant) -> float | None:
-        """The variant's time box, or None when it runs to the end.
-
-        The docs recipe and the fixed loops are boxed (every call costs the same, so the rate
-        in the box is their steady rate). The hand-written loop the default engine must beat
-        is boxed like the engine (`engine_box`): a 4 s box of it held three calls on MariaDB
-        and none of the lock waits a 15 s one meets (probe p99 0.09 s against 1.23 s). The
-        engine below the large target, the concurrent engine and the budget-paced one are
-        boxed at `engine_box` / `concurrent_box` (0 = to the end): they settle within a few
-        calls and then run at a steady rate, and at small targets on SQLite a whole cleanup
-        would take minutes. The engine at the large target and the big experiment run to the
-        end: they show the whole cleanup, tail calls included.
-        """
-        if variant.name == hand_loop_name() and self.settings.engine_box:
-            # Compared head to head with the default engine: measured over the same length.
-            return self.settings.engine_box
-        if _time_boxed(variant):
-            return self.settings.time_box
-        if variant.name == "engine-concurrent":
-            return self.settings.concurrent_box or None
-        large = engine_name(self.settings, self.settings.large_target)
-        if variant.name.startswith("engine") and variant.name != large:
-            return self.settings.engine_box or None
-        return None
 
     async def _clean_rest(self, result: VariantResult, target: Target) -> None:
         """Delete what a time-boxed variant left, untimed, so 'old all gone' is still checked."""

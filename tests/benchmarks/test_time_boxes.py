@@ -2,19 +2,15 @@
 
 from __future__ import annotations
 
-from typing import Any
-
 import pytest
 
 from benchmarks.arguments import parser, settings_from
-from benchmarks.runner import BackendRun, build_variants, hand_loop_name
+from benchmarks.runner import build_variants, hand_loop_name, time_box_for
 
 
 def _boxes(*argv: str) -> dict[str, float | None]:
     settings = settings_from(parser().parse_args(list(argv)))
-    run: Any = BackendRun.__new__(BackendRun)  # only its settings are read
-    run.settings = settings
-    return {v.name: run._time_box(v) for v in build_variants(settings)}
+    return {v.name: time_box_for(settings, v) for v in build_variants(settings)}
 
 
 def test_the_hand_written_loop_is_measured_as_long_as_the_engine_it_is_compared_with() -> None:
