@@ -52,14 +52,19 @@ _BUDGET_CALL_SHARE = 0.5
 _FIRST_BATCH_PER_SECOND = 1_000
 
 
+def _call_target(target: float, budget: float | None) -> float:
+    """Seconds each delete call is steered to: ``target``, or half the ``budget`` if less."""
+    return target if budget is None else min(target, budget * _BUDGET_CALL_SHARE)
+
+
 def _first_batch(target: Any, budget: Any) -> int:
     """The first cutoff batch for an unset ``initial_batch_size``: 1,000 traces per second
-    of the call target (``target_latency``, or half the budget if less); 1,000 when they
-    are not numbers yet (their own validation then names them)."""
+    of the call target; 1,000 when the values are not numbers yet (their own validation
+    then names them)."""
     try:
-        seconds = 1.0 if target is None else float(target)
-        if budget is not None:
-            seconds = min(seconds, float(budget) * _BUDGET_CALL_SHARE)
+        seconds = _call_target(
+            1.0 if target is None else float(target), None if budget is None else float(budget)
+        )
     except (TypeError, ValueError):
         return _DEFAULT_INITIAL_BATCH
     if not (0 < seconds < float("inf")):
@@ -399,9 +404,7 @@ class EngineConfig(ValidatedModel):
         """Seconds each delete call is steered to: ``target_latency``, or half the
         ``foreground_budget`` when that is less (a write of another client may wait for a
         whole call)."""
-        if self.foreground_budget is None:
-            return self.target_latency
-        return min(self.target_latency, self.foreground_budget * _BUDGET_CALL_SHARE)
+        return _call_target(self.target_latency, self.foreground_budget)
 
     @model_validator(mode="after")
     def _bounds(self) -> Self:
